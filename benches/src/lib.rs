@@ -1,0 +1,36 @@
+//! Helpers for the side-by-side benchmarks in `benches/benches/`.
+//!
+//! Every benchmark that has a peer doing the same work (qemu-img, qemu-nbd, nbdkit,
+//! tftpd-hpa, dnsmasq) runs ours and the peer in one run and prints the ratio, so
+//! figures are comparable on whatever machine runs them.
+
+use std::time::{Duration, Instant};
+
+/// Runs `work` `runs` times and returns the best wall-clock time (the least disturbed
+/// by other load on the machine).
+pub fn best_of(runs: usize, mut work: impl FnMut()) -> Duration {
+    (0..runs.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            work();
+            start.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+/// Prints one comparison line: `case  ours  peer  ratio` where a ratio above 1 means
+/// we are faster.
+pub fn report(case: &str, ours: Duration, peer_name: &str, peer: Duration) {
+    let ratio = peer.as_secs_f64() / ours.as_secs_f64().max(f64::EPSILON);
+    println!(
+        "{case:<48} ours {:>9.3} ms  {peer_name} {:>9.3} ms  speed ratio {ratio:>6.2}x",
+        ours.as_secs_f64() * 1e3,
+        peer.as_secs_f64() * 1e3,
+    );
+}
+
+/// Throughput in MiB/s for `bytes` moved in `elapsed`.
+pub fn mib_per_s(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
+}

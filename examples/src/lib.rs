@@ -1,0 +1,89 @@
+//! What the provision binaries share: size arguments and log set-up.
+//!
+//! The binaries themselves live in `src/bin/`; each parses its arguments, loads its
+//! configuration and composes the libraries' drivers, nothing more.
+
+use std::fmt;
+
+/// A byte count given on the command line: `512`, `64K`, `100M`, `20G`, `1T`
+/// (binary multiples; a trailing `B` or `iB` is accepted).
+///
+/// ```
+/// use provision_examples::parse_size;
+/// assert_eq!(parse_size("64K"), Ok(65536));
+/// assert_eq!(parse_size("20G"), Ok(20 << 30));
+/// assert!(parse_size("2X").is_err());
+/// ```
+pub fn parse_size(text: &str) -> Result<u64, SizeError> {
+    let t = text.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                'P' => 50,
+                _ => return Err(SizeError(text.to_owned())),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| SizeError(text.to_owned()))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| SizeError(text.to_owned()))
+}
+
+/// A size argument that is not a number with an optional K/M/G/T/P suffix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SizeError(pub String);
+
+impl fmt::Display for SizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid size `{}`: expected a number with an optional K, M, G or T suffix (e.g. 512, 64K, 20G)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for SizeError {}
+
+/// Installs the log subscriber every binary uses: human-readable on a terminal,
+/// JSON lines with `--log-format json`; the level comes from `RUST_LOG`
+/// (default `info`).
+pub fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("100M"), Ok(100 << 20));
+        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_size("1t"), Ok(1 << 40));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999P").is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! DHCPv4 and PXE for network boot.
+//!
+//! What it is: the DHCP message and option codec (unknown options round-trip byte for
+//! byte), typed PXE options, ProxyDHCP and boot-service decisions as pure functions of a
+//! request and a policy, and, behind the `server` feature, a UDP driver.
+//!
+//! What it is not: a general-purpose DHCP server for a whole site; it answers boot clients.
+#![forbid(unsafe_code)]
