@@ -75,7 +75,9 @@ pub fn peer(program: &str) -> Option<PathBuf> {
         "peer `{program}` is required under CI=true but was not found in PATH; \
          .ci/run must install the Debian package `{package}`"
     );
-    eprintln!("SKIPPED: peer `{program}` not found (Debian package `{package}`); set CI=true to make this a failure");
+    eprintln!(
+        "SKIPPED: peer `{program}` not found (Debian package `{package}`); set CI=true to make this a failure"
+    );
     None
 }
 
@@ -133,7 +135,11 @@ pub fn fixtures() -> Option<PathBuf> {
     if dir.is_dir() {
         return Some(dir);
     }
-    assert!(!in_ci(), "fixtures folder {} is missing under CI=true", dir.display());
+    assert!(
+        !in_ci(),
+        "fixtures folder {} is missing under CI=true",
+        dir.display()
+    );
     eprintln!("SKIPPED: fixtures folder {} not found", dir.display());
     None
 }
@@ -228,7 +234,10 @@ impl ChildGuard {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        eprintln!("`{}` ignored SIGTERM for {timeout:?}; killing it", self.what);
+        eprintln!(
+            "`{}` ignored SIGTERM for {timeout:?}; killing it",
+            self.what
+        );
         None
     }
 
