@@ -6,3 +6,10 @@
 //!
 //! What it is not: a general-purpose DHCP server for a whole site; it answers boot clients.
 #![forbid(unsafe_code)]
+
+pub mod error;
+pub mod options;
+pub mod wire;
+
+pub use error::{Error, ErrorKind, Result};
+pub use wire::{Message, MessageType, Op, Options};
