@@ -1,8 +1,80 @@
 //! The Trivial File Transfer Protocol (RFC 1350, 2347, 2348, 2349, 7440).
 //!
-//! What it is: TFTP packets, sans-IO read and write transfers for both server and client
-//! (time is an input, deadlines are outputs), and, behind the `server` feature, a UDP
-//! driver that serves any file provider.
+//! What it is: TFTP packets ([`packet`]), option negotiation ([`options`]), netascii
+//! ([`netascii`]), sans-IO transfers ([`transfer`]: time is an input, deadlines are
+//! outputs), file providers ([`provider`]: a confined directory, generated content) and,
+//! behind the `server` feature, a tokio UDP driver (`driver`) that serves any provider.
 //!
-//! What it is not: a general file server; uploads are off unless configured.
+//! What it is not: a general file server; it serves boot files. Uploads are off unless a
+//! provider allows them. It does no I/O in its core: the driver moves datagrams.
+//!
+//! # Layers
+//!
+//! ```text
+//!   UDP socket  <-- driver (feature "server": one task and one socket/TID per transfer)
+//!       |  datagrams + now                     ^ datagrams, next deadline
+//!       v                                      |
+//!   ReadTransfer::handle_datagram / handle_timeout / poll_transmit / poll_timeout
+//!       |  block n = bytes at (n-1)*blksize
+//!       v
+//!   Provider::open(path, peer) -> Source (shared open file or bytes in memory)
+//! ```
+//!
+//! # Example: a read transfer over in-memory packets
+//!
+//! A client asks for a 1000-byte file with blksize 512 and windowsize 2; the transfer
+//! answers with an OACK, then one window of two blocks, and ends on the last ACK. No
+//! socket and no sleep: `now` is whatever the caller says.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::{Duration, Instant};
+//! use tftp::packet::{Mode, Packet, Request};
+//! use tftp::provider::MemorySource;
+//! use tftp::transfer::{Outcome, ReadTransfer, TransferConfig};
+//!
+//! let file = Arc::new(MemorySource::from(vec![7u8; 1000]));
+//! let request = Request {
+//!     filename: "boot.ipxe".into(),
+//!     mode: Mode::Octet,
+//!     options: vec![("blksize".into(), "512".into()), ("windowsize".into(), "2".into())],
+//! };
+//! let now = Instant::now();
+//! let mut t = ReadTransfer::new(now, &request, file, &TransferConfig::default()).unwrap();
+//! let mut buf = vec![0u8; 65536];
+//!
+//! let n = t.poll_transmit(&mut buf).unwrap();
+//! assert!(matches!(Packet::parse(&buf[..n]).unwrap(), Packet::Oack(_)));
+//! assert_eq!(t.poll_transmit(&mut buf), None); // waits for ACK 0
+//!
+//! t.handle_datagram(now, &Packet::Ack(0).to_vec());
+//! let mut blocks = Vec::new();
+//! while let Some(n) = t.poll_transmit(&mut buf) {
+//!     if let Packet::Data { block, data } = Packet::parse(&buf[..n]).unwrap() {
+//!         blocks.push((block, data.len()));
+//!     }
+//! }
+//! assert_eq!(blocks, [(1, 512), (2, 488)]); // one window
+//!
+//! // The ACK is lost: at the deadline the window is sent again.
+//! let deadline = t.poll_timeout().unwrap();
+//! t.handle_timeout(deadline + Duration::from_millis(1));
+//! assert!(t.poll_transmit(&mut buf).is_some());
+//!
+//! t.handle_datagram(deadline, &Packet::Ack(2).to_vec());
+//! assert!(matches!(t.outcome(), Some(Outcome::Completed)));
+//! ```
 #![forbid(unsafe_code)]
+
+pub mod error;
+pub mod netascii;
+pub mod options;
+pub mod packet;
+pub mod provider;
+pub mod transfer;
+
+pub use error::{Error, ErrorCode, ErrorKind};
+pub use options::{Limits, Options};
+pub use packet::{Mode, Packet, Request};
+pub use provider::{DirProvider, Fallback, Generated, MemorySource, Provider, Sink, Source};
+pub use transfer::{Outcome, ReadTransfer, TransferConfig};

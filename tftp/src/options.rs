@@ -1,0 +1,218 @@
+//! Transfer options (RFC 2347 negotiation; blksize RFC 2348, timeout and tsize RFC 2349,
+//! windowsize RFC 7440): reading them from a request and choosing what a server accepts.
+
+use crate::packet::MAX_BLKSIZE;
+
+/// The options this crate understands, each `None` when absent or unusable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Block size in bytes, 8..=65464 (RFC 2348).
+    pub blksize: Option<u16>,
+    /// Retransmission timeout in seconds, 1..=255 (RFC 2349).
+    pub timeout: Option<u8>,
+    /// Transfer size in bytes (RFC 2349); 0 in an RRQ asks the server for the size.
+    pub tsize: Option<u64>,
+    /// Blocks sent before waiting for an ACK, 1..=65535 (RFC 7440).
+    pub windowsize: Option<u16>,
+}
+
+/// Option names as sent on the wire.
+pub const BLKSIZE: &str = "blksize";
+/// See [`BLKSIZE`].
+pub const TIMEOUT: &str = "timeout";
+/// See [`BLKSIZE`].
+pub const TSIZE: &str = "tsize";
+/// See [`BLKSIZE`].
+pub const WINDOWSIZE: &str = "windowsize";
+
+impl Options {
+    /// Reads the options we understand from a request's or an OACK's pairs.
+    ///
+    /// Names compare without regard to case (RFC 2347). Values that do not parse are
+    /// dropped; out-of-range values follow each RFC: a blksize below 8 or a timeout
+    /// outside 1..=255 is dropped, a blksize above 65464 is clamped (the server may answer
+    /// with a smaller one, RFC 2348), a windowsize of 0 is dropped and above 65535 clamped.
+    /// Unknown options are ignored (RFC 2347: the server omits them from its OACK).
+    pub fn from_pairs(pairs: &[(String, String)]) -> Self {
+        let mut o = Self::default();
+        for (name, value) in pairs {
+            let Ok(n) = value.trim().parse::<u64>() else {
+                continue;
+            };
+            if name.eq_ignore_ascii_case(BLKSIZE) {
+                if n >= 8 {
+                    o.blksize = Some(n.min(MAX_BLKSIZE as u64) as u16);
+                }
+            } else if name.eq_ignore_ascii_case(TIMEOUT) {
+                if (1..=255).contains(&n) {
+                    o.timeout = Some(n as u8);
+                }
+            } else if name.eq_ignore_ascii_case(TSIZE) {
+                o.tsize = Some(n);
+            } else if name.eq_ignore_ascii_case(WINDOWSIZE) && n >= 1 {
+                o.windowsize = Some(n.min(u64::from(u16::MAX)) as u16);
+            }
+        }
+        o
+    }
+
+    /// The options as wire pairs, in a fixed order (blksize, timeout, tsize, windowsize).
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        if let Some(n) = self.blksize {
+            v.push((BLKSIZE.to_owned(), n.to_string()));
+        }
+        if let Some(n) = self.timeout {
+            v.push((TIMEOUT.to_owned(), n.to_string()));
+        }
+        if let Some(n) = self.tsize {
+            v.push((TSIZE.to_owned(), n.to_string()));
+        }
+        if let Some(n) = self.windowsize {
+            v.push((WINDOWSIZE.to_owned(), n.to_string()));
+        }
+        v
+    }
+
+    /// True when no option is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// What a server accepts of `requested`, within its limits.
+    ///
+    /// Only options the client asked for are acknowledged (EFI clients reject any
+    /// other, SPECS §3.2): blksize and windowsize are lowered to the server's maximum,
+    /// never raised; timeout is echoed unchanged; tsize carries `size` when it is known
+    /// (an octet read) and is dropped otherwise.
+    pub fn accept(requested: &Self, limits: &Limits, size: Option<u64>) -> Self {
+        Self {
+            blksize: requested.blksize.map(|n| n.min(limits.max_blksize.max(8))),
+            timeout: requested.timeout,
+            tsize: requested.tsize.and(size),
+            windowsize: requested
+                .windowsize
+                .map(|n| n.min(limits.max_windowsize.max(1))),
+        }
+    }
+}
+
+/// A server's limits on negotiated options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest block size granted (a LAN's MTU minus 32 is 1468).
+    pub max_blksize: u16,
+    /// Largest window granted.
+    pub max_windowsize: u16,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_blksize: MAX_BLKSIZE as u16,
+            max_windowsize: 64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn reads_options_case_insensitively() {
+        let o = Options::from_pairs(&pairs(&[
+            ("BLKSIZE", "1468"),
+            ("TSize", "0"),
+            ("windowsize", "4"),
+            ("timeout", "3"),
+            ("multicast", ""),
+        ]));
+        assert_eq!(
+            o,
+            Options {
+                blksize: Some(1468),
+                timeout: Some(3),
+                tsize: Some(0),
+                windowsize: Some(4)
+            }
+        );
+    }
+
+    #[test]
+    fn out_of_range_values() {
+        let o = Options::from_pairs(&pairs(&[
+            ("blksize", "7"),
+            ("timeout", "0"),
+            ("windowsize", "0"),
+            ("tsize", "-1"),
+        ]));
+        assert!(o.is_empty());
+        let o = Options::from_pairs(&pairs(&[
+            ("blksize", "99999999999999999999999"),
+            ("timeout", "256"),
+            ("windowsize", "70000"),
+        ]));
+        assert_eq!(o.blksize, None, "a number too big for u64 does not parse");
+        assert_eq!(o.timeout, None);
+        assert_eq!(o.windowsize, Some(65535));
+        let o = Options::from_pairs(&pairs(&[("blksize", "70000")]));
+        assert_eq!(o.blksize, Some(65464));
+    }
+
+    #[test]
+    fn server_lowers_but_never_raises() {
+        let req = Options {
+            blksize: Some(8192),
+            timeout: Some(2),
+            tsize: Some(0),
+            windowsize: Some(16),
+        };
+        let limits = Limits {
+            max_blksize: 1468,
+            max_windowsize: 8,
+        };
+        let got = Options::accept(&req, &limits, Some(1000));
+        assert_eq!(
+            got,
+            Options {
+                blksize: Some(1468),
+                timeout: Some(2),
+                tsize: Some(1000),
+                windowsize: Some(8)
+            }
+        );
+        let got = Options::accept(
+            &Options {
+                blksize: Some(512),
+                ..Options::default()
+            },
+            &limits,
+            None,
+        );
+        assert_eq!(
+            got,
+            Options {
+                blksize: Some(512),
+                ..Options::default()
+            }
+        );
+        assert_eq!(
+            Options::accept(
+                &Options {
+                    tsize: Some(0),
+                    ..Options::default()
+                },
+                &limits,
+                None
+            ),
+            Options::default()
+        );
+    }
+}

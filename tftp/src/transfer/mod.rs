@@ -1,0 +1,98 @@
+//! Sans-IO transfers: the state machines that turn received datagrams and the current
+//! time into datagrams to send and the next deadline. No sockets, no clocks, no sleeping.
+//!
+//! Every transfer has the same four-call surface (STYLE.md):
+//! `handle_datagram(now, bytes)`, `poll_transmit(buf)`, `poll_timeout()` and
+//! `handle_timeout(now)`, plus `outcome()` once it has ended.
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::options::Limits;
+
+pub mod read;
+
+pub use read::ReadTransfer;
+
+/// How a transfer ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Every block was sent and acknowledged (or received and acknowledged).
+    Completed,
+    /// The client read our OACK and ended with ERROR 8: a size probe (PXE ROMs and EDK2
+    /// ask for tsize this way, then request again). Not a failure.
+    Declined,
+    /// The transfer failed: the peer's error, a timeout, a bad packet or an I/O error.
+    Failed(Error),
+}
+
+impl Outcome {
+    /// True for [`Outcome::Completed`] and [`Outcome::Declined`].
+    pub fn is_success(&self) -> bool {
+        !matches!(self, Self::Failed(_))
+    }
+}
+
+/// Timing and limits shared by every transfer.
+#[derive(Debug, Clone)]
+pub struct TransferConfig {
+    /// Limits on negotiated options.
+    pub limits: Limits,
+    /// First retransmission timeout when the peer negotiated none; it doubles on each
+    /// retry up to 8 times this value (RFC 1123 §4.2.3.2: exponential backoff).
+    pub timeout: Duration,
+    /// Retransmissions of one packet or window before the transfer is given up.
+    pub max_retries: u32,
+    /// Largest file served in netascii mode (converted in memory, since its netascii size
+    /// is unknown until converted).
+    pub max_netascii_size: u64,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            timeout: Duration::from_secs(1),
+            max_retries: 5,
+            max_netascii_size: 64 << 20,
+        }
+    }
+}
+
+/// The retransmission timeout for the `retries`-th retry.
+pub(crate) fn backoff(base: Duration, negotiated: bool, retries: u32) -> Duration {
+    if negotiated {
+        base
+    } else {
+        base.saturating_mul(1 << retries.min(3))
+    }
+}
+
+/// The absolute block number that `wire` (16 bits, wrapping to 0 after 65535) names,
+/// searching upwards from `from`.
+pub(crate) fn unwrap_block(from: u64, wire: u16) -> u64 {
+    let delta = wire.wrapping_sub(from as u16);
+    from + u64::from(delta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_numbers_unwrap_past_65535() {
+        assert_eq!(unwrap_block(0, 0), 0);
+        assert_eq!(unwrap_block(65535, 0), 65536);
+        assert_eq!(unwrap_block(65530, 3), 65539);
+        assert_eq!(unwrap_block(70000, 70001u64 as u16), 70001);
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let s = Duration::from_secs(1);
+        assert_eq!(backoff(s, false, 0), s);
+        assert_eq!(backoff(s, false, 2), 4 * s);
+        assert_eq!(backoff(s, false, 10), 8 * s);
+        assert_eq!(backoff(s, true, 10), s);
+    }
+}
