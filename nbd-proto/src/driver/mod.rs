@@ -1,0 +1,4 @@
+//! The tokio drivers (feature `server`): they move bytes between sockets and the
+//! sans-IO sessions, and nothing more.
+
+pub mod server;

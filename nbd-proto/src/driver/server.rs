@@ -1,0 +1,273 @@
+//! A TCP server that serves the exports of an [`ExportProvider`].
+//!
+//! Per connection: one task reads requests and hands each to tokio's blocking pool,
+//! where [`Transmission::execute`] calls the export; replies go to a writer task in
+//! the order they finish. Memory is bounded per connection (in-flight payload bytes
+//! and request count) and across the server (connection count, handshake timeout).
+//! [`ShutdownHandle::shutdown`] stops accepting, lets in-flight requests finish and
+//! closes every connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+
+use crate::error::{Error, Result};
+use crate::export::ExportProvider;
+use crate::server::handshake::{Handshake, HandshakeConfig, Progress};
+use crate::server::transmission::Transmission;
+use crate::wire::consts::REQUEST_HEADER_LEN;
+use crate::wire::request::Command;
+
+/// Limits of a [`Server`].
+#[derive(Debug, Clone, Copy)]
+pub struct ServerConfig {
+    /// Connections served at once; further ones are closed at once.
+    pub max_connections: usize,
+    /// Handshake limits (timeout, longest option).
+    pub handshake: HandshakeConfig,
+    /// Payload bytes (READ and WRITE) in flight per connection.
+    pub max_in_flight_bytes: usize,
+    /// Requests in flight per connection.
+    pub max_in_flight_requests: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            handshake: HandshakeConfig::default(),
+            max_in_flight_bytes: 64 << 20,
+            max_in_flight_requests: 64,
+        }
+    }
+}
+
+/// Stops a running [`Server`]: no new connections; in-flight requests finish.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
+
+impl ShutdownHandle {
+    /// Starts the shutdown (idempotent).
+    pub fn shutdown(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// An NBD server over TCP.
+pub struct Server {
+    provider: Arc<dyn ExportProvider>,
+    config: ServerConfig,
+    shutdown: Arc<watch::Sender<bool>>,
+}
+
+impl Server {
+    /// A server for `provider`'s exports.
+    pub fn new(provider: Arc<dyn ExportProvider>, config: ServerConfig) -> Self {
+        Self {
+            provider,
+            config,
+            shutdown: Arc::new(watch::channel(false).0),
+        }
+    }
+
+    /// A handle that stops [`Server::serve`].
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// Accepts and serves connections until shut down; returns when every connection
+    /// has ended.
+    pub async fn serve(self, listener: TcpListener) -> Result<()> {
+        let slots = Arc::new(Semaphore::new(self.config.max_connections));
+        let mut stop = self.shutdown.subscribe();
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "connection limit reached; closing");
+                drop(stream);
+                continue;
+            };
+            let provider = self.provider.clone();
+            let config = self.config;
+            let stop = self.shutdown.subscribe();
+            tokio::spawn(async move {
+                match serve_connection(stream, peer, provider, config, stop).await {
+                    Ok(()) => tracing::debug!(%peer, "connection closed"),
+                    Err(e) => tracing::info!(%peer, error = %e, "connection ended"),
+                }
+                drop(slot);
+            });
+        }
+        drop(listener);
+        // Every connection holds one slot: having them all back means all have ended.
+        let _all = slots.acquire_many(self.config.max_connections as u32).await;
+        Ok(())
+    }
+}
+
+/// Serves one accepted connection through handshake and transmission.
+pub async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    provider: Arc<dyn ExportProvider>,
+    config: ServerConfig,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    stream.set_nodelay(true)?;
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf = BytesMut::with_capacity(256);
+    let mut hs = Handshake::new(peer, Instant::now(), config.handshake);
+    wr.write_all(&hs.take_output()).await?;
+    let deadline = tokio::time::Instant::from_std(hs.deadline());
+    let negotiated = 'handshake: loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+            _ = tokio::time::sleep_until(deadline) => return Err(Error::Timeout("handshake")),
+            n = rd.read_buf(&mut buf) => if n? == 0 { return Err(Error::Closed) },
+        }
+        loop {
+            let (used, progress) = hs.handle_input(&buf, &*provider)?;
+            buf.advance(used);
+            let out = hs.take_output();
+            if !out.is_empty() {
+                wr.write_all(&out).await?;
+            }
+            match progress {
+                Progress::NeedMore if used > 0 => continue,
+                Progress::NeedMore => break,
+                Progress::Close => return Ok(()),
+                Progress::Transmission(neg) => break 'handshake neg,
+            }
+        }
+    };
+    tracing::info!(%peer, export = %negotiated.name, size = negotiated.size,
+        structured = negotiated.structured, "transmission");
+    let session = Arc::new(Transmission::new(*negotiated));
+    transmission(rd, wr, buf, session, config, stop).await
+}
+
+type Reply = (Vec<u8>, [OwnedSemaphorePermit; 2]);
+
+async fn transmission(
+    mut rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    mut buf: BytesMut,
+    session: Arc<Transmission>,
+    config: ServerConfig,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let (tx, rx) = mpsc::unbounded_channel::<Reply>();
+    let writer = tokio::spawn(write_replies(wr, rx));
+    let bytes = Arc::new(Semaphore::new(config.max_in_flight_bytes));
+    let count = Arc::new(Semaphore::new(config.max_in_flight_requests));
+    let result = loop {
+        let req = loop {
+            match session.decode(&buf) {
+                Ok(Some(req)) => break Ok(Some(req)),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+            buf.reserve(REQUEST_HEADER_LEN * 32);
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break Ok(None),
+                n = rd.read_buf(&mut buf) => match n {
+                    Ok(0) => break Err(Error::Closed),
+                    Ok(_) => {}
+                    Err(e) => break Err(e.into()),
+                },
+            }
+        };
+        let req = match req {
+            Ok(Some(r)) => r,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        buf.advance(REQUEST_HEADER_LEN);
+        if req.command == Command::Disc {
+            break Ok(());
+        }
+        // Wait for room before reading the payload or queueing the read.
+        let cost = match req.command {
+            Command::Read | Command::Write => (req.length as usize).min(config.max_in_flight_bytes),
+            _ => 0,
+        } as u32;
+        let Ok(byte_permit) = bytes.clone().acquire_many_owned(cost).await else {
+            break Ok(());
+        };
+        let Ok(count_permit) = count.clone().acquire_owned().await else {
+            break Ok(());
+        };
+        let payload = match read_payload(&mut rd, &mut buf, req.payload_len()).await {
+            Ok(p) => p,
+            Err(e) => break Err(e),
+        };
+        let session = session.clone();
+        let tx = tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let reply = session.execute(&req, &payload);
+            drop(payload);
+            let _ = tx.send((reply, [byte_permit, count_permit]));
+        });
+    };
+    // Let in-flight requests finish and their replies go out, then close.
+    drop(tx);
+    let written = writer.await.unwrap_or(Ok(()));
+    match result {
+        Err(Error::Closed) => written,
+        other => other.and(written),
+    }
+}
+
+/// Reads a WRITE payload: what is already buffered, then straight from the socket into
+/// the payload vector (no second copy).
+async fn read_payload(rd: &mut OwnedReadHalf, buf: &mut BytesMut, len: usize) -> Result<Vec<u8>> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let have = buf.len().min(len);
+    let mut payload = Vec::with_capacity(len);
+    payload.extend_from_slice(&buf[..have]);
+    buf.advance(have);
+    payload.resize(len, 0);
+    rd.read_exact(&mut payload[have..])
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => Error::Closed,
+            _ => e.into(),
+        })?;
+    Ok(payload)
+}
+
+async fn write_replies(wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Reply>) -> Result<()> {
+    let mut wr = BufWriter::with_capacity(64 << 10, wr);
+    while let Some((reply, permits)) = rx.recv().await {
+        wr.write_all(&reply).await?;
+        drop(permits);
+        // Batch replies that are ready; flush when the queue is empty.
+        while let Ok((reply, permits)) = rx.try_recv() {
+            wr.write_all(&reply).await?;
+            drop(permits);
+        }
+        wr.flush().await?;
+    }
+    wr.flush().await?;
+    wr.into_inner().shutdown().await.ok();
+    Ok(())
+}

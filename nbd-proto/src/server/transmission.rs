@@ -1,0 +1,427 @@
+//! The server side of transmission, without I/O: decoding request headers, checking
+//! each request against what was negotiated (SPECS §1.5, §1.7), and building the reply
+//! bytes of a request by calling the [`Export`].
+//!
+//! [`Transmission::execute`] is synchronous and takes `&self`: a driver may run many at
+//! once (on a blocking pool) and send the replies in whatever order they finish.
+
+use crate::error::{Error, Result};
+use crate::export::{Capabilities, Errno, Extent, ZeroFlags};
+use crate::server::handshake::Negotiated;
+use crate::wire::consts::*;
+use crate::wire::reply::{self, BlockDescriptor};
+use crate::wire::request::{Command, Request};
+
+/// Most descriptors sent in one BLOCK_STATUS chunk.
+const MAX_DESCRIPTORS: usize = 1 << 16;
+/// Holes shorter than this inside a structured READ are sent as data, not as chunks.
+const MIN_HOLE_CHUNK: u64 = 4096;
+
+/// What a checked request asks the export to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// READ; `df` = do not fragment.
+    Read { offset: u64, len: u32, df: bool },
+    /// WRITE of the payload.
+    Write { offset: u64, len: u32, fua: bool },
+    /// DISC: finish in-flight requests and close.
+    Disconnect,
+    /// FLUSH.
+    Flush,
+    /// TRIM.
+    Trim { offset: u64, len: u32, fua: bool },
+    /// CACHE.
+    Cache { offset: u64, len: u32 },
+    /// WRITE_ZEROES.
+    WriteZeroes {
+        offset: u64,
+        len: u32,
+        flags: ZeroFlags,
+    },
+    /// BLOCK_STATUS of `base:allocation`.
+    BlockStatus {
+        offset: u64,
+        len: u32,
+        req_one: bool,
+        context: u32,
+    },
+}
+
+/// The transmission phase of one connection.
+pub struct Transmission {
+    neg: Negotiated,
+    caps: Capabilities,
+}
+
+impl Transmission {
+    /// Starts transmission with what the handshake agreed.
+    pub fn new(neg: Negotiated) -> Self {
+        let caps = neg.export.capabilities();
+        Self { neg, caps }
+    }
+
+    /// What was negotiated.
+    pub fn negotiated(&self) -> &Negotiated {
+        &self.neg
+    }
+
+    /// Decodes a request header from the front of `buf`; `Ok(None)` until 28 bytes are
+    /// there. A bad magic, or a WRITE payload beyond the advertised maximum, is a
+    /// protocol violation: the connection must end.
+    pub fn decode(&self, buf: &[u8]) -> Result<Option<Request>> {
+        let Some(head) = buf.get(..REQUEST_HEADER_LEN) else {
+            return Ok(None);
+        };
+        let req = Request::parse(head)?;
+        if req.command == Command::Write && req.length > self.neg.block_sizes.max {
+            return Err(Error::TooLong {
+                structure: "WRITE payload",
+                len: req.length.into(),
+                max: self.neg.block_sizes.max.into(),
+            });
+        }
+        Ok(Some(req))
+    }
+
+    /// Checks a request; the error is the value to reply with (the connection goes on).
+    pub fn check(&self, req: &Request) -> Result<Op, Errno> {
+        let flags = self.neg.flags;
+        let (offset, len) = (req.offset, req.length);
+        let fua = req.has(NBD_CMD_FLAG_FUA);
+        // Which command flags each command accepts (§1.5); FUA only when advertised.
+        let mut allowed = if flags & NBD_FLAG_SEND_FUA != 0 {
+            NBD_CMD_FLAG_FUA
+        } else {
+            0
+        };
+        allowed |= match req.command {
+            Command::Read if self.neg.structured => NBD_CMD_FLAG_DF,
+            Command::WriteZeroes => {
+                NBD_CMD_FLAG_NO_HOLE
+                    | if flags & NBD_FLAG_SEND_FAST_ZERO != 0 {
+                        NBD_CMD_FLAG_FAST_ZERO
+                    } else {
+                        0
+                    }
+            }
+            Command::BlockStatus => NBD_CMD_FLAG_REQ_ONE,
+            _ => 0,
+        };
+        if req.flags & !allowed != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let read_only = self.caps.contains(Capabilities::READ_ONLY);
+        let end = offset.checked_add(len.into());
+        let inside = end.is_some_and(|e| e <= self.neg.size);
+        let aligned = self.neg.block_sizes.min <= 1
+            || (offset % u64::from(self.neg.block_sizes.min) == 0
+                && len % self.neg.block_sizes.min == 0);
+        // Range rules shared by the commands that take one: length 0 and misalignment are
+        // EINVAL; past the end is EINVAL, or ENOSPC for the writing commands.
+        let range = |past_end: Errno| {
+            if len == 0 || !aligned {
+                Err(Errno::EINVAL)
+            } else if !inside {
+                Err(past_end)
+            } else {
+                Ok(())
+            }
+        };
+        let need = |cap: Capabilities| {
+            if self.caps.contains(cap) {
+                Ok(())
+            } else {
+                Err(Errno::EINVAL)
+            }
+        };
+        let writable = || if read_only { Err(Errno::EPERM) } else { Ok(()) };
+        Ok(match req.command {
+            Command::Read => {
+                range(Errno::EINVAL)?;
+                if len > self.neg.block_sizes.max {
+                    return Err(Errno::EINVAL);
+                }
+                Op::Read {
+                    offset,
+                    len,
+                    df: req.has(NBD_CMD_FLAG_DF),
+                }
+            }
+            Command::Write => {
+                writable()?;
+                range(Errno::ENOSPC)?;
+                Op::Write { offset, len, fua }
+            }
+            Command::Disc => Op::Disconnect,
+            Command::Flush => {
+                need(Capabilities::FLUSH)?;
+                Op::Flush
+            }
+            Command::Trim => {
+                need(Capabilities::TRIM)?;
+                writable()?;
+                range(Errno::EINVAL)?;
+                Op::Trim { offset, len, fua }
+            }
+            Command::Cache => {
+                need(Capabilities::CACHE)?;
+                range(Errno::EINVAL)?;
+                Op::Cache { offset, len }
+            }
+            Command::WriteZeroes => {
+                need(Capabilities::WRITE_ZEROES)?;
+                writable()?;
+                range(Errno::ENOSPC)?;
+                let flags = ZeroFlags {
+                    fua,
+                    no_hole: req.has(NBD_CMD_FLAG_NO_HOLE),
+                    fast: req.has(NBD_CMD_FLAG_FAST_ZERO),
+                };
+                Op::WriteZeroes { offset, len, flags }
+            }
+            Command::BlockStatus => {
+                let context = self.neg.base_allocation.ok_or(Errno::EINVAL)?;
+                range(Errno::EINVAL)?;
+                Op::BlockStatus {
+                    offset,
+                    len,
+                    req_one: req.has(NBD_CMD_FLAG_REQ_ONE),
+                    context,
+                }
+            }
+            Command::Unknown(_) => return Err(Errno::EINVAL),
+        })
+    }
+
+    /// Runs one request (`payload` is the WRITE data, empty otherwise) and returns the
+    /// complete reply bytes. DISC has no reply: it returns an empty vector.
+    pub fn execute(&self, req: &Request, payload: &[u8]) -> Vec<u8> {
+        let op = match self.check(req) {
+            Ok(op) => op,
+            Err(errno) => return self.error_reply(req, errno, None),
+        };
+        let export = &*self.neg.export;
+        let done = |r: Result<(), Errno>| match r {
+            Ok(()) => {
+                let mut out = Vec::with_capacity(SIMPLE_REPLY_HEADER_LEN);
+                reply::emit_simple(&mut out, req.cookie, Errno(0));
+                out
+            }
+            Err(e) => self.error_reply(req, e, None),
+        };
+        match op {
+            Op::Read { offset, len, df } => self.read(req.cookie, offset, len, df),
+            Op::Write { offset, fua, .. } => done(export.write(payload, offset, fua)),
+            Op::Disconnect => Vec::new(),
+            Op::Flush => done(export.flush()),
+            Op::Trim { offset, len, fua } => done(export.trim(offset, len.into(), fua)),
+            Op::Cache { offset, len } => done(export.cache(offset, len.into())),
+            Op::WriteZeroes { offset, len, flags } => {
+                if flags.fast && !self.caps.contains(Capabilities::FAST_ZERO) {
+                    return self.error_reply(req, Errno::ENOTSUP, None);
+                }
+                let r = export.write_zeroes(offset, len.into(), flags);
+                // Without FAST_ZERO the reply must not be ENOTSUP (§1.5).
+                let r = r.map_err(|e| {
+                    if e == Errno::ENOTSUP && !flags.fast {
+                        Errno::EIO
+                    } else {
+                        e
+                    }
+                });
+                done(r)
+            }
+            Op::BlockStatus {
+                offset,
+                len,
+                req_one,
+                context,
+            } => match export.block_status(offset, len.into()) {
+                Ok(extents) => {
+                    let d = descriptors(&extents, len, req_one);
+                    let mut out = Vec::with_capacity(STRUCTURED_REPLY_HEADER_LEN + 4 + 8 * d.len());
+                    reply::emit_block_status(&mut out, true, req.cookie, context, &d);
+                    out
+                }
+                Err(e) => self.error_reply(req, e, None),
+            },
+        }
+    }
+
+    /// The reply for a failed request: structured for READ and BLOCK_STATUS when
+    /// structured replies are on (READ must be; §1.5), simple otherwise.
+    pub fn error_reply(&self, req: &Request, errno: Errno, offset: Option<u64>) -> Vec<u8> {
+        let errno = if errno.0 == 0 { Errno::EIO } else { errno };
+        let mut out = Vec::with_capacity(64);
+        if self.neg.structured && matches!(req.command, Command::Read | Command::BlockStatus) {
+            reply::emit_error_chunk(&mut out, req.cookie, errno, errno.name(), offset);
+        } else {
+            reply::emit_simple(&mut out, req.cookie, errno);
+        }
+        out
+    }
+
+    fn read(&self, cookie: u64, offset: u64, len: u32, df: bool) -> Vec<u8> {
+        let export = &*self.neg.export;
+        let len64 = u64::from(len);
+        if !self.neg.structured {
+            let mut out = Vec::with_capacity(SIMPLE_REPLY_HEADER_LEN + len as usize);
+            reply::emit_simple(&mut out, cookie, Errno(0));
+            out.resize(SIMPLE_REPLY_HEADER_LEN + len as usize, 0);
+            return match export.read(&mut out[SIMPLE_REPLY_HEADER_LEN..], offset) {
+                Ok(()) => out,
+                Err(e) => {
+                    out.clear();
+                    reply::emit_simple(&mut out, cookie, e);
+                    out
+                }
+            };
+        }
+        // Structured: holes as OFFSET_HOLE chunks (not with DF), data as OFFSET_DATA.
+        let segments = if df {
+            vec![(false, 0, len64)]
+        } else {
+            read_segments(
+                export.block_status(offset, len64).unwrap_or_default(),
+                len64,
+            )
+        };
+        let data_bytes: u64 = segments.iter().filter(|s| !s.0).map(|s| s.2).sum();
+        let mut out = Vec::with_capacity(segments.len() * 32 + data_bytes as usize);
+        for (i, &(hole, rel, n)) in segments.iter().enumerate() {
+            let last = i + 1 == segments.len();
+            let at = offset + rel;
+            if hole {
+                reply::emit_offset_hole(&mut out, last, cookie, at, n as u32);
+                continue;
+            }
+            reply::emit_offset_data_header(&mut out, last, cookie, at, n as u32);
+            let start = out.len();
+            out.resize(start + n as usize, 0);
+            if let Err(e) = export.read(&mut out[start..], at) {
+                // Nothing is sent yet: replace the whole reply by one error chunk.
+                out.clear();
+                reply::emit_error_chunk(&mut out, cookie, e, e.name(), Some(at));
+                return out;
+            }
+        }
+        out
+    }
+}
+
+/// Splits a READ of `len` bytes into (is_hole, relative offset, length) segments from
+/// an allocation map: short holes are folded into data, neighbours merged, and any
+/// part the map does not cover is data.
+fn read_segments(extents: Vec<Extent>, len: u64) -> Vec<(bool, u64, u64)> {
+    let mut out: Vec<(bool, u64, u64)> = Vec::new();
+    let mut pos = 0u64;
+    for e in extents {
+        if pos >= len {
+            break;
+        }
+        let n = e.length.min(len - pos);
+        if n == 0 {
+            continue;
+        }
+        let hole = e.is_zero() && n >= MIN_HOLE_CHUNK;
+        match out.last_mut() {
+            Some(last) if last.0 == hole => last.2 += n,
+            _ => out.push((hole, pos, n)),
+        }
+        pos += n;
+    }
+    if pos < len {
+        match out.last_mut() {
+            Some(last) if !last.0 => last.2 += len - pos,
+            _ => out.push((false, pos, len - pos)),
+        }
+    }
+    out
+}
+
+/// Turns an export's extents into wire descriptors for a request of `len` bytes:
+/// zero-length extents dropped, neighbours with equal flags merged, clipped to the
+/// request, at least one descriptor, exactly one with REQ_ONE.
+fn descriptors(extents: &[Extent], len: u32, req_one: bool) -> Vec<BlockDescriptor> {
+    let mut out: Vec<BlockDescriptor> = Vec::new();
+    let mut pos = 0u64;
+    for e in extents {
+        if pos >= u64::from(len) || out.len() >= MAX_DESCRIPTORS {
+            break;
+        }
+        let n = e.length.min(u64::from(len) - pos) as u32;
+        if n == 0 {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if last.flags == e.flags => last.length += n,
+            _ => out.push(BlockDescriptor {
+                length: n,
+                flags: e.flags,
+            }),
+        }
+        pos += u64::from(n);
+    }
+    if out.is_empty() {
+        out.push(BlockDescriptor {
+            length: len,
+            flags: 0,
+        });
+    }
+    if req_one {
+        out.truncate(1);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptors_merge_clip_and_never_empty() {
+        let e = [
+            Extent::data(100),
+            Extent::data(0),
+            Extent::data(28),
+            Extent::hole(1000),
+        ];
+        let d = descriptors(&e, 512, false);
+        assert_eq!(
+            d,
+            vec![
+                BlockDescriptor {
+                    length: 128,
+                    flags: 0
+                },
+                BlockDescriptor {
+                    length: 384,
+                    flags: 3
+                }
+            ]
+        );
+        assert_eq!(descriptors(&e, 512, true).len(), 1);
+        assert_eq!(
+            descriptors(&[], 7, false),
+            vec![BlockDescriptor {
+                length: 7,
+                flags: 0
+            }]
+        );
+    }
+
+    #[test]
+    fn read_segments_fold_small_holes_and_cover_the_range() {
+        let e = vec![
+            Extent::data(512),
+            Extent::hole(512),
+            Extent::data(512),
+            Extent::hole(8192),
+        ];
+        let s = read_segments(e, 10_000);
+        assert_eq!(
+            s,
+            vec![(false, 0, 1536), (true, 1536, 8192), (false, 9728, 272)]
+        );
+    }
+}
