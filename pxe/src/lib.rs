@@ -13,3 +13,12 @@ pub mod wire;
 
 pub use error::{Error, ErrorKind, Result};
 pub use wire::{Message, MessageType, Op, Options};
+pub mod client;
+pub mod policy;
+pub mod proxy;
+pub mod reply;
+pub mod request;
+
+pub use policy::{BootPlan, Menu, MenuEntry, Policy, Silence};
+pub use reply::{Destination, Reply};
+pub use request::ClientInfo;
