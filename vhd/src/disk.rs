@@ -1,0 +1,145 @@
+//! The [`Disk`] trait (a virtual disk as a block device sees it), allocation extents,
+//! and [`RawDisk`], a raw image file behind a [`Storage`].
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::storage::Storage;
+
+/// Whether a range of a disk holds data or reads as zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExtentState {
+    /// Allocated somewhere in the chain (may still contain zeros).
+    Data,
+    /// Not allocated: reads as zeros.
+    Zero,
+}
+
+/// A range of a disk with one [`ExtentState`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Extent {
+    /// First byte.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// Data or zero.
+    pub state: ExtentState,
+}
+
+/// A virtual disk as a block device sees it (the whole chain, an overlay, or a raw file).
+///
+/// Every method takes `&self`: one disk is read by many threads at once.
+pub trait Disk: Send + Sync {
+    /// Virtual size in bytes.
+    fn size(&self) -> u64;
+    /// Fills `buf` from `offset`; the range must lie within [`Disk::size`].
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
+    /// Writes `buf` at `offset`; [`crate::ErrorKind::ReadOnly`] on a read-only disk.
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()>;
+    /// Makes every earlier write durable.
+    fn flush(&self) -> Result<()>;
+    /// True when writes are refused.
+    fn is_read_only(&self) -> bool;
+    /// Data/zero extents covering `[offset, offset + len)`, in order, merged.
+    fn allocation(&self, offset: u64, len: u64) -> Result<Vec<Extent>>;
+    /// Writes zeros over `[offset, offset + len)`.
+    fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
+        check_range(self.size(), offset, len)?;
+        if self.is_read_only() {
+            return Err(Error::ReadOnly);
+        }
+        let zeros = vec![0u8; len.min(1 << 20) as usize];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(zeros.len() as u64);
+            self.write_at(&zeros[..n as usize], offset + done)?;
+            done += n;
+        }
+        Ok(())
+    }
+    /// Declares `[offset, offset + len)` unused; the default does nothing (trim is
+    /// advisory).
+    fn trim(&self, offset: u64, len: u64) -> Result<()> {
+        check_range(self.size(), offset, len)
+    }
+}
+
+/// Fails with [`Error::OutOfRange`] unless `[offset, offset + len)` lies within `size`.
+pub fn check_range(size: u64, offset: u64, len: u64) -> Result<()> {
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(Error::OutOfRange { offset, len, size }),
+    }
+}
+
+/// Appends an extent to `out`, merging it with the last one when they touch and agree.
+pub fn push_extent(out: &mut Vec<Extent>, offset: u64, len: u64, state: ExtentState) {
+    if len == 0 {
+        return;
+    }
+    if let Some(last) = out.last_mut()
+        && last.state == state
+        && last.offset + last.len == offset
+    {
+        last.len += len;
+        return;
+    }
+    out.push(Extent { offset, len, state });
+}
+
+/// A raw image: the file's bytes are the disk's bytes.
+pub struct RawDisk {
+    storage: Arc<dyn Storage>,
+    size: u64,
+    read_only: bool,
+}
+
+impl RawDisk {
+    /// A raw disk over `storage`, sized by its current length.
+    pub fn new(storage: Arc<dyn Storage>) -> Result<Self> {
+        let size = storage
+            .len()
+            .map_err(|e| Error::io("raw disk: length", e))?;
+        let read_only = storage.is_read_only();
+        Ok(RawDisk {
+            storage,
+            size,
+            read_only,
+        })
+    }
+}
+
+impl Disk for RawDisk {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        check_range(self.size, offset, buf.len() as u64)?;
+        self.storage
+            .read_at(buf, offset)
+            .map_err(|e| Error::io(format!("raw disk: read at {offset}"), e))
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        check_range(self.size, offset, buf.len() as u64)?;
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        self.storage
+            .write_at(buf, offset)
+            .map_err(|e| Error::io(format!("raw disk: write at {offset}"), e))
+    }
+    fn flush(&self) -> Result<()> {
+        self.storage
+            .flush()
+            .map_err(|e| Error::io("raw disk: flush", e))
+    }
+    fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+    fn allocation(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
+        check_range(self.size, offset, len)?;
+        let mut out = Vec::new();
+        push_extent(&mut out, offset, len, ExtentState::Data);
+        Ok(out)
+    }
+}

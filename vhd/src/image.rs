@@ -1,0 +1,640 @@
+//! One VHD image (fixed, dynamic or differencing) over a [`Storage`], with its parent
+//! attached: sector resolution through BAT and bitmaps, reads, and the write path with
+//! on-demand block allocation.
+//!
+//! Read path: BAT under an `RwLock` (read side only), a per-block bitmap summary in
+//! atomics, bitmaps of partly written blocks in a small read-mostly cache, and a
+//! positional read of the storage. No lock is held across I/O, so many threads read
+//! one image at once. Writes to sparse images are serialised by one mutex.
+//!
+//! Block allocation order (crash-safe, SPECS §2.3 and DESIGN): data, then the sector
+//! bitmap, then the BAT entry, then the footer at the new end of file. A crash before
+//! the BAT write leaves unreferenced bytes after the last block (explained by
+//! [`crate::check`]) and a missing trailing footer, for which the copy at offset 0
+//! stands in; the next allocation reuses that space.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::bat::{UNUSED, bit, run_len, set_bits};
+use crate::disk::{Disk, Extent, ExtentState, check_range, push_extent};
+use crate::error::{Error, Result};
+use crate::footer::{DiskType, FOOTER_LEN, Footer};
+use crate::header::DynamicHeader;
+use crate::layout::{Layout, read_layout};
+use crate::storage::Storage;
+
+pub use crate::layout::{ChecksumPolicy, FooterSource, SizePolicy};
+
+/// Bitmap summary of a block, cached in one byte.
+const STATE_UNKNOWN: u8 = 0;
+const STATE_ALL_SET: u8 = 1;
+const STATE_ALL_CLEAR: u8 = 2;
+const STATE_PARTIAL: u8 = 3;
+
+/// Where a run of bytes of a block is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    /// This file, at the given offset.
+    Here(u64),
+    /// The parent (differencing) or zeros (dynamic).
+    Below,
+}
+
+/// Sparse-image state: header, BAT and caches.
+struct Sparse {
+    header: DynamicHeader,
+    block_size: u64,
+    bitmap_len: u64,
+    sectors_per_block: usize,
+    bat: RwLock<Vec<u32>>,
+    state: Vec<AtomicU8>,
+    partial: RwLock<HashMap<u32, Arc<[u8]>>>,
+    /// Next free file offset for a block; the write lock.
+    next_free: Mutex<u64>,
+}
+
+/// One VHD image and (for differencing images) its parent chain.
+pub struct Image {
+    storage: Arc<dyn Storage>,
+    path: Option<PathBuf>,
+    layout_footer: Footer,
+    footer_source: FooterSource,
+    size: u64,
+    read_only: bool,
+    sparse: Option<Sparse>,
+    parent: Option<Arc<Image>>,
+    warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Image")
+            .field("path", &self.path)
+            .field("type", &self.layout_footer.disk_type)
+            .field("size", &self.size)
+            .field("parent", &self.parent)
+            .finish()
+    }
+}
+
+impl Image {
+    /// Opens an image over `storage`. A differencing image needs its `parent` here
+    /// (see [`crate::OpenOptions`] to resolve parents from files).
+    pub fn from_storage(
+        storage: Arc<dyn Storage>,
+        read_only: bool,
+        checksums: ChecksumPolicy,
+        size_policy: SizePolicy,
+        parent: Option<Arc<Image>>,
+    ) -> Result<Image> {
+        let layout = read_layout(storage.as_ref(), checksums, size_policy)?;
+        Image::from_layout(storage, layout, read_only, parent, None)
+    }
+
+    /// Opens an image whose layout was already read.
+    pub(crate) fn from_layout(
+        storage: Arc<dyn Storage>,
+        layout: Layout,
+        read_only: bool,
+        parent: Option<Arc<Image>>,
+        path: Option<PathBuf>,
+    ) -> Result<Image> {
+        let read_only = read_only || storage.is_read_only();
+        let is_diff = layout.footer.disk_type == DiskType::Differencing;
+        match (&parent, is_diff) {
+            (None, true) => {
+                return Err(Error::ParentNotFound {
+                    child: path.clone().unwrap_or_default(),
+                    name: layout
+                        .sparse
+                        .as_ref()
+                        .map(|(h, _)| h.parent_unicode_name.clone())
+                        .unwrap_or_default(),
+                    tried: Vec::new(),
+                });
+            }
+            (Some(_), false) => {
+                return Err(Error::InvalidInput(
+                    "a parent was given for an image that is not differencing".into(),
+                ));
+            }
+            _ => {}
+        }
+        let sparse = layout.sparse.map(|(header, bat)| {
+            let block_size = u64::from(header.block_size);
+            let bitmap_len = header.bitmap_len();
+            let total = block_size + bitmap_len;
+            let meta_end = (layout.footer.data_offset + crate::header::HEADER_LEN as u64)
+                .max(header.table_offset + header.bat_len());
+            let locator_end = header
+                .locators
+                .iter()
+                .filter(|l| !l.is_empty())
+                .map(|l| l.data_offset.saturating_add(l.reserved_bytes()))
+                .filter(|&e| e <= layout.footer_offset)
+                .max()
+                .unwrap_or(0);
+            let blocks_end = bat
+                .iter()
+                .filter(|&&e| e != UNUSED)
+                .map(|&e| u64::from(e) * 512 + total)
+                .max()
+                .unwrap_or(0);
+            let next_free = meta_end.max(locator_end).max(blocks_end).div_ceil(512) * 512;
+            let state = (0..bat.len())
+                .map(|_| AtomicU8::new(STATE_UNKNOWN))
+                .collect();
+            Sparse {
+                sectors_per_block: (block_size / 512) as usize,
+                block_size,
+                bitmap_len,
+                header,
+                bat: RwLock::new(bat),
+                state,
+                partial: RwLock::new(HashMap::new()),
+                next_free: Mutex::new(next_free),
+            }
+        });
+        Ok(Image {
+            storage,
+            path,
+            layout_footer: layout.footer,
+            footer_source: layout.footer_source,
+            size: layout.size,
+            read_only,
+            sparse,
+            parent,
+            warnings: layout.warnings,
+        })
+    }
+
+    /// Opens an image held in memory (writable, lenient, current size, no parent).
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Image> {
+        let storage = Arc::new(crate::storage::MemStorage::new(bytes));
+        Image::from_storage(
+            storage,
+            false,
+            ChecksumPolicy::Lenient,
+            SizePolicy::CurrentSize,
+            None,
+        )
+    }
+
+    /// Records the file this image lives in (for messages and chain listings).
+    pub fn with_path(mut self, path: &Path) -> Image {
+        self.path = Some(path.to_path_buf());
+        self
+    }
+
+    /// The footer in effect.
+    pub fn footer(&self) -> &Footer {
+        &self.layout_footer
+    }
+
+    /// Where the footer in effect was found.
+    pub fn footer_source(&self) -> FooterSource {
+        self.footer_source
+    }
+
+    /// The dynamic header (dynamic and differencing images).
+    pub fn header(&self) -> Option<&DynamicHeader> {
+        self.sparse.as_ref().map(|s| &s.header)
+    }
+
+    /// The disk type.
+    pub fn disk_type(&self) -> DiskType {
+        self.layout_footer.disk_type
+    }
+
+    /// The file this image was opened from, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The parent of a differencing image.
+    pub fn parent(&self) -> Option<&Arc<Image>> {
+        self.parent.as_ref()
+    }
+
+    /// This image and its ancestors, child first.
+    pub fn chain(&self) -> Vec<&Image> {
+        let mut out = vec![self];
+        let mut cur = self;
+        while let Some(p) = cur.parent.as_deref() {
+            out.push(p);
+            cur = p;
+        }
+        out
+    }
+
+    /// What was odd but tolerated when opening (bad checksums, footer fallback, ...).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The storage under this image.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// A copy of the BAT (dynamic and differencing images).
+    pub fn bat(&self) -> Option<Vec<u32>> {
+        self.sparse.as_ref().map(|s| read_lock(&s.bat).clone())
+    }
+
+    /// The sector bitmap of `block` as stored, or `None` if the block is not allocated.
+    pub fn block_bitmap(&self, block: u32) -> Result<Option<Vec<u8>>> {
+        let Some(s) = &self.sparse else {
+            return Ok(None);
+        };
+        let entry = read_lock(&s.bat)
+            .get(block as usize)
+            .copied()
+            .unwrap_or(UNUSED);
+        if entry == UNUSED {
+            return Ok(None);
+        }
+        let mut bm = vec![0; s.bitmap_len as usize];
+        self.read_storage(&mut bm, u64::from(entry) * 512, "sector bitmap")?;
+        Ok(Some(bm))
+    }
+
+    fn read_storage(&self, buf: &mut [u8], offset: u64, what: &str) -> Result<()> {
+        self.storage.read_at(buf, offset).map_err(|e| {
+            Error::io(
+                format!("{}: reading {what} at offset {offset}", self.name()),
+                e,
+            )
+        })
+    }
+
+    fn write_storage(&self, buf: &[u8], offset: u64, what: &str) -> Result<()> {
+        self.storage.write_at(buf, offset).map_err(|e| {
+            Error::io(
+                format!("{}: writing {what} at offset {offset}", self.name()),
+                e,
+            )
+        })
+    }
+
+    fn name(&self) -> String {
+        self.path
+            .as_ref()
+            .map_or_else(|| "image".to_owned(), |p| p.display().to_string())
+    }
+
+    /// The bitmap summary of an allocated block, loading it on first use.
+    fn block_state(&self, s: &Sparse, block: usize, entry: u32) -> Result<u8> {
+        let st = s.state[block].load(Ordering::Acquire);
+        if st != STATE_UNKNOWN {
+            return Ok(st);
+        }
+        let mut bm = vec![0; s.bitmap_len as usize];
+        self.read_storage(&mut bm, u64::from(entry) * 512, "sector bitmap")?;
+        Ok(self.remember_bitmap(s, block, bm, true))
+    }
+
+    /// Caches a block's bitmap. Readers pass `only_if_unknown` so that a bitmap read
+    /// before a concurrent writer's update never replaces the writer's newer one (both
+    /// sides decide under the cache's lock).
+    fn remember_bitmap(&self, s: &Sparse, block: usize, bm: Vec<u8>, only_if_unknown: bool) -> u8 {
+        let n = s.sectors_per_block;
+        let st = match run_len(&bm, 0, n) {
+            len if len == n && bit(&bm, 0) => STATE_ALL_SET,
+            len if len == n => STATE_ALL_CLEAR,
+            _ => STATE_PARTIAL,
+        };
+        let mut partial = write_lock(&s.partial);
+        if only_if_unknown {
+            let now = s.state[block].load(Ordering::Acquire);
+            if now != STATE_UNKNOWN {
+                return now;
+            }
+        }
+        if st == STATE_PARTIAL {
+            partial.insert(block as u32, bm.into());
+        } else {
+            partial.remove(&(block as u32));
+        }
+        s.state[block].store(st, Ordering::Release);
+        st
+    }
+
+    /// Calls `f` for each run of `[in_block, in_block + len)` of `block` with where it
+    /// is stored.
+    fn pieces(
+        &self,
+        s: &Sparse,
+        block: usize,
+        in_block: u64,
+        len: u64,
+        f: &mut dyn FnMut(u64, Piece) -> Result<()>,
+    ) -> Result<()> {
+        let entry = read_lock(&s.bat)[block];
+        if entry == UNUSED {
+            return f(len, Piece::Below);
+        }
+        let data = u64::from(entry) * 512 + s.bitmap_len;
+        match self.block_state(s, block, entry)? {
+            STATE_ALL_SET => f(len, Piece::Here(data + in_block)),
+            STATE_ALL_CLEAR => f(len, Piece::Below),
+            _ => {
+                let bm = read_lock(&s.partial).get(&(block as u32)).cloned();
+                let Some(bm) = bm else {
+                    // Raced with a writer that just completed the bitmap: retry.
+                    s.state[block].store(STATE_UNKNOWN, Ordering::Release);
+                    return self.pieces(s, block, in_block, len, f);
+                };
+                let mut pos = in_block;
+                let end = in_block + len;
+                while pos < end {
+                    let sector = (pos / 512) as usize;
+                    let last = ((end - 1) / 512) as usize;
+                    let run = run_len(&bm, sector, last - sector + 1) as u64;
+                    let run_end = ((sector as u64 + run) * 512).min(end);
+                    let n = run_end - pos;
+                    if bit(&bm, sector) {
+                        f(n, Piece::Here(data + pos))?;
+                    } else {
+                        f(n, Piece::Below)?;
+                    }
+                    pos = run_end;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads what lies below this image at `offset`: the parent, or zeros.
+    fn read_below(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        match &self.parent {
+            Some(p) => {
+                let psize = p.size;
+                let avail = psize.saturating_sub(offset).min(buf.len() as u64) as usize;
+                p.read_unchecked(&mut buf[..avail], offset)?;
+                buf[avail..].fill(0);
+                Ok(())
+            }
+            None => {
+                buf.fill(0);
+                Ok(())
+            }
+        }
+    }
+
+    fn read_unchecked(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        let Some(s) = &self.sparse else {
+            return self.read_storage(buf, offset, "fixed data");
+        };
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let block = (pos / s.block_size) as usize;
+            let in_block = pos % s.block_size;
+            let n = (s.block_size - in_block).min((buf.len() - done) as u64) as usize;
+            let chunk = &mut buf[done..done + n];
+            let mut at = 0usize;
+            self.pieces(s, block, in_block, n as u64, &mut |len, piece| {
+                let part = &mut chunk[at..at + len as usize];
+                match piece {
+                    Piece::Here(off) => self.read_storage(part, off, "block data")?,
+                    Piece::Below => self.read_below(part, pos + at as u64)?,
+                }
+                at += len as usize;
+                Ok(())
+            })?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn allocation_unchecked(&self, offset: u64, len: u64, out: &mut Vec<Extent>) -> Result<()> {
+        let Some(s) = &self.sparse else {
+            push_extent(out, offset, len, ExtentState::Data);
+            return Ok(());
+        };
+        let mut pos = offset;
+        let end = offset + len;
+        while pos < end {
+            let block = (pos / s.block_size) as usize;
+            let in_block = pos % s.block_size;
+            let n = (s.block_size - in_block).min(end - pos);
+            let mut at = pos;
+            self.pieces(s, block, in_block, n, &mut |l, piece| {
+                match (piece, &self.parent) {
+                    (Piece::Here(_), _) => push_extent(out, at, l, ExtentState::Data),
+                    (Piece::Below, None) => push_extent(out, at, l, ExtentState::Zero),
+                    (Piece::Below, Some(p)) => {
+                        let avail = p.size.saturating_sub(at).min(l);
+                        p.allocation_unchecked(at, avail, out)?;
+                        push_extent(out, at + avail, l - avail, ExtentState::Zero);
+                    }
+                }
+                at += l;
+                Ok(())
+            })?;
+            pos += n;
+        }
+        Ok(())
+    }
+
+    /// Writes a sector-aligned run into one block, allocating the block if needed.
+    fn write_block(
+        &self,
+        s: &Sparse,
+        next_free: &mut u64,
+        block: usize,
+        first_sector: usize,
+        data: &[u8],
+    ) -> Result<()> {
+        let sectors = data.len() / 512;
+        let entry = read_lock(&s.bat)[block];
+        if entry != UNUSED {
+            let base = u64::from(entry) * 512;
+            self.write_storage(
+                data,
+                base + s.bitmap_len + first_sector as u64 * 512,
+                "block data",
+            )?;
+            if self.block_state(s, block, entry)? == STATE_ALL_SET {
+                return Ok(());
+            }
+            let mut bm = vec![0; s.bitmap_len as usize];
+            self.read_storage(&mut bm, base, "sector bitmap")?;
+            set_bits(&mut bm, first_sector, sectors);
+            let lo = first_sector / 8;
+            let hi = (first_sector + sectors).div_ceil(8);
+            self.write_storage(&bm[lo..hi], base + lo as u64, "sector bitmap")?;
+            self.remember_bitmap(s, block, bm, false);
+            return Ok(());
+        }
+        // Allocate at the next free offset: data, bitmap, BAT entry, footer.
+        let at = *next_free;
+        let total = s.bitmap_len + s.block_size;
+        let file_len = self
+            .storage
+            .len()
+            .map_err(|e| Error::io("image length", e))?;
+        let data_start = at + s.bitmap_len;
+        if file_len > data_start {
+            // Stale bytes (an interrupted allocation) where the new block goes: zero them.
+            let stale_end = file_len.min(at + total);
+            let zeros = vec![0u8; (stale_end - data_start).min(1 << 20) as usize];
+            let mut pos = data_start;
+            while pos < stale_end {
+                let n = (stale_end - pos).min(zeros.len() as u64) as usize;
+                self.write_storage(&zeros[..n], pos, "zeroing reused space")?;
+                pos += n as u64;
+            }
+        }
+        self.write_storage(data, data_start + first_sector as u64 * 512, "block data")?;
+        let mut bm = vec![0; s.bitmap_len as usize];
+        if self.parent.is_some() {
+            set_bits(&mut bm, first_sector, sectors);
+        } else {
+            // Dynamic: every sector of the new block is valid (unwritten ones are zero),
+            // which is what qemu writes and what readers that ignore bitmaps expect.
+            set_bits(&mut bm, 0, s.sectors_per_block);
+        }
+        self.write_storage(&bm, at, "sector bitmap")?;
+        let sector = u32::try_from(at / 512)
+            .ok()
+            .filter(|&v| v != UNUSED)
+            .ok_or_else(|| {
+                Error::NoSpace(format!(
+                    "{}: file offsets beyond 2 TiB cannot be addressed by the BAT",
+                    self.name()
+                ))
+            })?;
+        self.write_storage(
+            &sector.to_be_bytes(),
+            s.header.table_offset + block as u64 * 4,
+            "BAT entry",
+        )?;
+        write_lock(&s.bat)[block] = sector;
+        self.remember_bitmap(s, block, bm, false);
+        let footer = self.layout_footer.to_bytes();
+        self.write_storage(&footer, at + total, "footer")?;
+        self.storage
+            .set_len(at + total + FOOTER_LEN as u64)
+            .map_err(|e| Error::io("setting the image length", e))?;
+        *next_free = at + total;
+        Ok(())
+    }
+
+    fn write_sparse(&self, s: &Sparse, buf: &[u8], offset: u64) -> Result<()> {
+        let mut next_free = s.next_free.lock().unwrap_or_else(|e| e.into_inner());
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let block = (pos / s.block_size) as usize;
+            let in_block = pos % s.block_size;
+            let n = (s.block_size - in_block).min((buf.len() - done) as u64) as usize;
+            let src = &buf[done..done + n];
+            let first_sector = (in_block / 512) as usize;
+            if in_block % 512 == 0 && n % 512 == 0 {
+                self.write_block(s, &mut next_free, block, first_sector, src)?;
+            } else {
+                // Read-modify-write of the partial sectors (copy-on-write from the parent).
+                // The virtual size is a whole number of sectors, so both edge sectors exist.
+                let start = first_sector as u64 * 512;
+                let end = (in_block + n as u64).div_ceil(512) * 512;
+                let mut aligned = vec![0u8; (end - start) as usize];
+                let head = (in_block - start) as usize;
+                let block_base = block as u64 * s.block_size;
+                if head != 0 {
+                    self.read_unchecked(&mut aligned[..512], block_base + start)?;
+                }
+                let tail = end - 512;
+                if (in_block + n as u64) % 512 != 0 && (tail > start || head == 0) {
+                    let from = (tail - start) as usize;
+                    self.read_unchecked(&mut aligned[from..from + 512], block_base + tail)?;
+                }
+                aligned[head..head + n].copy_from_slice(src);
+                self.write_block(s, &mut next_free, block, first_sector, &aligned)?;
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Disk for Image {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        check_range(self.size, offset, buf.len() as u64)?;
+        self.read_unchecked(buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        check_range(self.size, offset, buf.len() as u64)?;
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        match &self.sparse {
+            None => self.write_storage(buf, offset, "fixed data"),
+            Some(s) => self.write_sparse(s, buf, offset),
+        }
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.storage
+            .flush()
+            .map_err(|e| Error::io(format!("{}: flush", self.name()), e))
+    }
+
+    fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn allocation(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
+        check_range(self.size, offset, len)?;
+        let mut out = Vec::new();
+        self.allocation_unchecked(offset, len, &mut out)?;
+        Ok(out)
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
+        check_range(self.size, offset, len)?;
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        // Skip ranges that already read as zeros in a dynamic image.
+        let ranges: Vec<Extent> = match (&self.sparse, &self.parent) {
+            (Some(_), None) => self
+                .allocation(offset, len)?
+                .into_iter()
+                .filter(|e| e.state == ExtentState::Data)
+                .collect(),
+            _ => vec![Extent {
+                offset,
+                len,
+                state: ExtentState::Data,
+            }],
+        };
+        let zeros = vec![0u8; len.min(1 << 20) as usize];
+        for e in ranges {
+            let mut done = 0;
+            while done < e.len {
+                let n = (e.len - done).min(zeros.len() as u64);
+                self.write_at(&zeros[..n as usize], e.offset + done)?;
+                done += n;
+            }
+        }
+        Ok(())
+    }
+}
