@@ -34,6 +34,9 @@ pub enum Error {
     /// The store's database failed.
     #[error("store database: {0}")]
     Database(#[from] rusqlite::Error),
+    /// A vDisk image could not be opened, created or changed.
+    #[error("image: {0}")]
+    Image(#[from] vhd::Error),
     /// A file of the store could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -49,7 +52,9 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Domain { kind, .. } => *kind,
-            Error::Database(_) | Error::Io { .. } => ErrorKind::Storage,
+            Error::Image(e) if e.kind() == vhd::ErrorKind::InvalidInput => ErrorKind::Invalid,
+            Error::Image(e) if e.kind() == vhd::ErrorKind::ReadOnly => ErrorKind::Refused,
+            Error::Image(_) | Error::Database(_) | Error::Io { .. } => ErrorKind::Storage,
         }
     }
 

@@ -28,10 +28,13 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod adapters;
 mod error;
+mod images;
 mod mac;
 mod model;
 mod resolve;
+mod session;
 mod store;
 
 pub use error::{Error, ErrorKind, Result};
@@ -40,6 +43,9 @@ pub use model::{
     Assignment, AuditEntry, Collection, Device, DeviceType, Mode, VDisk, Version, VersionState,
 };
 pub use resolve::resolve_version;
+pub use session::{
+    CACHE_DIR, PRIVATE_DIR, Session, SessionInfo, SessionMode, SessionSettings, Sessions,
+};
 pub use store::collections::CollectionSettings;
 pub use store::devices::{DeviceUpdate, PERSONALITY_LIMIT};
 pub use store::{DATABASE_FILE, Store};

@@ -1,0 +1,3 @@
+//! Adapters from the domain to the protocol crates: vDisk sessions as NBD exports.
+
+pub mod nbd;

@@ -1,0 +1,185 @@
+//! Sessions over real image files: standard-mode write caches, their lifetime, quotas.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use provision_core::{
+    DeviceType, ErrorKind, Mac, Mode, SessionMode, SessionSettings, Sessions, Store,
+};
+use vhd::Disk;
+
+const SIZE: u64 = 8 << 20;
+
+fn mac(n: u8) -> Mac {
+    Mac([0x52, 0x54, 0, 0, 0, n])
+}
+
+/// A store with vDisk `lab` whose base is a dynamic VHD written by qemu-img holding
+/// the byte pattern 0x5a in its first MiB.
+fn lab_store(dir: &std::path::Path, qemu_img: &std::path::Path) -> Arc<Store> {
+    let raw = dir.join("base.raw");
+    let mut bytes = vec![0u8; SIZE as usize];
+    bytes[..1 << 20].fill(0x5a);
+    std::fs::write(&raw, &bytes).unwrap();
+    std::fs::create_dir_all(dir.join("store/lab")).unwrap();
+    testkit::run(
+        Command::new(qemu_img)
+            .args([
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                "vpc",
+                "-o",
+                "subformat=dynamic,force_size=on",
+            ])
+            .arg(&raw)
+            .arg(dir.join("store/lab/v0.vhd")),
+    );
+    let store = Arc::new(Store::open(&dir.join("store")).unwrap());
+    store.add_vdisk("lab", SIZE, "", "lab/v0.vhd").unwrap();
+    for n in 1..=2 {
+        store
+            .add_device(mac(n), &format!("seat-{n}"), None, DeviceType::Production)
+            .unwrap();
+        store
+            .assign(&format!("seat-{n}"), "lab", Mode::Standard, None)
+            .unwrap();
+    }
+    store
+}
+
+fn read(disk: &dyn Disk, offset: u64, len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    disk.read_at(&mut buf, offset).unwrap();
+    buf
+}
+
+#[test]
+fn standard_mode_writes_are_private_to_a_boot() {
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let dir = tempfile::tempdir().unwrap();
+    let store = lab_store(dir.path(), &qemu_img);
+    let sessions = Sessions::new(store, SessionSettings::default()).unwrap();
+
+    let one = sessions.open(mac(1), None).unwrap();
+    let two = sessions.open(mac(2), Some("lab")).unwrap();
+    assert_eq!(one.info().mode, SessionMode::Standard);
+    assert_eq!(read(&one, 4096, 4), [0x5a; 4]);
+    one.write_at(b"seat one", 4096).unwrap();
+    assert_eq!(read(&one, 4096, 8), b"seat one");
+    assert_eq!(
+        read(&two, 4096, 4),
+        [0x5a; 4],
+        "another device sees the base"
+    );
+    assert_eq!(sessions.list().len(), 2);
+
+    // A reconnect within the grace period finds the cache again.
+    drop(one);
+    let again = sessions.open(mac(1), None).unwrap();
+    assert_eq!(read(&again, 4096, 8), b"seat one");
+    drop(again);
+
+    // The next boot starts clean, and the base file never changed.
+    assert_eq!(sessions.new_boot(mac(1)), 1);
+    let rebooted = sessions.open(mac(1), None).unwrap();
+    assert_eq!(read(&rebooted, 4096, 4), [0x5a; 4]);
+    assert!(sessions.file_in_use("lab/v0.vhd"));
+    drop((rebooted, two));
+    assert!(sessions.list().is_empty());
+}
+
+#[test]
+fn caches_expire_after_the_grace_period() {
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let dir = tempfile::tempdir().unwrap();
+    let store = lab_store(dir.path(), &qemu_img);
+    let settings = SessionSettings {
+        grace: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let sessions = Sessions::new(store, settings).unwrap();
+
+    let session = sessions.open(mac(1), None).unwrap();
+    session.write_at(&[1; 512], 0).unwrap();
+    assert_eq!(
+        sessions.expire(Instant::now() + Duration::from_secs(3600)),
+        0,
+        "attached caches stay"
+    );
+    drop(session);
+    assert_eq!(sessions.expire(Instant::now() + Duration::from_secs(30)), 0);
+    assert_eq!(sessions.expire(Instant::now() + Duration::from_secs(61)), 1);
+    let fresh = sessions.open(mac(1), None).unwrap();
+    assert_eq!(read(&fresh, 0, 4), [0x5a; 4]);
+}
+
+#[test]
+fn a_full_write_cache_says_no_space_and_others_go_on() {
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let dir = tempfile::tempdir().unwrap();
+    let store = lab_store(dir.path(), &qemu_img);
+    let settings = SessionSettings {
+        cache_ram_bytes: 64 << 10,
+        cache_quota_bytes: 256 << 10,
+        ..Default::default()
+    };
+    let sessions = Sessions::new(store, settings).unwrap();
+
+    let one = sessions.open(mac(1), None).unwrap();
+    let two = sessions.open(mac(2), None).unwrap();
+    let chunk = vec![0xee; 64 << 10];
+    let mut offset = 0;
+    let err = loop {
+        match one.write_at(&chunk, offset) {
+            Ok(()) => offset += chunk.len() as u64,
+            Err(e) => break e,
+        }
+        assert!(offset < SIZE, "the quota never applied");
+    };
+    assert_eq!(err.kind(), vhd::ErrorKind::NoSpace, "{err}");
+    assert!(offset >= 192 << 10, "quota hit too early, at {offset}");
+    assert_eq!(
+        read(&one, 0, 2),
+        [0xee; 2],
+        "data written before the quota stays"
+    );
+    two.write_at(&chunk, 0).unwrap();
+    assert_eq!(read(&two, 0, 2), [0xee; 2]);
+}
+
+#[test]
+fn devices_open_only_what_is_assigned_to_them() {
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let dir = tempfile::tempdir().unwrap();
+    let store = lab_store(dir.path(), &qemu_img);
+    store
+        .add_vdisk("other", SIZE, "", "lab/v0-other.vhd")
+        .unwrap();
+    store
+        .add_device(mac(3), "seat-3", None, DeviceType::Production)
+        .unwrap();
+    let sessions = Sessions::new(store.clone(), SessionSettings::default()).unwrap();
+
+    let unassigned = sessions.open(mac(1), Some("other")).unwrap_err();
+    assert_eq!(unassigned.kind(), ErrorKind::Refused, "{unassigned}");
+    let nothing = sessions.open(mac(3), None).unwrap_err();
+    assert_eq!(nothing.kind(), ErrorKind::Refused, "{nothing}");
+    let unknown = sessions.open(mac(9), None).unwrap_err();
+    assert_eq!(unknown.kind(), ErrorKind::Refused, "{unknown}");
+    store
+        .set_device(
+            "seat-2",
+            &provision_core::DeviceUpdate {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        sessions.open(mac(2), None).unwrap_err().kind(),
+        ErrorKind::Refused
+    );
+}
