@@ -22,3 +22,4 @@ pub mod request;
 pub use policy::{BootPlan, Menu, MenuEntry, Policy, Silence};
 pub use reply::{Destination, Reply};
 pub use request::ClientInfo;
+pub mod full;

@@ -157,6 +157,14 @@ pub enum Silence {
     OtherServer(Ipv4Addr),
     /// The selected menu item does not exist.
     UnknownItem(u16),
+    /// Full mode: no pool serves the client's subnet.
+    NoPool,
+    /// Full mode: the pool is exhausted.
+    NoAddress,
+    /// Full mode: a REQUEST for an address we hold no record of (RFC 2131 §4.3.2).
+    NoRecord(Ipv4Addr),
+    /// Full mode: a RELEASE or DECLINE was recorded; such messages get no reply.
+    Recorded,
 }
 
 impl std::fmt::Display for Silence {
@@ -169,6 +177,10 @@ impl std::fmt::Display for Silence {
             Silence::NotForUs => write!(f, "message type not answered on this port"),
             Silence::OtherServer(ip) => write!(f, "client chose server {ip}"),
             Silence::UnknownItem(t) => write!(f, "no menu item of type {t:#06x}"),
+            Silence::NoPool => write!(f, "no pool for the client's subnet"),
+            Silence::NoAddress => write!(f, "pool exhausted"),
+            Silence::NoRecord(ip) => write!(f, "no record of {ip}"),
+            Silence::Recorded => write!(f, "recorded; no reply is sent"),
         }
     }
 }
