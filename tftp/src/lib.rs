@@ -3,7 +3,7 @@
 //! What it is: TFTP packets ([`packet`]), option negotiation ([`options`]), netascii
 //! ([`netascii`]), sans-IO transfers ([`transfer`]: time is an input, deadlines are
 //! outputs), file providers ([`provider`]: a confined directory, generated content) and,
-//! behind the `server` feature, a tokio UDP driver (`driver`) that serves any provider.
+//! behind the `server` feature, a tokio UDP driver (`driver::Server`) that serves any provider.
 //!
 //! What it is not: a general file server; it serves boot files. Uploads are off unless a
 //! provider allows them. It does no I/O in its core: the driver moves datagrams.
@@ -73,8 +73,14 @@ pub mod packet;
 pub mod provider;
 pub mod transfer;
 
+#[cfg(feature = "server")]
+pub mod driver;
+
 pub use error::{Error, ErrorCode, ErrorKind};
 pub use options::{Limits, Options};
 pub use packet::{Mode, Packet, Request};
 pub use provider::{DirProvider, Fallback, Generated, MemorySource, Provider, Sink, Source};
-pub use transfer::{Outcome, ReadTransfer, TransferConfig};
+pub use transfer::{Outcome, ReadTransfer, TransferConfig, WriteTransfer};
+
+#[cfg(feature = "server")]
+pub use driver::{Server, ServerConfig};

@@ -11,8 +11,10 @@ use crate::error::Error;
 use crate::options::Limits;
 
 pub mod read;
+pub mod write;
 
 pub use read::ReadTransfer;
+pub use write::WriteTransfer;
 
 /// How a transfer ended.
 #[derive(Debug)]

@@ -380,6 +380,12 @@ impl ReadTransfer {
         self.outcome.as_ref()
     }
 
+    /// Takes the outcome out, once the transfer has ended.
+    pub fn take_outcome(&mut self) -> Option<Outcome> {
+        self.outcome()?;
+        self.outcome.take()
+    }
+
     /// True once the transfer has ended and has nothing left to send.
     pub fn is_finished(&self) -> bool {
         self.outcome().is_some()

@@ -1,0 +1,353 @@
+//! The tokio UDP driver (feature `server`): receives requests on one socket, runs each
+//! transfer as a task, and moves datagrams between sockets and the sans-IO transfers.
+//!
+//! By default every transfer gets its own socket, i.e. a new server TID (RFC 1350 §4);
+//! in single-port mode every transfer shares the listening socket, and datagrams are
+//! routed to transfers by the client's address and port. A packet from the wrong TID is
+//! answered with ERROR 5 and does not disturb the transfer (RFC 1350 §4). A request
+//! repeated by a client (same address and port) while its transfer runs is handed to that
+//! transfer instead of starting a second one. The number of concurrent transfers is
+//! bounded; beyond it requests get ERROR 0 "Server busy".
+//!
+//! Limitation: replies leave from the listening address; on a multi-homed host bind to the
+//! boot interface's address rather than the wildcard so replies carry the address the
+//! client sent to.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::error::{Error, ErrorCode};
+use crate::packet::{MAX_BLKSIZE, Packet, Request};
+use crate::provider::Provider;
+use crate::transfer::{Outcome, ReadTransfer, TransferConfig, WriteTransfer};
+
+/// Room for the largest datagram a transfer sends or accepts.
+const DATAGRAM_BUF: usize = MAX_BLKSIZE + 64;
+/// Datagrams queued for one transfer by the listener before extra ones are dropped.
+const QUEUE_DEPTH: usize = 256;
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Timing and option limits of every transfer.
+    pub transfer: TransferConfig,
+    /// Serve every transfer from the listening port (for firewalls that only open 69).
+    pub single_port: bool,
+    /// Accept write requests (the provider must accept them too).
+    pub allow_write: bool,
+    /// Transfers served at once; further requests get ERROR 0 "Server busy".
+    pub max_transfers: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            transfer: TransferConfig::default(),
+            single_port: false,
+            allow_write: false,
+            max_transfers: 1024,
+        }
+    }
+}
+
+/// The transfers the listener routes datagrams to, by client address.
+type Routes = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
+
+/// A TFTP server bound to a UDP address, serving one [`Provider`].
+#[derive(Debug)]
+pub struct Server<P> {
+    socket: Arc<UdpSocket>,
+    provider: Arc<P>,
+    config: Arc<ServerConfig>,
+}
+
+impl<P: Provider + 'static> Server<P> {
+    /// Binds the listening socket (IPv4 or IPv6).
+    ///
+    /// # Errors
+    ///
+    /// The bind error (port 69 needs root or `CAP_NET_BIND_SERVICE`).
+    pub async fn bind(addr: SocketAddr, provider: P, config: ServerConfig) -> io::Result<Self> {
+        let socket = UdpSocket::bind(addr).await?;
+        Ok(Self {
+            socket: Arc::new(socket),
+            provider: Arc::new(provider),
+            config: Arc::new(config),
+        })
+    }
+
+    /// The address the server listens on.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Serves requests until the task is dropped or the socket fails.
+    ///
+    /// # Errors
+    ///
+    /// A receive error on the listening socket other than a transient one.
+    pub async fn run(self) -> io::Result<()> {
+        let routes: Routes = Arc::default();
+        let permits = Arc::new(Semaphore::new(self.config.max_transfers.max(1)));
+        let mut buf = vec![0u8; DATAGRAM_BUF];
+        loop {
+            let (n, peer) = match self.socket.recv_from(&mut buf).await {
+                Ok(x) => x,
+                Err(e) if transient(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            let bytes = &buf[..n];
+            let route = routes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&peer)
+                .cloned();
+            if let Some(tx) = route {
+                // A repeated request, or (single-port) any packet of a running transfer.
+                let _ = tx.try_send(bytes.to_vec());
+                continue;
+            }
+            let (request, write) = match Packet::parse(bytes) {
+                Ok(Packet::Rrq(r)) => (r, false),
+                Ok(Packet::Wrq(r)) => (r, true),
+                Ok(Packet::Error { .. }) => continue, // never answer an error
+                Ok(Packet::Data { .. } | Packet::Ack(_) | Packet::Oack(_)) => {
+                    self.refuse(peer, ErrorCode::UnknownTid, "Unknown transfer ID")
+                        .await;
+                    continue;
+                }
+                Ok(Packet::Unknown { opcode, .. }) => {
+                    tracing::debug!(%peer, opcode, "unknown opcode");
+                    self.refuse(peer, ErrorCode::IllegalOperation, "Illegal TFTP operation")
+                        .await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "bad request");
+                    self.refuse(peer, ErrorCode::IllegalOperation, "Illegal TFTP operation")
+                        .await;
+                    continue;
+                }
+            };
+            if write && !self.config.allow_write {
+                self.refuse(peer, ErrorCode::AccessViolation, "Uploads are not allowed")
+                    .await;
+                continue;
+            }
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "too many transfers; refusing");
+                self.refuse(peer, ErrorCode::NotDefined, "Server busy")
+                    .await;
+                continue;
+            };
+            let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+            routes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(peer, tx);
+            let job = Job {
+                peer,
+                request,
+                write,
+                listener: self.socket.clone(),
+                provider: self.provider.clone(),
+                config: self.config.clone(),
+                rx,
+            };
+            let routes = routes.clone();
+            tokio::spawn(async move {
+                job.serve().await;
+                routes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&peer);
+                drop(permit);
+            });
+        }
+    }
+
+    async fn refuse(&self, peer: SocketAddr, code: ErrorCode, message: &str) {
+        let packet = Packet::Error {
+            code,
+            message: message.into(),
+        }
+        .to_vec();
+        let _ = self.socket.send_to(&packet, peer).await;
+    }
+}
+
+/// Errors on a UDP socket that say nothing about the socket itself (ICMP feedback).
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    ) || e.raw_os_error().is_some_and(|c| c == 113 || c == 101) // EHOSTUNREACH, ENETUNREACH
+}
+
+/// The surface the driver needs from a sans-IO transfer.
+trait Session {
+    fn handle_datagram(&mut self, now: Instant, bytes: &[u8]);
+    fn handle_timeout(&mut self, now: Instant);
+    fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<usize>;
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn outcome(&self) -> Option<&Outcome>;
+    fn take_outcome(&mut self) -> Option<Outcome>;
+}
+
+macro_rules! session {
+    ($t:ty) => {
+        impl Session for $t {
+            fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
+                <$t>::handle_datagram(self, now, bytes)
+            }
+            fn handle_timeout(&mut self, now: Instant) {
+                <$t>::handle_timeout(self, now)
+            }
+            fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<usize> {
+                <$t>::poll_transmit(self, buf)
+            }
+            fn poll_timeout(&self) -> Option<Instant> {
+                <$t>::poll_timeout(self)
+            }
+            fn outcome(&self) -> Option<&Outcome> {
+                <$t>::outcome(self)
+            }
+            fn take_outcome(&mut self) -> Option<Outcome> {
+                <$t>::take_outcome(self)
+            }
+        }
+    };
+}
+session!(ReadTransfer);
+session!(WriteTransfer);
+
+/// One transfer's task.
+struct Job<P> {
+    peer: SocketAddr,
+    request: Request,
+    write: bool,
+    listener: Arc<UdpSocket>,
+    provider: Arc<P>,
+    config: Arc<ServerConfig>,
+    rx: mpsc::Receiver<Vec<u8>>,
+}
+
+impl<P: Provider + 'static> Job<P> {
+    async fn serve(mut self) {
+        let socket = if self.config.single_port {
+            self.listener.clone()
+        } else {
+            let local = match self.listener.local_addr() {
+                Ok(a) => SocketAddr::new(a.ip(), 0),
+                Err(e) => return tracing::warn!(error = %e, "no local address"),
+            };
+            match UdpSocket::bind(local).await {
+                Ok(s) => Arc::new(s),
+                Err(e) => return tracing::warn!(error = %e, "cannot bind a transfer socket"),
+            }
+        };
+        let started = Instant::now();
+        let session = match self.start().await {
+            Ok(s) => s,
+            Err(e) => {
+                let (code, message) = e.to_wire();
+                tracing::info!(peer = %self.peer, file = %self.request.filename, %code, %message, "refused");
+                let packet = Packet::Error { code, message }.to_vec();
+                let _ = socket.send_to(&packet, self.peer).await;
+                return;
+            }
+        };
+        let outcome = self.pump(&socket, session).await;
+        let ms = started.elapsed().as_millis() as u64;
+        let (peer, file) = (self.peer, &self.request.filename);
+        match outcome {
+            Outcome::Completed => {
+                tracing::info!(%peer, %file, write = self.write, ms, "transfer complete")
+            }
+            Outcome::Declined => tracing::debug!(%peer, %file, "size probe ended by the client"),
+            Outcome::Failed(e) => tracing::info!(%peer, %file, error = %e, "transfer failed"),
+        }
+    }
+
+    /// Opens the file (on a blocking thread) and builds the transfer.
+    async fn start(&self) -> Result<Box<dyn Session + Send>, Error> {
+        let provider = self.provider.clone();
+        let (path, peer, write) = (self.request.filename.clone(), self.peer, self.write);
+        let size = crate::Options::from_pairs(&self.request.options).tsize;
+        let now = Instant::now();
+        let cfg = &self.config.transfer;
+        let joined = tokio::task::spawn_blocking(move || {
+            if write {
+                provider.create(&path, peer, size).map(Opened::Sink)
+            } else {
+                provider.open(&path, peer).map(Opened::Source)
+            }
+        })
+        .await
+        .map_err(|e| Error::io("opening a file", io::Error::other(e)))?;
+        Ok(match joined? {
+            Opened::Source(s) => Box::new(ReadTransfer::new(now, &self.request, s, cfg)?),
+            Opened::Sink(s) => Box::new(WriteTransfer::new(now, &self.request, s, cfg)?),
+        })
+    }
+
+    /// Moves datagrams until the transfer ends.
+    async fn pump(&mut self, socket: &UdpSocket, mut session: Box<dyn Session + Send>) -> Outcome {
+        let own_socket = !self.config.single_port;
+        let mut out = vec![0u8; DATAGRAM_BUF];
+        let mut inbuf = vec![0u8; DATAGRAM_BUF];
+        loop {
+            while let Some(n) = session.poll_transmit(&mut out) {
+                if let Err(e) = socket.send_to(&out[..n], self.peer).await {
+                    if !transient(&e) {
+                        return Outcome::Failed(Error::io("sending", e));
+                    }
+                }
+            }
+            if session.outcome().is_some() {
+                break;
+            }
+            let deadline = session.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = socket.recv_from(&mut inbuf), if own_socket => match r {
+                    Ok((n, from)) if from == self.peer => session.handle_datagram(Instant::now(), &inbuf[..n]),
+                    Ok((_, from)) => {
+                        let p = Packet::Error { code: ErrorCode::UnknownTid, message: "Unknown transfer ID".into() };
+                        let _ = socket.send_to(&p.to_vec(), from).await;
+                    }
+                    Err(e) if transient(&e) => {}
+                    Err(e) => return Outcome::Failed(Error::io("receiving", e)),
+                },
+                m = self.rx.recv() => match m {
+                    Some(bytes) => session.handle_datagram(Instant::now(), &bytes),
+                    None => return Outcome::Failed(Error::io("routing", io::Error::other("listener stopped"))),
+                },
+                () = sleep => session.handle_timeout(Instant::now()),
+            }
+        }
+        session.take_outcome().unwrap_or(Outcome::Completed)
+    }
+}
+
+enum Opened {
+    Source(Arc<dyn crate::Source>),
+    Sink(Box<dyn crate::Sink>),
+}
