@@ -90,13 +90,28 @@ pub fn pattern(size: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Runs `nbdsh` with Debian's python3 first in PATH; returns stdout.
-pub fn nbdsh(uri: &str, script: &str) -> String {
-    let bin = testkit::find_program("nbdsh").expect("nbdsh");
+/// Python helpers prepended to every nbdsh script: `expect("EINVAL", f)` checks that
+/// `f()` fails with that error (libnbd names errno values).
+const PRELUDE: &str = r#"
+def expect(name, f):
+    try:
+        f()
+    except nbd.Error as e:
+        assert e.errno == name, "expected %s, got %s (%s)" % (name, e.errno, e)
+        return
+    raise AssertionError("expected %s, but the call succeeded" % name)
+"#;
+
+/// Runs an `nbdsh` script (Debian's python3 first in PATH, per SPECS §1.10) with
+/// `URI` defined; the handle `h` is not connected yet. Returns stdout.
+pub fn nbdsh(nbdsh: &std::path::Path, uri: &str, script: &str) -> String {
     let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
-    testkit::run(
-        std::process::Command::new(bin)
+    let script = format!("URI = {uri:?}\n{PRELUDE}\n{script}\nprint('script ok')\n");
+    let out = testkit::run(
+        std::process::Command::new(nbdsh)
             .env("PATH", path)
-            .args(["-u", uri, "-c", script]),
-    )
+            .args(["-c", &script]),
+    );
+    assert!(out.contains("script ok"), "{out}");
+    out
 }
