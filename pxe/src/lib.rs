@@ -23,3 +23,5 @@ pub use policy::{BootPlan, Menu, MenuEntry, Policy, Silence};
 pub use reply::{Destination, Reply};
 pub use request::ClientInfo;
 pub mod full;
+pub mod ra;
+pub mod rivals;
