@@ -86,7 +86,7 @@ impl CreateOptions {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.size == 0 || self.size % 512 != 0 || self.size > MAX_DISK_SIZE {
+        if self.size == 0 || !self.size.is_multiple_of(512) || self.size > MAX_DISK_SIZE {
             return Err(Error::InvalidInput(format!(
                 "size {} must be a non-zero multiple of 512 up to {MAX_DISK_SIZE}",
                 self.size

@@ -103,7 +103,7 @@ impl Geometry {
         } else {
             let mut s = 17;
             let mut c = total / s;
-            let mut h = ((c + 1023) / 1024).max(4);
+            let mut h = c.div_ceil(1024).max(4);
             if c >= h * 1024 || h > 16 {
                 s = 31;
                 h = 16;
@@ -245,7 +245,7 @@ impl Footer {
                 return Err(Error::Unsupported(format!("footer: disk type {n}")));
             }
         }
-        if self.current_size % 512 != 0 {
+        if !self.current_size.is_multiple_of(512) {
             return Err(Error::invalid(
                 "footer",
                 "current size",
@@ -253,7 +253,7 @@ impl Footer {
             ));
         }
         if self.disk_type != DiskType::Fixed
-            && (self.data_offset == NO_DATA_OFFSET || self.data_offset % 512 != 0)
+            && (self.data_offset == NO_DATA_OFFSET || !self.data_offset.is_multiple_of(512))
         {
             return Err(Error::invalid(
                 "footer",

@@ -124,7 +124,7 @@ impl DynamicHeader {
                 format!("{bs} is not a power of two between 512 and {MAX_BLOCK_SIZE}"),
             ));
         }
-        if self.table_offset % 512 != 0 || self.table_offset == u64::MAX {
+        if !self.table_offset.is_multiple_of(512) || self.table_offset == u64::MAX {
             return Err(Error::invalid(
                 "dynamic header",
                 "table offset",

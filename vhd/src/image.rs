@@ -535,7 +535,7 @@ impl Image {
             let n = (s.block_size - in_block).min((buf.len() - done) as u64) as usize;
             let src = &buf[done..done + n];
             let first_sector = (in_block / 512) as usize;
-            if in_block % 512 == 0 && n % 512 == 0 {
+            if in_block.is_multiple_of(512) && n.is_multiple_of(512) {
                 self.write_block(s, &mut next_free, block, first_sector, src)?;
             } else {
                 // Read-modify-write of the partial sectors (copy-on-write from the parent).
@@ -549,7 +549,7 @@ impl Image {
                     self.read_unchecked(&mut aligned[..512], block_base + start)?;
                 }
                 let tail = end - 512;
-                if (in_block + n as u64) % 512 != 0 && (tail > start || head == 0) {
+                if !(in_block + n as u64).is_multiple_of(512) && (tail > start || head == 0) {
                     let from = (tail - start) as usize;
                     self.read_unchecked(&mut aligned[from..from + 512], block_base + tail)?;
                 }

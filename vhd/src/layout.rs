@@ -52,8 +52,6 @@ pub struct Layout {
     pub footer_source: FooterSource,
     /// File offset of the trailing footer (where it is, or should be).
     pub footer_offset: u64,
-    /// Length of the storage.
-    pub file_len: u64,
     /// Virtual size per the size policy.
     pub size: u64,
     /// Dynamic header and BAT of dynamic and differencing images.
@@ -198,7 +196,6 @@ pub fn read_layout(
         footer,
         footer_source: *source,
         footer_offset,
-        file_len,
         size,
         sparse,
         warnings,
