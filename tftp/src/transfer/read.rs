@@ -89,7 +89,10 @@ impl ReadTransfer {
         };
         let requested = Options::from_pairs(&request.options);
         let size = source.len();
-        let accepted = Options::accept(&requested, &config.limits, size_known.then_some(size));
+        // tsize is omitted for an empty file: curl 7.88 rejects "tsize 0" in an OACK
+        // ("invalid tsize value"), and omitting an option is always allowed (RFC 2347).
+        let offered_size = Some(size).filter(|&s| size_known && s > 0);
+        let accepted = Options::accept(&requested, &config.limits, offered_size);
         let mut t = Self {
             blksize: DEFAULT_BLKSIZE,
             windowsize: 1,
