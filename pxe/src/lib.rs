@@ -22,6 +22,8 @@ pub mod request;
 pub use policy::{BootPlan, Menu, MenuEntry, Policy, Silence};
 pub use reply::{Destination, Reply};
 pub use request::ClientInfo;
+#[cfg(feature = "server")]
+pub mod driver;
 pub mod full;
 pub mod ra;
 pub mod rivals;

@@ -1,0 +1,391 @@
+//! The tokio UDP driver (feature `server`): sockets bound to one interface on ports 67
+//! and 4011, broadcast replies for clients without an address, a listener on port 68
+//! that overhears other servers (rival detection), and optionally router
+//! advertisements with lifetime 0. All decisions are the crate's pure functions; this
+//! file only moves bytes and logs.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tracing::{debug, info, warn};
+
+use crate::error::{Error, Result};
+use crate::full::FullDhcp;
+use crate::policy::Policy;
+use crate::proxy::{self, Ignored};
+use crate::reply::{self, Destination, Reply};
+use crate::rivals::Rivals;
+use crate::wire::{Message, Op};
+
+/// What the server answers.
+#[derive(Debug)]
+pub enum Mode {
+    /// ProxyDHCP: boot information only, never addresses.
+    Proxy(Policy),
+    /// Full DHCP: addresses and boot information; leases saved to the file if given.
+    Full {
+        /// The server state.
+        server: Box<FullDhcp>,
+        /// Where the lease table is saved after each change.
+        leases_path: Option<PathBuf>,
+    },
+}
+
+impl Mode {
+    fn policy(&self) -> &Policy {
+        match self {
+            Mode::Proxy(p) => p,
+            Mode::Full { server, .. } => server.policy(),
+        }
+    }
+}
+
+/// Sockets and ports.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// The interface to bind to (SO_BINDTODEVICE); `None` binds to all (tests only).
+    pub interface: Option<String>,
+    /// Address to bind the sockets to (normally 0.0.0.0 to receive broadcasts).
+    pub listen: Ipv4Addr,
+    /// DHCP server port (67).
+    pub dhcp_port: u16,
+    /// PXE boot server port (4011); `None` disables it.
+    pub boot_port: Option<u16>,
+    /// Port clients listen on (68): broadcast replies go there, rivals are heard there.
+    pub client_port: u16,
+    /// Listen on the client port to report other servers.
+    pub watch_rivals: bool,
+    /// Answer IPv6 router solicitations with a lifetime-0 advertisement.
+    pub router_advertisements: bool,
+}
+
+impl DriverConfig {
+    /// The standard ports on `interface`, rival watch on, router advertisements off.
+    pub fn new(interface: Option<String>) -> Self {
+        Self {
+            interface,
+            listen: Ipv4Addr::UNSPECIFIED,
+            dhcp_port: reply::SERVER_PORT,
+            boot_port: Some(reply::BOOT_SERVER_PORT),
+            client_port: reply::CLIENT_PORT,
+            watch_rivals: true,
+            router_advertisements: false,
+        }
+    }
+}
+
+struct State {
+    mode: Mode,
+    rivals: Rivals,
+}
+
+/// A bound server; [`Driver::run`] serves until an I/O error or until dropped.
+pub struct Driver {
+    config: DriverConfig,
+    state: Arc<Mutex<State>>,
+    dhcp: UdpSocket,
+    boot: Option<UdpSocket>,
+    watch: Option<UdpSocket>,
+    ra: Option<UdpSocket>,
+}
+
+fn udp_socket(interface: Option<&str>, addr: SocketAddrV4) -> Result<UdpSocket> {
+    let what = format!(
+        "binding UDP {addr}{}",
+        interface.map(|i| format!(" on {i}")).unwrap_or_default()
+    );
+    let setup = || -> std::io::Result<UdpSocket> {
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_reuse_address(true)?;
+        s.set_broadcast(true)?;
+        if let Some(i) = interface {
+            s.bind_device(Some(i.as_bytes()))?;
+        }
+        s.set_nonblocking(true)?;
+        s.bind(&SocketAddr::V4(addr).into())?;
+        UdpSocket::from_std(s.into())
+    };
+    setup().map_err(|e| Error::io(what, e))
+}
+
+fn ra_socket(interface: &str) -> Result<(UdpSocket, u32)> {
+    let what = format!("opening an ICMPv6 socket on {interface} for router advertisements");
+    let setup = || -> std::io::Result<(UdpSocket, u32)> {
+        let index: u32 = std::fs::read_to_string(format!("/sys/class/net/{interface}/ifindex"))?
+            .trim()
+            .parse()
+            .map_err(|_| std::io::Error::other("bad ifindex"))?;
+        let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
+        s.bind_device(Some(interface.as_bytes()))?;
+        s.set_multicast_hops_v6(255)?;
+        s.set_unicast_hops_v6(255)?;
+        s.join_multicast_v6(&Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2), index)?;
+        s.set_nonblocking(true)?;
+        // A raw socket behind tokio's UDP type: recv_from/send_to are the same calls.
+        Ok((UdpSocket::from_std(s.into())?, index))
+    };
+    setup().map_err(|e| Error::io(what, e))
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Driver {
+    /// Binds the sockets. Must run inside a tokio runtime.
+    pub async fn bind(config: DriverConfig, mode: Mode) -> Result<Driver> {
+        let iface = config.interface.as_deref();
+        let dhcp = udp_socket(iface, SocketAddrV4::new(config.listen, config.dhcp_port))?;
+        let boot = config
+            .boot_port
+            .map(|p| udp_socket(iface, SocketAddrV4::new(config.listen, p)))
+            .transpose()?;
+        let watch = if config.watch_rivals {
+            match udp_socket(iface, SocketAddrV4::new(config.listen, config.client_port)) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    warn!(error = %e, "rival detection off: cannot listen on the client port");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let ra = match (&config.interface, config.router_advertisements) {
+            (Some(i), true) => Some(ra_socket(i)?.0),
+            (None, true) => {
+                return Err(Error::Config(
+                    "router advertisements need an interface".into(),
+                ));
+            }
+            _ => None,
+        };
+        let ours = [mode.policy().server_ip];
+        Ok(Driver {
+            state: Arc::new(Mutex::new(State {
+                mode,
+                rivals: Rivals::new(ours),
+            })),
+            config,
+            dhcp,
+            boot,
+            watch,
+            ra,
+        })
+    }
+
+    /// The local port of the DHCP socket (useful when bound to port 0 in tests).
+    pub fn dhcp_port(&self) -> u16 {
+        self.dhcp.local_addr().map_or(0, |a| a.port())
+    }
+
+    /// The local port of the boot server socket.
+    pub fn boot_port(&self) -> Option<u16> {
+        self.boot
+            .as_ref()
+            .and_then(|s| s.local_addr().ok())
+            .map(|a| a.port())
+    }
+
+    /// Serves until an I/O error.
+    pub async fn run(self) -> Result<()> {
+        let Driver {
+            config,
+            state,
+            dhcp,
+            boot,
+            watch,
+            ra,
+        } = self;
+        let config = Arc::new(config);
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(serve(
+            Arc::new(dhcp),
+            Port::Dhcp,
+            state.clone(),
+            config.clone(),
+        ));
+        if let Some(b) = boot {
+            tasks.spawn(serve(
+                Arc::new(b),
+                Port::Boot,
+                state.clone(),
+                config.clone(),
+            ));
+        }
+        if let Some(w) = watch {
+            tasks.spawn(serve(
+                Arc::new(w),
+                Port::Watch,
+                state.clone(),
+                config.clone(),
+            ));
+        }
+        if let Some(r) = ra {
+            let iface = config.interface.clone().unwrap_or_default();
+            tasks.spawn(answer_solicitations(r, iface));
+        }
+        info!(
+            interface = config.interface.as_deref().unwrap_or("*"),
+            dhcp_port = config.dhcp_port,
+            boot_port = ?config.boot_port,
+            "pxe server running"
+        );
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(())) => {}
+                Err(e) => {
+                    return Err(Error::io(
+                        "server task failed",
+                        std::io::Error::other(e.to_string()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Port {
+    Dhcp,
+    Boot,
+    Watch,
+}
+
+fn decide(
+    state: &Mutex<State>,
+    port: Port,
+    msg: &Message,
+    src: SocketAddrV4,
+) -> Option<Result<Reply, Ignored>> {
+    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    let st = &mut *st;
+    if port == Port::Watch || msg.op == Op::BootReply {
+        if let Some(report) = st.rivals.observe(*src.ip(), msg) {
+            warn!(rival = %report.server, proxy = report.proxy, boot_server = report.is_boot_server(), "another DHCP server answers on this segment: {report}");
+        }
+        return None;
+    }
+    Some(match (port, &mut st.mode) {
+        (Port::Dhcp, Mode::Proxy(policy)) => proxy::offer(msg, policy),
+        (
+            Port::Dhcp,
+            Mode::Full {
+                server,
+                leases_path,
+            },
+        ) => {
+            let r = server.handle(now_unix(), msg);
+            if server.take_dirty()
+                && let Some(path) = leases_path
+                && let Err(e) = server.leases().save(path)
+            {
+                warn!(error = %e, "cannot save the lease file");
+            }
+            r
+        }
+        (Port::Boot, mode) => proxy::boot_ack(msg, src, mode.policy()),
+        (Port::Watch, _) => return None,
+    })
+}
+
+async fn serve(
+    sock: Arc<UdpSocket>,
+    port: Port,
+    state: Arc<Mutex<State>>,
+    config: Arc<DriverConfig>,
+) -> Result<()> {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, src) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "receive failed");
+                continue;
+            }
+        };
+        let SocketAddr::V4(src) = src else { continue };
+        let msg = match Message::parse(&buf[..n]) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(%src, bytes = n, error = %e, "dropping malformed DHCP packet");
+                continue;
+            }
+        };
+        let Some(outcome) = decide(&state, port, &msg, src) else {
+            continue;
+        };
+        let mac = msg
+            .mac()
+            .map(|m| crate::request::format_mac(&m))
+            .unwrap_or_default();
+        match outcome {
+            Ok(reply) => send(&sock, &reply, &config, &mac).await,
+            Err(Ignored::Malformed(e)) => {
+                warn!(%src, %mac, error = %e, "dropping malformed DHCP message")
+            }
+            Err(Ignored::Silent(why)) => debug!(%src, %mac, xid = msg.xid, "not answering: {why}"),
+        }
+    }
+}
+
+async fn send(sock: &UdpSocket, reply: &Reply, config: &DriverConfig, mac: &str) {
+    let to = match reply.to {
+        Destination::Broadcast(p) => {
+            let p = if p == reply::CLIENT_PORT {
+                config.client_port
+            } else {
+                p
+            };
+            SocketAddrV4::new(Ipv4Addr::BROADCAST, p)
+        }
+        Destination::Unicast(a) if a.port() == reply::CLIENT_PORT => {
+            SocketAddrV4::new(*a.ip(), config.client_port)
+        }
+        Destination::Unicast(a) => a,
+    };
+    let bytes = reply.message.encode();
+    let kind = reply.message.message_type();
+    match sock.send_to(&bytes, to).await {
+        Ok(_) => info!(
+            %to, %mac, xid = reply.message.xid, kind = ?kind,
+            yiaddr = %reply.message.yiaddr,
+            file = reply.message.file_name().unwrap_or_default(),
+            "reply sent"
+        ),
+        Err(e) => warn!(%to, %mac, error = %e, "sending reply failed"),
+    }
+}
+
+async fn answer_solicitations(sock: UdpSocket, interface: String) -> Result<()> {
+    let index: u32 = std::fs::read_to_string(format!("/sys/class/net/{interface}/ifindex"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let mac = std::fs::read_to_string(format!("/sys/class/net/{interface}/address"))
+        .ok()
+        .and_then(|s| crate::request::parse_mac(&s));
+    let all_nodes = SocketAddrV6::new(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), 0, 0, index);
+    let ra = crate::ra::router_advertisement(mac);
+    let mut buf = [0u8; 1500];
+    loop {
+        let Ok((n, src)) = sock.recv_from(&mut buf).await else {
+            continue;
+        };
+        if !crate::ra::is_router_solicitation(&buf[..n]) {
+            continue;
+        }
+        match sock.send_to(&ra, all_nodes).await {
+            Ok(_) => info!(%src, "router solicitation answered (router lifetime 0)"),
+            Err(e) => warn!(%src, error = %e, "sending router advertisement failed"),
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The UDP driver on loopback (no root needed): only unicast paths, since a broadcast
+//! must never leave a namespace the test owns. Malformed packets of every kind are
+//! dropped and the server keeps answering.
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::time::Duration;
+
+use pxe::client::ClientProfile;
+use pxe::driver::{Driver, DriverConfig, Mode};
+use pxe::options::{ClientArch, codes};
+use pxe::{Message, MessageType, Policy};
+
+const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+fn malformed() -> Vec<Vec<u8>> {
+    let good = ClientProfile::bios([2, 0, 0, 0, 0, 1])
+        .boot_request(1, LO, None)
+        .encode();
+    let mut bad_cookie = good.clone();
+    bad_cookie[236] ^= 0xff;
+    let no_end: Vec<u8> = good[..240].iter().copied().chain([53, 1, 3]).collect();
+    let mut overrun = good[..240].to_vec();
+    overrun.extend_from_slice(&[53, 1, 3, 60, 200, 1, 2]);
+    let mut overload_loop = Message::parse(&good).unwrap();
+    overload_loop.options.push(52, &[3]);
+    overload_loop.file[..4].copy_from_slice(&[52, 1, 3, 255]);
+    overload_loop.sname[..4].copy_from_slice(&[52, 1, 3, 255]);
+    let mut huge = good[..240].to_vec();
+    huge.extend(std::iter::repeat_n([200u8, 0], 5000).flatten());
+    huge.push(255);
+    let mut bad_arch = Message::parse(&good).unwrap();
+    bad_arch.options.set(codes::CLIENT_ARCH, &[0]);
+    vec![
+        vec![],
+        vec![1; 10],
+        good[..239].to_vec(),
+        bad_cookie,
+        no_end,
+        overrun,
+        overload_loop.encode(),
+        huge,
+        bad_arch.encode(),
+    ]
+}
+
+#[test]
+fn boot_server_answers_on_loopback_after_malformed_packets() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = UdpSocket::bind((LO, 0)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut config = DriverConfig::new(None);
+    config.listen = LO;
+    config.dhcp_port = 0;
+    config.boot_port = Some(0);
+    config.client_port = client.local_addr().unwrap().port();
+    config.watch_rivals = false;
+    let policy = Policy::new(LO).with_boot_file(ClientArch::X86Bios, "undionly.kpxe");
+    let driver = rt
+        .block_on(Driver::bind(config, Mode::Proxy(policy)))
+        .unwrap();
+    let boot = SocketAddrV4::new(LO, driver.boot_port().unwrap());
+    let _task = rt.spawn(driver.run());
+
+    for bytes in malformed() {
+        client.send_to(&bytes, boot).unwrap();
+    }
+    let req = ClientProfile::bios([2, 0, 0, 0, 0, 1]).boot_request(0xabcd, LO, None);
+    client.send_to(&req.encode(), boot).unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, from) = client
+        .recv_from(&mut buf)
+        .expect("an ACK after the malformed packets");
+    assert_eq!(
+        from,
+        std::net::SocketAddr::V4(boot),
+        "the reply comes from port 4011's socket"
+    );
+    let ack = Message::parse(&buf[..n]).unwrap();
+    assert_eq!(ack.xid, 0xabcd);
+    assert_eq!(ack.message_type(), Some(MessageType::Ack));
+    assert_eq!(ack.file_name().as_deref(), Some("undionly.kpxe"));
+    rt.shutdown_background();
+}
