@@ -16,7 +16,8 @@ use nbd_proto::driver::server::{Server, ServerConfig};
 
 /// Serve a disk image over the Network Block Device protocol.
 ///
-/// The image (a raw file) is served as one export. Clients connect with
+/// The image (a raw file, or a fixed, dynamic or differencing VHD with its parents) is
+/// served as one export. Clients connect with
 /// e.g. `qemu-img info nbd://HOST:10809/NAME`, `nbdinfo nbd://HOST/NAME` or
 /// `nbdcopy nbd://HOST/NAME out.raw`; the empty export name also finds it.
 ///
@@ -25,7 +26,7 @@ use nbd_proto::driver::server::{Server, ServerConfig};
 #[derive(Debug, Parser)]
 #[command(name = "nbd-serve", version, about, long_about)]
 struct Args {
-    /// The image to serve: a raw file.
+    /// The image to serve: a raw file or a VHD (a differencing VHD brings its chain).
     file: PathBuf,
     /// Address and port to listen on.
     #[arg(long, default_value = "0.0.0.0:10809", value_name = "ADDR:PORT")]

@@ -1,0 +1,200 @@
+//! `nbd-serve` end to end: a raw file and a dynamic VHD with the same data read the
+//! same; --snapshot keeps clients apart and the image unchanged; --read-only refuses
+//! writes; usage errors exit with 2.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use testkit::ChildGuard;
+
+const BIN: &str = env!("CARGO_BIN_EXE_nbd-serve");
+
+/// Starts nbd-serve on a free loopback port; returns it and the export URI.
+fn serve(file: &Path, extra: &[&str]) -> (ChildGuard, String) {
+    let port = testkit::free_tcp_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = ChildGuard::spawn(
+        Command::new(BIN)
+            .arg(file)
+            .args(["--listen", &listen, "--name", "disk"])
+            .args(extra),
+    );
+    testkit::wait_for_tcp(listen.parse().unwrap(), Duration::from_secs(20));
+    (child, format!("nbd://{listen}/disk"))
+}
+
+/// 8 MiB: data in the first and third 2 MiB blocks (a VHD block each), zeroes elsewhere.
+fn image_bytes() -> Vec<u8> {
+    (0..8usize << 20)
+        .map(|i| {
+            if (i >> 21) % 2 == 0 {
+                (i % 251) as u8 | 1
+            } else {
+                0
+            }
+        })
+        .collect()
+}
+
+fn nbdsh(script: &str) -> String {
+    let nbdsh = testkit::find_program("nbdsh").expect("nbdsh");
+    let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
+    testkit::run(Command::new(nbdsh).env("PATH", path).args(["-c", script]))
+}
+
+#[test]
+fn raw_file_is_served_and_written() {
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let qemu_io = testkit::require_peer!("qemu-io");
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("disk.raw");
+    std::fs::write(&raw, image_bytes()).unwrap();
+    let (_server, uri) = serve(&raw, &[]);
+    testkit::run(
+        Command::new(&qemu_img)
+            .args(["compare", "-f", "raw", "-F", "raw"])
+            .arg(&raw)
+            .arg(&uri),
+    );
+    testkit::run(Command::new(&qemu_io).args([
+        "-f",
+        "raw",
+        "-c",
+        "write -P 0x77 1000 3000",
+        "-c",
+        "flush",
+        &uri,
+    ]));
+    let after = std::fs::read(&raw).unwrap();
+    assert!(after[1000..4000].iter().all(|&b| b == 0x77));
+    assert_eq!(after[4000], image_bytes()[4000]);
+}
+
+#[test]
+fn dynamic_vhd_reads_like_the_raw_file() {
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let nbdcopy = testkit::require_peer!("nbdcopy");
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("disk.raw");
+    let data = image_bytes();
+    std::fs::write(&raw, &data).unwrap();
+    let vhd = dir.path().join("disk.vhd");
+    testkit::run(
+        Command::new(&qemu_img)
+            .args([
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                "vpc",
+                "-o",
+                "subformat=dynamic,force_size=on",
+            ])
+            .arg(&raw)
+            .arg(&vhd),
+    );
+    let (_a, raw_uri) = serve(&raw, &["--read-only"]);
+    let (_b, vhd_uri) = serve(&vhd, &["--read-only"]);
+    let out_raw = dir.path().join("from-raw");
+    let out_vhd = dir.path().join("from-vhd");
+    testkit::run(Command::new(&nbdcopy).arg(&raw_uri).arg(&out_raw));
+    testkit::run(Command::new(&nbdcopy).arg(&vhd_uri).arg(&out_vhd));
+    let (a, b) = (
+        std::fs::read(&out_raw).unwrap(),
+        std::fs::read(&out_vhd).unwrap(),
+    );
+    assert_eq!(a.len(), data.len());
+    assert!(
+        a == data && b == data,
+        "raw and VHD exports differ from the data"
+    );
+    testkit::run(
+        Command::new(&qemu_img).args(["compare", "-f", "raw", "-F", "raw", &raw_uri, &vhd_uri]),
+    );
+    // Unallocated VHD blocks are holes in base:allocation.
+    let map =
+        testkit::run(Command::new(&qemu_img).args(["map", "--output=json", "-f", "raw", &vhd_uri]));
+    assert!(map.contains("\"zero\": true"), "{map}");
+    assert!(map.contains("\"data\": true"), "{map}");
+}
+
+#[test]
+fn snapshot_connections_are_private_and_the_image_unchanged() {
+    testkit::require_peer!("nbdsh");
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("disk.raw");
+    let data = image_bytes();
+    std::fs::write(&raw, &data).unwrap();
+    let (_server, uri) = serve(
+        &raw,
+        &["--snapshot", "--snapshot-dir", dir.path().to_str().unwrap()],
+    );
+    let out = nbdsh(&format!(
+        r#"
+a = nbd.NBD(); a.connect_uri({uri:?})
+b = nbd.NBD(); b.connect_uri({uri:?})
+assert not a.is_read_only() and not a.can_multi_conn()
+orig = b.pread(4096, 0)
+a.pwrite(b"A" * 4096, 0)
+b.pwrite(b"B" * 4096, 8192)
+a.flush(); b.flush()
+assert a.pread(4096, 0) == b"A" * 4096
+assert b.pread(4096, 0) == orig, "b sees a's write"
+assert a.pread(4096, 8192) != b"B" * 4096, "a sees b's write"
+a.zero(65536, 1 << 20, nbd.CMD_FLAG_FAST_ZERO)
+assert a.pread(65536, 1 << 20) == bytes(65536)
+c = nbd.NBD(); c.connect_uri({uri:?})
+assert c.pread(4096, 0) == orig, "a new connection sees old writes"
+print("snapshot ok")
+"#
+    ));
+    assert!(out.contains("snapshot ok"), "{out}");
+    assert!(
+        std::fs::read(&raw).unwrap() == data,
+        "the image file changed"
+    );
+}
+
+#[test]
+fn read_only_refuses_writes() {
+    testkit::require_peer!("nbdsh");
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("disk.raw");
+    std::fs::write(&raw, image_bytes()).unwrap();
+    let (_server, uri) = serve(&raw, &["--read-only"]);
+    let out = nbdsh(&format!(
+        r#"
+h = nbd.NBD(); h.connect_uri({uri:?})
+assert h.is_read_only() and h.can_multi_conn()
+h.set_strict_mode(0)
+try:
+    h.pwrite(b"x", 0)
+    print("write succeeded")
+except nbd.Error as e:
+    print("write failed", e.errno)
+"#
+    ));
+    assert!(out.contains("write failed EPERM"), "{out}");
+}
+
+#[test]
+fn usage_errors_exit_with_2_and_help_explains() {
+    let out = Command::new(BIN).arg("--no-such-flag").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(BIN)
+        .args(["/no/such/file", "--listen", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let help = testkit::run(Command::new(BIN).arg("--help"));
+    assert!(
+        help.contains("--snapshot") && help.contains("10809") && help.contains("--log-format"),
+        "{help}"
+    );
+}
