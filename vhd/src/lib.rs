@@ -66,7 +66,9 @@ pub use create::{
 };
 pub use disk::{Disk, Extent, ExtentState, RawDisk, check_range};
 pub use error::{Error, ErrorKind, Result};
-pub use footer::{DiskType, FOOTER_LEN, Footer, Geometry, MAX_DISK_SIZE, VHD_EPOCH_UNIX};
+pub use footer::{
+    DiskType, FOOTER_LEN, Footer, Geometry, MAX_DISK_SIZE, NO_DATA_OFFSET, VHD_EPOCH_UNIX,
+};
 pub use header::{DEFAULT_BLOCK_SIZE, DynamicHeader, HEADER_LEN};
 pub use image::{ChecksumPolicy, FooterSource, Image, SizePolicy};
 pub use locator::{ParentLocator, PlatformCode};

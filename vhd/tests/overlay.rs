@@ -65,7 +65,7 @@ fn overlay_spills_past_its_ram_limit_and_stops_at_its_quota() {
     // The spill file is unlinked: the folder stays empty.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     // 16 KiB of quota left: a 20 KiB write is refused, and changes nothing.
-    let err = o.write_at(&[0xee; 20 << 10], 512 << 10).unwrap_err();
+    let err = o.write_at(&vec![0xee; 20 << 10], 512 << 10).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NoSpace);
     assert_eq!(read_all(&o), model);
     // Rewriting chunks already held costs nothing.
