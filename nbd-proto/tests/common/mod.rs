@@ -60,6 +60,11 @@ impl TestServer {
         format!("nbd://{}/{}", self.addr, name)
     }
 
+    /// Starts the shutdown without waiting for it.
+    pub fn trigger_shutdown(&self) {
+        self.handle.shutdown();
+    }
+
     pub fn shutdown(mut self) {
         self.handle.shutdown();
         if let Some(t) = self.thread.take() {
