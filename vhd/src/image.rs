@@ -491,6 +491,17 @@ impl Image {
             }
         }
         self.write_storage(data, data_start + first_sector as u64 * 512, "block data")?;
+        if self
+            .storage
+            .len()
+            .map_err(|e| Error::io("image length", e))?
+            < at + total
+        {
+            // The whole block exists (as zeros) before the BAT can point at it.
+            self.storage
+                .set_len(at + total)
+                .map_err(|e| Error::io("extending the image", e))?;
+        }
         let mut bm = vec![0; s.bitmap_len as usize];
         if self.parent.is_some() {
             set_bits(&mut bm, first_sector, sectors);

@@ -44,6 +44,7 @@
 
 mod bat;
 mod chain;
+mod check;
 mod create;
 mod disk;
 mod error;
@@ -61,6 +62,7 @@ pub use chain::{
     MAX_CHAIN_DEPTH, OpenOptions, ParentRequest, ParentResolver, decode_locators, looks_like_vhd,
     open_disk,
 };
+pub use check::{CheckReport, Problem, check, check_file};
 pub use create::{
     CreateOptions, ParentLink, create_differencing, create_differencing_on, parent_link,
 };

@@ -1,0 +1,223 @@
+//! Consistency check of an image file: every inconsistency named, with its offset.
+//!
+//! Checked: the trailing footer (present, checksum) and the copy at offset 0 (same
+//! bytes); the dynamic header checksum; locator data inside the file and clear of the
+//! BAT and blocks; BAT entries (inside the file, after the metadata, not overlapping,
+//! already refused at open); space after the last block that no BAT entry references
+//! (what an interrupted block allocation leaves); the size of a fixed image's file.
+
+use std::path::Path;
+
+use crate::bat::UNUSED;
+use crate::chain::OpenOptions;
+use crate::error::{Error, Result};
+use crate::footer::{DiskType, FOOTER_COOKIE, FOOTER_LEN, Footer};
+use crate::header::{DynamicHeader, HEADER_LEN};
+use crate::image::Image;
+
+/// One inconsistency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// File offset of the structure concerned.
+    pub offset: u64,
+    /// Which structure.
+    pub structure: &'static str,
+    /// What is wrong, and what it probably means.
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "offset {}: {}: {}",
+            self.offset, self.structure, self.what
+        )
+    }
+}
+
+/// The result of a check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Every inconsistency found.
+    pub problems: Vec<Problem>,
+    /// Blocks allocated in the file.
+    pub allocated_blocks: u64,
+}
+
+impl CheckReport {
+    /// True when nothing is wrong.
+    pub fn is_consistent(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn add(&mut self, offset: u64, structure: &'static str, what: impl Into<String>) {
+        self.problems.push(Problem {
+            offset,
+            structure,
+            what: what.into(),
+        });
+    }
+}
+
+/// Checks the file of an open image (its parents are not checked; see [`check_file`]).
+pub fn check(image: &Image) -> Result<CheckReport> {
+    let storage = image.storage();
+    let io = |e| Error::io("check: reading", e);
+    let len = storage.len().map_err(io)?;
+    let mut r = CheckReport::default();
+    let mut tail = vec![0u8; FOOTER_LEN];
+    let tail_at = len.saturating_sub(FOOTER_LEN as u64);
+    storage.read_at(&mut tail, tail_at).map_err(io)?;
+    if &tail[..8] != FOOTER_COOKIE {
+        r.add(
+            tail_at,
+            "footer",
+            "no footer at the end of the file (interrupted block allocation?)",
+        );
+    } else if !Footer::checksum_ok(&tail) {
+        r.add(tail_at, "footer", "checksum wrong");
+    }
+    let Some(header) = image.header() else {
+        let need = image.footer().current_size + FOOTER_LEN as u64;
+        if len != need {
+            r.add(
+                0,
+                "fixed image",
+                format!(
+                    "file is {len} bytes, a fixed image of {} bytes needs {need}",
+                    image.footer().current_size
+                ),
+            );
+        }
+        return Ok(r);
+    };
+    let mut copy = vec![0u8; FOOTER_LEN];
+    storage.read_at(&mut copy, 0).map_err(io)?;
+    if !Footer::checksum_ok(&copy) {
+        r.add(0, "footer copy", "checksum wrong");
+    }
+    if &tail[..8] == FOOTER_COOKIE && copy != tail {
+        r.add(
+            0,
+            "footer copy",
+            format!("differs from the footer at offset {tail_at}"),
+        );
+    }
+    let header_at = image.footer().data_offset;
+    let mut hb = vec![0u8; HEADER_LEN];
+    storage.read_at(&mut hb, header_at).map_err(io)?;
+    if !DynamicHeader::checksum_ok(&hb) {
+        r.add(header_at, "dynamic header", "checksum wrong");
+    }
+    let bat = image.bat().unwrap_or_default();
+    let total = header.bitmap_len() + u64::from(header.block_size);
+    let bat_range = (header.table_offset, header.table_offset + header.bat_len());
+    let mut blocks: Vec<(u64, u64)> = bat
+        .iter()
+        .filter(|&&e| e != UNUSED)
+        .map(|&e| (u64::from(e) * 512, u64::from(e) * 512 + total))
+        .collect();
+    blocks.sort_unstable();
+    r.allocated_blocks = blocks.len() as u64;
+    for (i, l) in header
+        .locators
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty())
+    {
+        let start = l.data_offset;
+        let end = start.saturating_add(u64::from(l.data_length));
+        if end > len {
+            r.add(
+                start,
+                "parent locator",
+                format!(
+                    "slot {i} ({}): data runs past the end of the file",
+                    l.code.name()
+                ),
+            );
+            continue;
+        }
+        let overlaps = |(a, b): (u64, u64)| start < b && a < end;
+        if overlaps(bat_range)
+            || blocks.iter().any(|&b| overlaps(b))
+            || overlaps((header_at, header_at + HEADER_LEN as u64))
+        {
+            r.add(
+                start,
+                "parent locator",
+                format!(
+                    "slot {i} ({}): data overlaps the header, BAT or a block",
+                    l.code.name()
+                ),
+            );
+        }
+    }
+    let meta_end = (header_at + HEADER_LEN as u64).max(bat_range.1);
+    let used_end = blocks.last().map_or(meta_end, |b| b.1).max(meta_end);
+    let footer_at = if &tail[..8] == FOOTER_COOKIE {
+        tail_at
+    } else {
+        len
+    };
+    if footer_at > used_end {
+        let locator_end = header
+            .locators
+            .iter()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.data_offset.saturating_add(l.reserved_bytes()))
+            .max()
+            .unwrap_or(0);
+        let orphan_start = used_end.max(locator_end.min(footer_at));
+        if footer_at > orphan_start {
+            r.add(
+                orphan_start,
+                "blocks",
+                format!(
+                    "{} bytes after the last block are not referenced by the BAT (an interrupted block allocation; reused by the next one)",
+                    footer_at - orphan_start
+                ),
+            );
+        }
+    }
+    if image.disk_type() == DiskType::Differencing && image.parent().is_none() {
+        r.add(header_at, "dynamic header", "parent not attached");
+    }
+    Ok(r)
+}
+
+/// Opens `path` (leniently, read-only, with its chain) and checks every image of the
+/// chain; an image that cannot be opened is reported as one problem.
+pub fn check_file(path: &Path) -> CheckReport {
+    let opts = OpenOptions::new(true);
+    match opts.open(path) {
+        Ok(img) => {
+            let mut total = CheckReport::default();
+            for link in img.chain() {
+                match check(link) {
+                    Ok(mut r) => {
+                        if let (Some(p), true) = (link.path(), link.path() != Some(path)) {
+                            for prob in &mut r.problems {
+                                prob.what = format!("{} (in parent {})", prob.what, p.display());
+                            }
+                        }
+                        total.problems.extend(r.problems);
+                        total.allocated_blocks += r.allocated_blocks;
+                    }
+                    Err(e) => total.add(0, "image", e.to_string()),
+                }
+            }
+            total
+        }
+        Err(e) => {
+            let mut r = CheckReport::default();
+            let offset = match &e {
+                Error::BadCookie { offset, .. } | Error::Checksum { offset, .. } => *offset,
+                _ => 0,
+            };
+            r.add(offset, "image", format!("cannot be opened: {e}"));
+            r
+        }
+    }
+}
