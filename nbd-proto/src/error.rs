@@ -47,7 +47,7 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
-/// A coarse classification of [`Error`].
+/// A coarse classification of [`Error`](enum@Error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {

@@ -223,11 +223,14 @@ pub trait ExportProvider: Send + Sync {
     fn list(&self, peer: SocketAddr) -> Vec<ExportListing>;
 }
 
+/// A function that opens an export for a peer.
+type OpenFn = dyn Fn(SocketAddr) -> Result<Arc<dyn Export>, Refusal> + Send + Sync;
+
 /// A provider serving one export under one name, to everyone.
 pub struct SingleExport {
     name: String,
     description: Option<String>,
-    open: Box<dyn Fn(SocketAddr) -> Result<Arc<dyn Export>, Refusal> + Send + Sync>,
+    open: Box<OpenFn>,
 }
 
 impl SingleExport {

@@ -4,7 +4,7 @@
 //! fixed newstyle handshake with EXPORT_NAME, ABORT, LIST, INFO, GO, STRUCTURED_REPLY,
 //! LIST/SET_META_CONTEXT; transmission with simple and structured replies and
 //! `base:allocation` block status), the [`Export`] trait a server serves, and, behind the
-//! `server` feature, a tokio driver ([`driver`]) that serves any [`ExportProvider`] over TCP.
+//! `server` feature, a tokio driver (`driver`) that serves any [`ExportProvider`] over TCP.
 //!
 //! What it is not: a disk image format (see the `vhd` crate), a kernel client, or TLS
 //! (STARTTLS is refused with `NBD_REP_ERR_UNSUP`). Oldstyle negotiation is not offered.

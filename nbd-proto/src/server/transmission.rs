@@ -1,6 +1,6 @@
 //! The server side of transmission, without I/O: decoding request headers, checking
 //! each request against what was negotiated (SPECS §1.5, §1.7), and building the reply
-//! bytes of a request by calling the [`Export`].
+//! bytes of a request by calling the [`Export`](crate::Export).
 //!
 //! [`Transmission::execute`] is synchronous and takes `&self`: a driver may run many at
 //! once (on a blocking pool) and send the replies in whatever order they finish.

@@ -5,7 +5,7 @@ pub const NBD_INIT_PASSWD: u64 = 0x4e42_444d_4147_4943;
 /// "IHAVEOPT": the newstyle magic, also prefixing every client option.
 pub const NBD_OPTS_MAGIC: u64 = 0x4948_4156_454f_5054;
 /// The oldstyle magic; never sent by this crate (oldstyle is refused).
-pub const NBD_CLISERV_MAGIC: u64 = 0x0042_0281_8612_53;
+pub const NBD_CLISERV_MAGIC: u64 = 0x0000_4202_8186_1253;
 /// Magic of every option reply.
 pub const NBD_REP_MAGIC: u64 = 0x0003_e889_0455_65a9;
 /// Magic of a compact (28-byte) transmission request.

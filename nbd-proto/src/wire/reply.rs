@@ -180,7 +180,7 @@ pub fn parse_error_payload(payload: &[u8]) -> Result<(Errno, String)> {
 pub fn parse_block_status(payload: &[u8]) -> Result<(u32, Vec<BlockDescriptor>)> {
     let mut r = Reader::new(payload, "block status chunk");
     let id = r.u32()?;
-    if r.remaining() % 8 != 0 || r.remaining() == 0 {
+    if !r.remaining().is_multiple_of(8) || r.remaining() == 0 {
         return Err(Error::invalid(
             "block status chunk",
             "length",
