@@ -10,9 +10,11 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::options::Limits;
 
+pub mod client;
 pub mod read;
 pub mod write;
 
+pub use client::ClientRead;
 pub use read::ReadTransfer;
 pub use write::WriteTransfer;
 

@@ -1,4 +1,4 @@
-//! The tokio UDP driver (feature `server`): receives requests on one socket, runs each
+//! The tokio UDP server (feature `server`): receives requests on one socket, runs each
 //! transfer as a task, and moves datagrams between sockets and the sans-IO transfers.
 //!
 //! By default every transfer gets its own socket, i.e. a new server TID (RFC 1350 §4);
@@ -57,7 +57,17 @@ impl Default for ServerConfig {
 }
 
 /// The transfers the listener routes datagrams to, by client address.
-type Routes = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
+type Routes = Arc<Mutex<HashMap<SocketAddr, Route>>>;
+
+/// Where the listener sends a client's datagrams: one running transfer.
+#[derive(Debug, Clone)]
+struct Route {
+    /// Tells this transfer apart from a later one of the same client.
+    id: u64,
+    /// The requested file, to recognise a repeated request.
+    filename: String,
+    tx: mpsc::Sender<Vec<u8>>,
+}
 
 /// A TFTP server bound to a UDP address, serving one [`Provider`].
 #[derive(Debug)]
@@ -100,6 +110,7 @@ impl<P: Provider + 'static> Server<P> {
         let routes: Routes = Arc::default();
         let permits = Arc::new(Semaphore::new(self.config.max_transfers.max(1)));
         let mut buf = vec![0u8; DATAGRAM_BUF];
+        let mut next_id = 0u64;
         loop {
             let (n, peer) = match self.socket.recv_from(&mut buf).await {
                 Ok(x) => x,
@@ -107,17 +118,28 @@ impl<P: Provider + 'static> Server<P> {
                 Err(e) => return Err(e),
             };
             let bytes = &buf[..n];
+            let parsed = Packet::parse(bytes);
             let route = routes
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&peer)
                 .cloned();
-            if let Some(tx) = route {
-                // A repeated request, or (single-port) any packet of a running transfer.
-                let _ = tx.try_send(bytes.to_vec());
-                continue;
+            if let Some(route) = route {
+                let repeat = match &parsed {
+                    Ok(Packet::Rrq(r) | Packet::Wrq(r)) => r.filename == route.filename,
+                    _ => false,
+                };
+                let is_request = matches!(parsed, Ok(Packet::Rrq(_) | Packet::Wrq(_)));
+                if repeat || (self.config.single_port && !is_request) {
+                    // A repeated request (SPECS §3.2: never a second stream), or in
+                    // single-port mode any packet of the running transfer.
+                    let _ = route.tx.try_send(bytes.to_vec());
+                    continue;
+                }
+                // A new request from the same port replaces the old transfer (dropping
+                // its route ends it in single-port mode); other packets fall through.
             }
-            let (request, write) = match Packet::parse(bytes) {
+            let (request, write) = match parsed {
                 Ok(Packet::Rrq(r)) => (r, false),
                 Ok(Packet::Wrq(r)) => (r, true),
                 Ok(Packet::Error { .. }) => continue, // never answer an error
@@ -151,10 +173,17 @@ impl<P: Provider + 'static> Server<P> {
                 continue;
             };
             let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+            next_id += 1;
+            let id = next_id;
+            let route = Route {
+                id,
+                filename: request.filename.clone(),
+                tx,
+            };
             routes
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(peer, tx);
+                .insert(peer, route);
             let job = Job {
                 peer,
                 request,
@@ -167,10 +196,10 @@ impl<P: Provider + 'static> Server<P> {
             let routes = routes.clone();
             tokio::spawn(async move {
                 job.serve().await;
-                routes
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&peer);
+                let mut routes = routes.lock().unwrap_or_else(|p| p.into_inner());
+                if routes.get(&peer).is_some_and(|r| r.id == id) {
+                    routes.remove(&peer);
+                }
                 drop(permit);
             });
         }

@@ -1,0 +1,272 @@
+//! The client side of a read transfer: sends the RRQ, accepts the server's OACK (or its
+//! plain DATA when it ignores options), collects blocks and acknowledges each window.
+//!
+//! ```text
+//!  [RRQ sent] --OACK--> check, ACK 0 --.
+//!      |  \                            v
+//!      |   '--DATA 1 (no options)--> [receiving] --DATA n+1: keep; window full: ACK n
+//!   timeout: resend RRQ               |   |  duplicate / gap: ACK n again (RFC 7440)
+//!                                     |   '--short block: ACK, Completed
+//!                                timeout: resend last ACK (retries capped)
+//! ```
+//!
+//! The driver must lock onto the server's TID (source port) from its first answer.
+
+use std::time::{Duration, Instant};
+
+use super::{Outcome, TransferConfig, backoff, unwrap_block};
+use crate::error::{Error, ErrorCode};
+use crate::options::Options;
+use crate::packet::{DEFAULT_BLKSIZE, Mode, Packet, Request};
+
+/// A client read transfer in progress; the file is collected in memory.
+#[derive(Debug)]
+pub struct ClientRead {
+    request: Vec<u8>,
+    asked: Options,
+    blksize: usize,
+    windowsize: u64,
+    tsize: Option<u64>,
+    started: bool,
+    received: u64,
+    in_window: u64,
+    data: Vec<u8>,
+    send_request: bool,
+    ack_due: bool,
+    error_due: Option<(ErrorCode, String)>,
+    base_timeout: Duration,
+    max_retries: u32,
+    retries: u32,
+    deadline: Option<Instant>,
+    outcome: Option<Outcome>,
+}
+
+impl ClientRead {
+    /// Asks for `path` in octet mode with `options` (none for plain RFC 1350).
+    pub fn new(now: Instant, path: &str, options: Options, config: &TransferConfig) -> Self {
+        let request = Packet::Rrq(Request {
+            filename: path.to_owned(),
+            mode: Mode::Octet,
+            options: options.to_pairs(),
+        })
+        .to_vec();
+        Self {
+            request,
+            asked: options,
+            blksize: DEFAULT_BLKSIZE,
+            windowsize: 1,
+            tsize: None,
+            started: false,
+            received: 0,
+            in_window: 0,
+            data: Vec::new(),
+            send_request: true,
+            ack_due: false,
+            error_due: None,
+            base_timeout: options
+                .timeout
+                .map_or(config.timeout, |s| Duration::from_secs(u64::from(s))),
+            max_retries: config.max_retries,
+            retries: 0,
+            deadline: Some(now + config.timeout),
+            outcome: None,
+        }
+    }
+
+    /// The size the server announced (tsize in its OACK), if any.
+    pub fn tsize(&self) -> Option<u64> {
+        self.tsize
+    }
+
+    /// The bytes received so far.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Takes the received bytes out.
+    pub fn take_data(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.data)
+    }
+
+    /// True until the server's first answer arrived: the driver must then lock onto its TID.
+    pub fn awaiting_first_answer(&self) -> bool {
+        !self.started
+    }
+
+    fn arm(&mut self, now: Instant) {
+        self.deadline = Some(
+            now + backoff(
+                self.base_timeout,
+                self.asked.timeout.is_some(),
+                self.retries,
+            ),
+        );
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        self.outcome.get_or_insert(outcome);
+        self.deadline = None;
+    }
+
+    fn fail(&mut self, code: ErrorCode, message: &str, e: Error) {
+        self.error_due = Some((code, message.into()));
+        self.finish(Outcome::Failed(e));
+    }
+
+    /// Handles a datagram from the server's TID.
+    pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
+        if self.outcome.is_some() {
+            return;
+        }
+        match Packet::parse(bytes) {
+            Ok(Packet::Oack(pairs)) if !self.started => self.on_oack(now, &pairs),
+            Ok(Packet::Oack(_)) => {}
+            Ok(Packet::Data { block, data }) => self.on_data(now, block, data),
+            Ok(Packet::Error { code, message }) => {
+                self.finish(Outcome::Failed(Error::Peer { code, message }))
+            }
+            Ok(other) => {
+                let what = format!("unexpected opcode {}", other.opcode());
+                self.fail(
+                    ErrorCode::IllegalOperation,
+                    "Illegal TFTP operation",
+                    Error::Malformed {
+                        structure: "client read",
+                        what,
+                    },
+                );
+            }
+            Err(e) => self.fail(ErrorCode::IllegalOperation, "Illegal TFTP operation", e),
+        }
+    }
+
+    fn on_oack(&mut self, now: Instant, pairs: &[(String, String)]) {
+        let got = Options::from_pairs(pairs);
+        // RFC 2347: the server may only lower what we asked for, and only what we asked.
+        let bad = got
+            .blksize
+            .is_some_and(|b| self.asked.blksize.is_none_or(|a| b > a))
+            || got
+                .windowsize
+                .is_some_and(|w| self.asked.windowsize.is_none_or(|a| w > a))
+            || (got.tsize.is_some() && self.asked.tsize.is_none())
+            || (got.timeout.is_some() && got.timeout != self.asked.timeout);
+        if bad {
+            let e = Error::Malformed {
+                structure: "OACK",
+                what: format!("options not asked for or raised: {pairs:?}"),
+            };
+            return self.fail(ErrorCode::OptionRefused, "Options refused", e);
+        }
+        self.started = true;
+        self.blksize = got.blksize.map_or(DEFAULT_BLKSIZE, usize::from);
+        self.windowsize = got.windowsize.map_or(1, u64::from);
+        self.tsize = got.tsize;
+        if let Some(t) = got.tsize {
+            self.data.reserve(t.min(1 << 30) as usize);
+        }
+        self.send_request = false;
+        self.ack_due = true;
+        self.retries = 0;
+        self.arm(now);
+    }
+
+    fn on_data(&mut self, now: Instant, block: u16, data: &[u8]) {
+        if !self.started {
+            // The server ignored our options: plain RFC 1350.
+            self.started = true;
+            self.send_request = false;
+        }
+        if data.len() > self.blksize {
+            let e = Error::TooLong {
+                structure: "DATA payload",
+                len: data.len(),
+                max: self.blksize,
+            };
+            return self.fail(ErrorCode::IllegalOperation, "Block too large", e);
+        }
+        let abs = unwrap_block(self.received, block);
+        if abs != self.received + 1 {
+            // Duplicate or gap: tell the server where we are.
+            self.in_window = 0;
+            self.ack_due = true;
+            return;
+        }
+        self.data.extend_from_slice(data);
+        self.received = abs;
+        self.retries = 0;
+        self.in_window += 1;
+        if data.len() < self.blksize {
+            self.ack_due = true;
+            self.finish(Outcome::Completed);
+            return;
+        }
+        if self.in_window >= self.windowsize {
+            self.in_window = 0;
+            self.ack_due = true;
+        }
+        self.arm(now);
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.error_due.is_some() || self.ack_due || self.send_request {
+            return None;
+        }
+        self.deadline
+    }
+
+    /// Resends the request or the last ACK, or gives up.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(deadline) = self.deadline else {
+            return;
+        };
+        if now < deadline || self.outcome.is_some() {
+            return;
+        }
+        if self.retries >= self.max_retries {
+            self.finish(Outcome::Failed(Error::TimedOut {
+                retries: self.retries,
+            }));
+            return;
+        }
+        self.retries += 1;
+        if self.started {
+            self.in_window = 0;
+            self.ack_due = true;
+        } else {
+            self.send_request = true;
+        }
+        self.arm(now);
+    }
+
+    /// Writes the next datagram to send into `buf` and returns its length.
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<usize> {
+        if let Some((code, message)) = self.error_due.take() {
+            return Packet::Error { code, message }.emit(buf).ok();
+        }
+        if std::mem::take(&mut self.send_request) {
+            let n = self.request.len();
+            buf.get_mut(..n)?.copy_from_slice(&self.request);
+            return Some(n);
+        }
+        if std::mem::take(&mut self.ack_due) {
+            return Packet::Ack(self.received as u16).emit(buf).ok();
+        }
+        None
+    }
+
+    /// How the transfer ended, once it has (after any final packet was polled).
+    pub fn outcome(&self) -> Option<&Outcome> {
+        if self.error_due.is_some() || self.ack_due {
+            return None;
+        }
+        self.outcome.as_ref()
+    }
+
+    /// Takes the outcome out, once the transfer has ended.
+    pub fn take_outcome(&mut self) -> Option<Outcome> {
+        self.outcome()?;
+        self.outcome.take()
+    }
+}

@@ -1,0 +1,464 @@
+//! The running UDP server against hostile and unusual input: path traversal in every
+//! form, unknown opcodes, truncated and oversized packets, wrong TIDs, a request flood,
+//! the transfer limit; plus IPv6, single-port mode, repeated requests, uploads and 100
+//! concurrent downloads.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::time::Duration;
+
+use common::{pattern, serve, serve_dir};
+use tftp::packet::{Mode, Packet, Request};
+use tftp::{DirProvider, ErrorCode, Options, ServerConfig, TransferConfig};
+
+/// A blocking test client socket.
+fn client() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+fn rrq(name: &str, options: &[(&str, &str)]) -> Vec<u8> {
+    Packet::Rrq(Request {
+        filename: name.into(),
+        mode: Mode::Octet,
+        options: options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    })
+    .to_vec()
+}
+
+fn recv(s: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+    let mut buf = vec![0u8; 70000];
+    let (n, from) = s.recv_from(&mut buf).expect("an answer from the server");
+    buf.truncate(n);
+    (buf, from)
+}
+
+fn expect_error(s: &UdpSocket) -> ErrorCode {
+    let (bytes, _) = recv(s);
+    match Packet::parse(&bytes).unwrap() {
+        Packet::Error { code, .. } => code,
+        other => panic!("expected ERROR, got {other:?}"),
+    }
+}
+
+/// Root with files, plus a secret beside it and a symlink leading to it.
+fn hostile_root() -> (tempfile::TempDir, std::path::PathBuf) {
+    let top = tempfile::tempdir().unwrap();
+    let root = top.path().join("root");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::write(root.join("ok"), b"fine").unwrap();
+    std::fs::write(top.path().join("secret"), b"SECRET").unwrap();
+    std::os::unix::fs::symlink(top.path().join("secret"), root.join("escape")).unwrap();
+    std::os::unix::fs::symlink("../..", root.join("sub/up")).unwrap();
+    (top, root)
+}
+
+/// A lockstep download with the raw socket, to check the server still serves.
+fn get_ok(addr: SocketAddr) -> Vec<u8> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(tftp::download(
+        addr,
+        "ok",
+        Options::default(),
+        &TransferConfig::default(),
+    ))
+    .unwrap()
+}
+
+#[test]
+fn path_traversal_in_every_form_is_refused() {
+    let (top, root) = hostile_root();
+    let server = serve_dir(&root, ServerConfig::default());
+    let secret_abs = top.path().join("secret");
+    let cases: Vec<(String, ErrorCode)> = vec![
+        ("../secret".into(), ErrorCode::AccessViolation),
+        ("sub/../../secret".into(), ErrorCode::AccessViolation),
+        ("..\\secret".into(), ErrorCode::AccessViolation),
+        ("sub\\..\\..\\secret".into(), ErrorCode::AccessViolation),
+        ("escape".into(), ErrorCode::AccessViolation),
+        ("sub/up/secret".into(), ErrorCode::AccessViolation),
+        // Absolute paths name files under the root (like tftpd-hpa --secure).
+        (secret_abs.display().to_string(), ErrorCode::FileNotFound),
+        ("/etc/passwd".into(), ErrorCode::FileNotFound),
+        // TFTP has no percent-encoding: these are literal names that do not exist.
+        ("%2e%2e/secret".into(), ErrorCode::FileNotFound),
+        ("%2e%2e%2fsecret".into(), ErrorCode::FileNotFound),
+        ("..%5csecret".into(), ErrorCode::FileNotFound),
+        ("sub".into(), ErrorCode::FileNotFound),
+    ];
+    let s = client();
+    for (name, want) in &cases {
+        s.send_to(&rrq(name, &[]), server.addr).unwrap();
+        assert_eq!(expect_error(&s), *want, "request for {name:?}");
+    }
+    // A filename with bytes that are not UTF-8 (junk after a PXE filename).
+    s.send_to(b"\x00\x01ok\xff\xff\x00octet\x00", server.addr)
+        .unwrap();
+    assert_eq!(expect_error(&s), ErrorCode::FileNotFound);
+    assert_eq!(get_ok(server.addr), b"fine");
+}
+
+#[test]
+fn malformed_and_unexpected_packets_get_the_right_error() {
+    let (_top, root) = hostile_root();
+    let server = serve_dir(&root, ServerConfig::default());
+    let s = client();
+    let mut oversized_rrq = b"\x00\x01".to_vec();
+    oversized_rrq.extend(std::iter::repeat_n(b'a', 1000));
+    oversized_rrq.extend(b"\x00octet\x00");
+    let mut oversized_datagram = b"\x00\x01".to_vec();
+    oversized_datagram.resize(65000, b'x');
+    let cases: Vec<(&str, Vec<u8>, ErrorCode)> = vec![
+        (
+            "unknown opcode",
+            b"\x00\x09hello".to_vec(),
+            ErrorCode::IllegalOperation,
+        ),
+        (
+            "opcode 0",
+            b"\x00\x00".to_vec(),
+            ErrorCode::IllegalOperation,
+        ),
+        ("one byte", b"\x01".to_vec(), ErrorCode::IllegalOperation),
+        (
+            "unterminated",
+            b"\x00\x01ok\x00octet".to_vec(),
+            ErrorCode::IllegalOperation,
+        ),
+        (
+            "no mode",
+            b"\x00\x01ok\x00".to_vec(),
+            ErrorCode::IllegalOperation,
+        ),
+        (
+            "option without value",
+            rrq("ok", &[("blksize", "512")])[..rrq("ok", &[]).len() + 8].to_vec(),
+            ErrorCode::IllegalOperation,
+        ),
+        ("oversized RRQ", oversized_rrq, ErrorCode::IllegalOperation),
+        (
+            "oversized datagram",
+            oversized_datagram,
+            ErrorCode::IllegalOperation,
+        ),
+        (
+            "mail mode",
+            b"\x00\x01ok\x00mail\x00".to_vec(),
+            ErrorCode::IllegalOperation,
+        ),
+        (
+            "DATA to port 69",
+            b"\x00\x03\x00\x01abc".to_vec(),
+            ErrorCode::UnknownTid,
+        ),
+        (
+            "ACK to port 69",
+            b"\x00\x04\x00\x01".to_vec(),
+            ErrorCode::UnknownTid,
+        ),
+        (
+            "WRQ while uploads are off",
+            b"\x00\x02up\x00octet\x00".to_vec(),
+            ErrorCode::AccessViolation,
+        ),
+    ];
+    for (what, bytes, want) in cases {
+        eprintln!("case: {what}");
+        s.send_to(&bytes, server.addr).unwrap();
+        assert_eq!(expect_error(&s), want, "{what}");
+    }
+    // An ERROR to port 69 is never answered: the next answer is for the next request.
+    s.send_to(b"\x00\x05\x00\x00oops\x00", server.addr).unwrap();
+    s.send_to(&rrq("missing", &[]), server.addr).unwrap();
+    assert_eq!(expect_error(&s), ErrorCode::FileNotFound);
+    // Out-of-range options are ignored: plain DATA, no OACK.
+    s.send_to(
+        &rrq(
+            "ok",
+            &[("blksize", "1"), ("windowsize", "0"), ("timeout", "999")],
+        ),
+        server.addr,
+    )
+    .unwrap();
+    let (bytes, _) = recv(&s);
+    assert_eq!(
+        Packet::parse(&bytes).unwrap(),
+        Packet::Data {
+            block: 1,
+            data: b"fine"
+        }
+    );
+    assert_eq!(get_ok(server.addr), b"fine");
+}
+
+#[test]
+fn wrong_tid_gets_error_5_and_the_transfer_goes_on() {
+    let root = tempfile::tempdir().unwrap();
+    let content = pattern(2000, 5);
+    std::fs::write(root.path().join("f"), &content).unwrap();
+    let server = serve_dir(root.path(), ServerConfig::default());
+    let s = client();
+    s.send_to(&rrq("f", &[]), server.addr).unwrap();
+    let (first, tid) = recv(&s);
+    assert_ne!(tid, server.addr, "a new TID per transfer");
+    let intruder = client();
+    intruder.send_to(&Packet::Ack(1).to_vec(), tid).unwrap();
+    assert_eq!(expect_error(&intruder), ErrorCode::UnknownTid);
+    let mut got = Packet::parse(&first)
+        .map(|p| match p {
+            Packet::Data { data, .. } => data.to_vec(),
+            _ => panic!(),
+        })
+        .unwrap();
+    for block in 1..=4u16 {
+        s.send_to(&Packet::Ack(block).to_vec(), tid).unwrap();
+        if block == 4 {
+            break;
+        }
+        let (bytes, from) = recv(&s);
+        assert_eq!(from, tid);
+        let Packet::Data { block: b, data } = Packet::parse(&bytes).unwrap() else {
+            panic!()
+        };
+        assert_eq!(b, block + 1);
+        got.extend_from_slice(data);
+    }
+    assert_eq!(got, content);
+}
+
+#[test]
+fn a_repeated_request_does_not_start_a_second_stream() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("f"), b"x").unwrap();
+    let server = serve_dir(root.path(), ServerConfig::default());
+    let s = client();
+    s.send_to(&rrq("f", &[]), server.addr).unwrap();
+    s.send_to(&rrq("f", &[]), server.addr).unwrap();
+    let (_, tid) = recv(&s);
+    s.send_to(&Packet::Ack(1).to_vec(), tid).unwrap();
+    // A second stream would send its own DATA 1 from another port right away.
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 600];
+    if let Ok((_, from)) = s.recv_from(&mut buf) {
+        panic!("unexpected second answer from {from}");
+    }
+}
+
+#[test]
+fn the_number_of_transfers_is_bounded() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("f"), pattern(5000, 1)).unwrap();
+    let config = ServerConfig {
+        max_transfers: 2,
+        ..ServerConfig::default()
+    };
+    let server = serve_dir(root.path(), config);
+    let (a, b, c) = (client(), client(), client());
+    for s in [&a, &b] {
+        s.send_to(&rrq("f", &[]), server.addr).unwrap();
+        let (bytes, _) = recv(s);
+        assert!(matches!(
+            Packet::parse(&bytes).unwrap(),
+            Packet::Data { block: 1, .. }
+        ));
+    }
+    c.send_to(&rrq("f", &[]), server.addr).unwrap();
+    assert_eq!(expect_error(&c), ErrorCode::NotDefined, "server busy");
+}
+
+#[test]
+fn a_request_flood_leaves_the_server_serving() {
+    let (_top, root) = hostile_root();
+    let config = ServerConfig {
+        max_transfers: 64,
+        transfer: TransferConfig {
+            max_retries: 1,
+            timeout: Duration::from_millis(200),
+            ..TransferConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = serve_dir(&root, config);
+    let flooders: Vec<UdpSocket> = (0..50).map(|_| client()).collect();
+    for round in 0..40 {
+        for (i, s) in flooders.iter().enumerate() {
+            let name = match (round + i) % 4 {
+                0 => "ok",
+                1 => "../secret",
+                2 => "missing",
+                _ => "escape",
+            };
+            let _ = s.send_to(&rrq(name, &[]), server.addr);
+        }
+    }
+    let _ = (0..200)
+        .map(|_| client().send_to(b"\x00\x09junk", server.addr))
+        .count();
+    // Whatever was dropped under load, the server answers a normal client afterwards
+    // and never sent the secret to anyone.
+    assert_eq!(get_ok(server.addr), b"fine");
+    for s in &flooders {
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut buf = [0u8; 600];
+        while let Ok((n, _)) = s.recv_from(&mut buf) {
+            assert!(!buf[..n].windows(6).any(|w| w == b"SECRET"));
+        }
+    }
+}
+
+fn serve_files(root: &Path) -> Vec<u8> {
+    let content = pattern(300_000, 11);
+    std::fs::write(root.join("f"), &content).unwrap();
+    content
+}
+
+#[test]
+fn ipv6_loopback() {
+    let root = tempfile::tempdir().unwrap();
+    let content = serve_files(root.path());
+    let provider = DirProvider::new(root.path()).unwrap();
+    let Ok(probe) = UdpSocket::bind("[::1]:0") else {
+        eprintln!("SKIPPED: no IPv6 loopback");
+        return;
+    };
+    drop(probe);
+    let server = serve(
+        provider,
+        ServerConfig::default(),
+        "[::1]:0".parse().unwrap(),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = Options {
+        blksize: Some(1400),
+        windowsize: Some(8),
+        tsize: Some(0),
+        ..Options::default()
+    };
+    let got = rt
+        .block_on(tftp::download(
+            server.addr,
+            "f",
+            options,
+            &TransferConfig::default(),
+        ))
+        .unwrap();
+    assert!(got == content);
+    if let Some(curl) = testkit::peer("curl") {
+        let out = root.path().join("out");
+        testkit::run(
+            std::process::Command::new(curl)
+                .arg("-sS")
+                .arg(format!("tftp://[::1]:{}/f", server.addr.port()))
+                .arg("-o")
+                .arg(&out),
+        );
+        assert!(std::fs::read(out).unwrap() == content);
+    }
+}
+
+#[test]
+fn single_port_mode_serves_from_the_listening_port() {
+    let root = tempfile::tempdir().unwrap();
+    let content = serve_files(root.path());
+    let server = serve_dir(
+        root.path(),
+        ServerConfig {
+            single_port: true,
+            ..ServerConfig::default()
+        },
+    );
+    let s = client();
+    s.send_to(&rrq("f", &[]), server.addr).unwrap();
+    let (_, from) = recv(&s);
+    assert_eq!(from, server.addr);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = Options {
+        blksize: Some(1468),
+        windowsize: Some(4),
+        ..Options::default()
+    };
+    let results = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let addr = server.addr;
+            tasks.push(tokio::spawn(async move {
+                tftp::download(addr, "f", options, &TransferConfig::default()).await
+            }));
+        }
+        let mut v = Vec::new();
+        for t in tasks {
+            v.push(t.await.unwrap());
+        }
+        v
+    });
+    for r in results {
+        assert!(r.unwrap() == content);
+    }
+    if let Some(curl) = testkit::peer("curl") {
+        let out = root.path().join("out");
+        testkit::run(
+            std::process::Command::new(curl)
+                .arg("-sS")
+                .arg(format!("tftp://127.0.0.1:{}/f", server.addr.port()))
+                .arg("-o")
+                .arg(&out),
+        );
+        assert!(std::fs::read(out).unwrap() == content);
+    }
+}
+
+#[test]
+fn hundred_concurrent_downloads_of_10_mib() {
+    let root = tempfile::tempdir().unwrap();
+    let content = pattern(10 << 20, 21);
+    std::fs::write(root.path().join("big"), &content).unwrap();
+    let server = serve_dir(root.path(), ServerConfig::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = Options {
+        blksize: Some(8192),
+        windowsize: Some(8),
+        tsize: Some(0),
+        ..Options::default()
+    };
+    let results = rt.block_on(async {
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let addr = server.addr;
+                tokio::spawn(async move {
+                    tftp::download(addr, "big", options, &TransferConfig::default()).await
+                })
+            })
+            .collect();
+        let mut v = Vec::new();
+        for t in tasks {
+            v.push(t.await.unwrap());
+        }
+        v
+    });
+    assert_eq!(results.len(), 100);
+    for (i, r) in results.into_iter().enumerate() {
+        let got = r.unwrap_or_else(|e| panic!("download {i}: {e}"));
+        assert!(got == content, "download {i} differs ({} bytes)", got.len());
+    }
+}
