@@ -147,7 +147,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn pairs(items: &[&[u8]], structure: &'static str) -> Result<Vec<(String, String)>, Error> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err(Error::Malformed {
             structure,
             what: format!("option `{}` has no value", text(items[items.len() - 1])),

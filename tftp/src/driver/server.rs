@@ -339,10 +339,10 @@ impl<P: Provider + 'static> Job<P> {
         let mut inbuf = vec![0u8; DATAGRAM_BUF];
         loop {
             while let Some(n) = session.poll_transmit(&mut out) {
-                if let Err(e) = socket.send_to(&out[..n], self.peer).await {
-                    if !transient(&e) {
-                        return Outcome::Failed(Error::io("sending", e));
-                    }
+                if let Err(e) = socket.send_to(&out[..n], self.peer).await
+                    && !transient(&e)
+                {
+                    return Outcome::Failed(Error::io("sending", e));
                 }
             }
             if session.outcome().is_some() {
