@@ -36,6 +36,9 @@ pub enum Error {
     /// The peer refused something it must accept, or asked for something refused.
     #[error("refused: {0}")]
     Refused(String),
+    /// The server answered a request with an error value.
+    #[error("server replied {0}")]
+    Server(crate::wire::errno::Errno),
     /// The peer closed the connection.
     #[error("connection closed by peer")]
     Closed,
@@ -69,7 +72,7 @@ impl Error {
             | Error::BadMagic { .. }
             | Error::Invalid { .. }
             | Error::TooLong { .. } => ErrorKind::Protocol,
-            Error::Refused(_) => ErrorKind::Refused,
+            Error::Refused(_) | Error::Server(_) => ErrorKind::Refused,
             Error::Closed | Error::Timeout(_) => ErrorKind::Closed,
             Error::Io(_) => ErrorKind::Io,
         }

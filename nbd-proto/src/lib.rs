@@ -3,8 +3,16 @@
 //! What it is: NBD wire types ([`wire`]), a sans-IO server session ([`server`]: the
 //! fixed newstyle handshake with EXPORT_NAME, ABORT, LIST, INFO, GO, STRUCTURED_REPLY,
 //! LIST/SET_META_CONTEXT; transmission with simple and structured replies and
-//! `base:allocation` block status), the [`Export`] trait a server serves, and, behind the
-//! `server` feature, a tokio driver (`driver`) that serves any [`ExportProvider`] over TCP.
+//! `base:allocation` block status), a sans-IO client session ([`client`]), the [`Export`]
+//! trait a server serves, and, behind the `server` feature, tokio drivers (`driver`): a
+//! server for any [`ExportProvider`] over TCP and a small pipelining client.
+//!
+//! ```text
+//!  bytes from socket --> server::handshake::Handshake --(Negotiated)--> server::transmission::Transmission
+//!                            |  option replies                             | decode / check / execute(&Export)
+//!                            v                                             v
+//!                      bytes to socket                           reply bytes (any order)
+//! ```
 //!
 //! What it is not: a disk image format (see the `vhd` crate), a kernel client, or TLS
 //! (STARTTLS is refused with `NBD_REP_ERR_UNSUP`). Oldstyle negotiation is not offered.
@@ -47,6 +55,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod client;
 #[cfg(feature = "server")]
 pub mod driver;
 pub mod error;

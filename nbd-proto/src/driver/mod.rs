@@ -1,4 +1,5 @@
 //! The tokio drivers (feature `server`): they move bytes between sockets and the
 //! sans-IO sessions, and nothing more.
 
+pub mod client;
 pub mod server;

@@ -1,0 +1,237 @@
+//! The client side of transmission, without I/O: requests are encoded with fresh
+//! cookies, and replies (simple or structured, in any order) are matched back to them.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::export::Errno;
+use crate::wire::consts::*;
+use crate::wire::reply::{BlockDescriptor, ReplyHeader, parse_block_status, parse_error_payload};
+use crate::wire::request::{Command, Request};
+
+/// A finished request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// The cookie returned by [`ClientTransmission::request`].
+    pub cookie: u64,
+    /// READ data or block status descriptors, or the server's error.
+    pub result: Result<Reply, Errno>,
+}
+
+/// The successful result of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reply {
+    /// READ data.
+    pub data: Vec<u8>,
+    /// BLOCK_STATUS descriptors.
+    pub extents: Vec<BlockDescriptor>,
+}
+
+struct Pending {
+    command: Command,
+    offset: u64,
+    data: Vec<u8>,
+    extents: Vec<BlockDescriptor>,
+    error: Option<Errno>,
+}
+
+/// The client side of one connection's transmission phase.
+pub struct ClientTransmission {
+    structured: bool,
+    next_cookie: u64,
+    pending: HashMap<u64, Pending>,
+}
+
+impl ClientTransmission {
+    /// Starts transmission; `structured` as negotiated.
+    pub fn new(structured: bool) -> Self {
+        Self {
+            structured,
+            next_cookie: 1,
+            pending: HashMap::new(),
+        }
+    }
+
+    /// Requests waiting for their reply.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Appends a request (and the WRITE payload) to `out`; returns its cookie. DISC
+    /// gets no reply and is not tracked.
+    pub fn request(
+        &mut self,
+        command: Command,
+        flags: u16,
+        offset: u64,
+        length: u32,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> u64 {
+        let cookie = self.next_cookie;
+        self.next_cookie = self.next_cookie.wrapping_add(1);
+        Request {
+            flags,
+            command,
+            cookie,
+            offset,
+            length,
+        }
+        .emit(out);
+        out.extend_from_slice(payload);
+        if command != Command::Disc {
+            let data = if command == Command::Read {
+                vec![0; length as usize]
+            } else {
+                Vec::new()
+            };
+            self.pending.insert(
+                cookie,
+                Pending {
+                    command,
+                    offset,
+                    data,
+                    extents: Vec::new(),
+                    error: None,
+                },
+            );
+        }
+        cookie
+    }
+
+    /// Consumes at most one reply (or chunk) from `input`; returns the bytes used and a
+    /// completion when a request finished. Errors are protocol violations by the server.
+    pub fn handle_input(&mut self, input: &[u8]) -> Result<(usize, Option<Completion>)> {
+        let Some(first) = input.get(..4) else {
+            return Ok((0, None));
+        };
+        let hlen = ReplyHeader::header_len(first)?;
+        let Some(head) = input.get(..hlen) else {
+            return Ok((0, None));
+        };
+        let header = ReplyHeader::parse(head)?;
+        let cookie = header.cookie();
+        let Some(p) = self.pending.get_mut(&cookie) else {
+            return Err(Error::invalid(
+                "reply",
+                "cookie",
+                format!("unknown cookie {cookie:#x}"),
+            ));
+        };
+        match header {
+            ReplyHeader::Simple { error, .. } => {
+                let mut used = hlen;
+                if error.0 == 0 && p.command == Command::Read {
+                    if self.structured {
+                        return Err(Error::invalid(
+                            "reply",
+                            "type",
+                            "simple reply to READ with structured replies",
+                        ));
+                    }
+                    let n = p.data.len();
+                    let Some(data) = input.get(hlen..hlen + n) else {
+                        return Ok((0, None));
+                    };
+                    p.data.copy_from_slice(data);
+                    used += n;
+                }
+                let p = self.pending.remove(&cookie).expect("present");
+                Ok((
+                    used,
+                    Some(finish(cookie, p, (error.0 != 0).then_some(error))),
+                ))
+            }
+            ReplyHeader::Structured {
+                flags,
+                chunk_type,
+                len,
+                ..
+            } => {
+                let max = p.data.len() as u64 + 4096 + (8u64 << 20);
+                if u64::from(len) > max {
+                    return Err(Error::TooLong {
+                        structure: "reply chunk",
+                        len: len.into(),
+                        max,
+                    });
+                }
+                let total = hlen + len as usize;
+                let Some(payload) = input.get(hlen..total) else {
+                    return Ok((0, None));
+                };
+                chunk(p, chunk_type, payload)?;
+                if flags & NBD_REPLY_FLAG_DONE == 0 {
+                    return Ok((total, None));
+                }
+                let p = self.pending.remove(&cookie).expect("present");
+                let error = p.error;
+                Ok((total, Some(finish(cookie, p, error))))
+            }
+        }
+    }
+}
+
+fn finish(cookie: u64, p: Pending, error: Option<Errno>) -> Completion {
+    let result = match error {
+        Some(e) => Err(e),
+        None => Ok(Reply {
+            data: p.data,
+            extents: p.extents,
+        }),
+    };
+    Completion { cookie, result }
+}
+
+/// Applies one structured chunk to its pending request.
+fn chunk(p: &mut Pending, chunk_type: u16, payload: &[u8]) -> Result<()> {
+    let place = |p: &mut Pending, offset: u64, n: usize| -> Result<std::ops::Range<usize>> {
+        let rel = offset.checked_sub(p.offset).map(|r| r as usize);
+        match rel.and_then(|r| r.checked_add(n).map(|e| r..e)) {
+            Some(range) if range.end <= p.data.len() => Ok(range),
+            _ => Err(Error::invalid(
+                "reply chunk",
+                "offset",
+                "outside the request",
+            )),
+        }
+    };
+    match chunk_type {
+        NBD_REPLY_TYPE_NONE => {}
+        NBD_REPLY_TYPE_OFFSET_DATA => {
+            let off = payload.get(..8).ok_or(Error::Truncated {
+                structure: "OFFSET_DATA",
+                need: 8,
+                have: payload.len(),
+            })?;
+            let offset = u64::from_be_bytes(off.try_into().unwrap_or_default());
+            let range = place(p, offset, payload.len() - 8)?;
+            p.data[range].copy_from_slice(&payload[8..]);
+        }
+        NBD_REPLY_TYPE_OFFSET_HOLE => {
+            if payload.len() != 12 {
+                return Err(Error::invalid("OFFSET_HOLE", "length", "not 12"));
+            }
+            let offset = u64::from_be_bytes(payload[..8].try_into().unwrap_or_default());
+            let size = u32::from_be_bytes(payload[8..].try_into().unwrap_or_default());
+            let range = place(p, offset, size as usize)?;
+            p.data[range].fill(0);
+        }
+        NBD_REPLY_TYPE_BLOCK_STATUS => {
+            let (_, extents) = parse_block_status(payload)?;
+            p.extents.extend(extents);
+        }
+        t if t & 0x8000 != 0 => {
+            let (errno, _) = parse_error_payload(payload)?;
+            p.error = Some(if errno.0 == 0 { Errno::EIO } else { errno });
+        }
+        other => {
+            return Err(Error::invalid(
+                "reply chunk",
+                "type",
+                format!("unknown type {other}"),
+            ));
+        }
+    }
+    Ok(())
+}
