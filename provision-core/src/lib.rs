@@ -38,6 +38,7 @@ mod session;
 mod store;
 
 pub use error::{Error, ErrorKind, Result};
+pub use images::{create_vdisk, import_vdisk, leftover_files, new_version};
 pub use mac::Mac;
 pub use model::{
     Assignment, AuditEntry, Collection, Device, DeviceType, Mode, VDisk, Version, VersionState,

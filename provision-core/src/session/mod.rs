@@ -363,19 +363,17 @@ impl Inner {
 
     /// The private disk of `mac` for `vdisk`, created over `parent` on first use.
     fn private_disk(&self, mac: Mac, vdisk: &str, parent: &Path) -> Result<PathBuf> {
-        let dir = self
-            .dir
-            .join(PRIVATE_DIR)
-            .join(mac.to_string().replace(':', ""));
-        let path = dir.join(format!("{vdisk}.vhd"));
-        if !path.exists() {
-            std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
-                path: dir.display().to_string(),
-                source,
-            })?;
-            crate::images::create_child(&path, parent)?;
+        let relative = format!(
+            "{PRIVATE_DIR}/{}/{vdisk}.vhd",
+            mac.to_string().replace(':', "")
+        );
+        let path = self.dir.join(&relative);
+        if path.exists() {
+            return Ok(path);
         }
-        Ok(path)
+        crate::images::write_new(&self.dir, &relative, |tmp| {
+            crate::images::create_child(tmp, parent)
+        })
     }
 
     fn detach(&self, session: &Session) {

@@ -1,0 +1,237 @@
+//! The whole life of a vDisk through real NBD clients: import, standard and private
+//! devices, a maintenance version, test, promote, roll back, server restarts.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use nbd_proto::driver::server::{Server, ShutdownHandle};
+use provision_core::adapters::nbd::SessionExports;
+use provision_core::{
+    DeviceType, Mac, Mode, SessionMode, SessionSettings, Sessions, Store, VersionState,
+    import_vdisk, leftover_files, new_version,
+};
+
+const SIZE: u64 = 6 << 20;
+const PROD: &str = "52:54:00:00:00:01";
+const TEST: &str = "52:54:00:00:00:02";
+const MAINT: &str = "52:54:00:00:00:03";
+const PRIVATE: &str = "52:54:00:00:00:04";
+
+struct Running {
+    addr: SocketAddr,
+    shutdown: ShutdownHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+    sessions: Sessions,
+}
+
+impl Running {
+    fn start(store_dir: &Path) -> Self {
+        let store = Arc::new(Store::open(store_dir).unwrap());
+        let sessions = Sessions::new(store, SessionSettings::default()).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = Server::new(
+            Arc::new(SessionExports::new(sessions.clone())),
+            Default::default(),
+        );
+        let shutdown = server.shutdown_handle();
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(server.serve(listener)).unwrap();
+        });
+        Running {
+            addr,
+            shutdown,
+            thread: Some(thread),
+            sessions,
+        }
+    }
+
+    fn url(&self, mac: &str) -> String {
+        format!("nbd://{}/{mac}/os", self.addr)
+    }
+
+    fn stop(mut self) {
+        self.shutdown.shutdown();
+        self.thread.take().unwrap().join().unwrap();
+    }
+}
+
+/// Runs qemu-io commands on a device's export; returns whether every one succeeded
+/// (a pattern mismatch of `read -P` counts as a failure).
+fn qemu_io(bin: &Path, url: &str, commands: &[&str]) -> bool {
+    let mut cmd = Command::new(bin);
+    cmd.args(["-f", "raw"]);
+    for c in commands {
+        cmd.args(["-c", c]);
+    }
+    let out = testkit::run_output(cmd.arg(url), testkit::DEFAULT_TIMEOUT);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.status.success() && !text.contains("fail") && !text.contains("error")
+}
+
+fn boot(running: &Running, mac: &str) {
+    running.sessions.new_boot(mac.parse::<Mac>().unwrap());
+}
+
+#[test]
+fn versions_devices_and_restarts() {
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let qio = testkit::require_peer!("qemu-io");
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+
+    // Import a base made by qemu-img: 0x11 in the first MiB.
+    let source = dir.path().join("source.vhd");
+    testkit::run(
+        Command::new(&qemu_img)
+            .args(["create", "-f", "vpc", "-o", "force_size=on"])
+            .arg(&source)
+            .arg(SIZE.to_string()),
+    );
+    testkit::run(
+        Command::new(&qio)
+            .args(["-f", "vpc", "-c", "write -P 0x11 0 1M"])
+            .arg(&source),
+    );
+    {
+        let store = Store::open(&store_dir).unwrap();
+        let mut calls = 0;
+        let vdisk = import_vdisk(&store, "os", &source, "test OS", &mut |_, _| calls += 1).unwrap();
+        assert_eq!(vdisk.size, SIZE);
+        assert!(calls > 0, "no progress reported");
+        for (mac, name, device_type, mode) in [
+            (PROD, "prod", DeviceType::Production, Mode::Standard),
+            (TEST, "test", DeviceType::Test, Mode::Standard),
+            (MAINT, "maint", DeviceType::Maintenance, Mode::Standard),
+            (PRIVATE, "private", DeviceType::Production, Mode::Private),
+        ] {
+            store
+                .add_device(mac.parse().unwrap(), name, None, device_type)
+                .unwrap();
+            store.assign(name, "os", mode, None).unwrap();
+        }
+    }
+
+    let running = Running::start(&store_dir);
+    // Standard mode: a device's writes are its own, and gone after its next boot.
+    assert!(qemu_io(
+        &qio,
+        &running.url(PROD),
+        &["write -P 0x22 4096 4096", "read -P 0x22 4096 4096"]
+    ));
+    assert!(qemu_io(
+        &qio,
+        &running.url(TEST),
+        &["read -P 0x11 4096 4096"]
+    ));
+    assert!(
+        qemu_io(&qio, &running.url(PROD), &["read -P 0x22 4096 4096"]),
+        "reconnect lost the cache"
+    );
+    boot(&running, PROD);
+    assert!(
+        qemu_io(&qio, &running.url(PROD), &["read -P 0x11 4096 4096"]),
+        "the cache outlived a boot"
+    );
+    // Private mode: writes persist across boots and server restarts.
+    assert!(qemu_io(
+        &qio,
+        &running.url(PRIVATE),
+        &["write -P 0x44 8192 512", "flush"]
+    ));
+    boot(&running, PRIVATE);
+    running.stop();
+
+    // Version 1, written by the maintenance device.
+    let store = Store::open(&store_dir).unwrap();
+    let v1 = new_version(&store, "os", "new tools").unwrap();
+    assert_eq!((v1.number, v1.state), (1, VersionState::Maintenance));
+    drop(store);
+    let running = Running::start(&store_dir);
+    assert!(
+        qemu_io(&qio, &running.url(PRIVATE), &["read -P 0x44 8192 512"]),
+        "private data lost in a restart"
+    );
+    assert!(qemu_io(
+        &qio,
+        &running.url(MAINT),
+        &["write -P 0x33 0 64K", "flush"]
+    ));
+    let store = Store::open(&store_dir).unwrap();
+    store.promote("os").unwrap(); // test
+    boot(&running, TEST);
+    assert!(
+        qemu_io(&qio, &running.url(TEST), &["read -P 0x33 0 64K"]),
+        "test device does not see version 1"
+    );
+    assert!(
+        qemu_io(&qio, &running.url(PROD), &["read -P 0x11 0 64K"]),
+        "production saw an untested version"
+    );
+
+    // A production session opened before the promotion stays on version 0.
+    let prod_mac: Mac = PROD.parse().unwrap();
+    let pinned_session = running.sessions.open(prod_mac, Some("os")).unwrap();
+    assert_eq!(
+        (pinned_session.info().version, pinned_session.info().mode),
+        (0, SessionMode::Standard)
+    );
+    store.promote("os").unwrap(); // production
+    let mut buf = [0u8; 4];
+    vhd::Disk::read_at(&pinned_session, &mut buf, 0).unwrap();
+    assert_eq!(buf, [0x11; 4], "a running session changed version");
+    drop(pinned_session);
+    boot(&running, PROD);
+    assert!(
+        qemu_io(&qio, &running.url(PROD), &["read -P 0x33 0 64K"]),
+        "production missed the promotion"
+    );
+
+    // Roll back: production boots version 0 again.
+    assert_eq!(store.rollback("os").unwrap().number, 0);
+    boot(&running, PROD);
+    assert!(
+        qemu_io(&qio, &running.url(PROD), &["read -P 0x11 0 64K"]),
+        "rollback did not take"
+    );
+    running.stop();
+    assert!(leftover_files(&store).unwrap().is_empty());
+}
+
+#[test]
+fn a_maintenance_version_has_one_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    provision_core::create_vdisk(&store, "os", 1 << 20, "").unwrap();
+    new_version(&store, "os", "").unwrap();
+    for (n, name) in [(1u8, "maint-a"), (2, "maint-b")] {
+        store
+            .add_device(Mac([2, 0, 0, 0, 0, n]), name, None, DeviceType::Maintenance)
+            .unwrap();
+        store.assign(name, "os", Mode::Standard, None).unwrap();
+    }
+    let sessions = Sessions::new(store, SessionSettings::default()).unwrap();
+    let first = sessions.open(Mac([2, 0, 0, 0, 0, 1]), None).unwrap();
+    assert_eq!(first.info().mode, SessionMode::Maintenance);
+    let second = sessions.open(Mac([2, 0, 0, 0, 0, 2]), None).unwrap_err();
+    assert_eq!(
+        second.kind(),
+        provision_core::ErrorKind::Conflict,
+        "{second}"
+    );
+    drop(first);
+    sessions.open(Mac([2, 0, 0, 0, 0, 2]), None).unwrap();
+}
