@@ -138,10 +138,13 @@ impl<D: Disk + ?Sized> Export for DiskExport<D> {
     }
 }
 
+/// Open sessions by (device, vDisk as named in the export, `None` for the default).
+type OpenSessions = HashMap<(Mac, Option<String>), Weak<Session>>;
+
 /// Opens device sessions for NBD clients by export name (`<mac>/<vdisk>` or `<mac>`).
 pub struct SessionExports {
     sessions: Sessions,
-    open: Mutex<HashMap<(Mac, Option<String>), Weak<Session>>>,
+    open: Mutex<OpenSessions>,
 }
 
 impl SessionExports {

@@ -403,10 +403,10 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if self.writer.is_some() {
-            if let Err(e) = self.disk.flush() {
-                tracing::error!(id = self.info.id, error = %e, "flushing a closing session failed");
-            }
+        if self.writer.is_some()
+            && let Err(e) = self.disk.flush()
+        {
+            tracing::error!(id = self.info.id, error = %e, "flushing a closing session failed");
         }
         self.inner.detach(self);
         tracing::info!(id = self.info.id, device = %self.info.device, "session closed");
