@@ -60,6 +60,7 @@ pub mod client;
 pub mod driver;
 pub mod error;
 pub mod export;
+pub mod fuzz;
 pub mod server;
 pub mod wire;
 
