@@ -32,6 +32,7 @@ pub mod adapters;
 mod error;
 mod images;
 mod mac;
+mod merge;
 mod model;
 mod resolve;
 mod session;
@@ -40,6 +41,7 @@ mod store;
 pub use error::{Error, ErrorKind, Result};
 pub use images::{create_vdisk, import_vdisk, leftover_files, new_version};
 pub use mac::Mac;
+pub use merge::merge_version;
 pub use model::{
     Assignment, AuditEntry, Collection, Device, DeviceType, Mode, VDisk, Version, VersionState,
 };
