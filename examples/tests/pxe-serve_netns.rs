@@ -1,0 +1,714 @@
+//! `pxe-serve` against real peers in network namespaces this test creates (root only;
+//! every namespace is deleted at the end, even on failure; only 10.77.x.x addresses).
+//!
+//! Topology (one bridge per test, names carry the test's tag and PID):
+//! ```text
+//!  ns <tag>s: br0 10.77.0.1 ── pxe-serve
+//!     ├─ veth ═ ns <tag>d: 10.77.0.2  dnsmasq, plain DHCP (no PXE)     [proxy tests]
+//!     ├─ veth ═ ns <tag>r: 10.77.0.3  dnsmasq in proxy mode            [rival test]
+//!     └─ veth ═ ns <tag>c: no address  scripted PXE client / udhcpc / dhclient
+//! ```
+//! The scripted client is this test binary re-run inside the client namespace
+//! (`client_helper`, selected by the `PXE_NETNS_HELPER` variable).
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pxe::client::ClientProfile;
+use pxe::options::{PxeVendor, VendorKind, codes};
+use pxe::wire::message::FLAG_BROADCAST;
+use pxe::{Message, MessageType};
+use testkit::ChildGuard;
+
+const SERVER: &str = "10.77.0.1";
+const CLIENT_IF: &str = "vethc";
+
+/// Namespaces of one test; deleted on drop.
+struct Lab {
+    prefix: String,
+    namespaces: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+fn ip(args: &[&str]) {
+    testkit::run(Command::new("ip").args(args));
+}
+
+impl Lab {
+    /// Creates the server namespace with br0 = 10.77.0.1/24, or `None` (skip) when the
+    /// test cannot run here.
+    fn new(tag: &str) -> Option<Lab> {
+        if !testkit::is_root() {
+            assert!(
+                !testkit::in_ci(),
+                "network namespace tests need root under CI=true"
+            );
+            eprintln!("SKIPPED: network namespace tests need root");
+            return None;
+        }
+        testkit::peer("ip")?;
+        let mut lab = Lab {
+            prefix: format!("px{tag}{}", std::process::id()),
+            namespaces: Vec::new(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let s = lab.ns("s");
+        ip(&[
+            "-n",
+            &s,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+        ]);
+        ip(&["-n", &s, "addr", "add", "10.77.0.1/24", "dev", "br0"]);
+        ip(&["-n", &s, "link", "set", "br0", "up"]);
+        Some(lab)
+    }
+
+    fn name(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix)
+    }
+
+    fn ns(&mut self, suffix: &str) -> String {
+        let name = self.name(suffix);
+        ip(&["netns", "add", &name]);
+        self.namespaces.push(name.clone());
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        name
+    }
+
+    /// A namespace on the bridge with `addr` (or none: a client with a device route).
+    fn attach(&mut self, suffix: &str, ifname: &str, addr: Option<&str>) -> String {
+        let ns = self.ns(suffix);
+        let s = self.name("s");
+        let port = format!("p{suffix}");
+        ip(&[
+            "link", "add", ifname, "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &s,
+        ]);
+        ip(&["-n", &s, "link", "set", &port, "master", "br0", "up"]);
+        ip(&["-n", &ns, "link", "set", ifname, "up"]);
+        match addr {
+            Some(a) => ip(&["-n", &ns, "addr", "add", a, "dev", ifname]),
+            None => ip(&["-n", &ns, "route", "add", "default", "dev", ifname]),
+        }
+        ns
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Starts `program args` inside `ns`, stderr and stdout appended to `log`.
+    fn spawn(&self, ns: &str, log: &str, program: &Path, args: &[&str]) -> ChildGuard {
+        let mut line = format!("exec '{}'", program.display());
+        for a in args {
+            line.push_str(&format!(" '{}'", a.replace('\'', "'\\''")));
+        }
+        line.push_str(&format!(" >>'{}' 2>&1", self.path(log).display()));
+        ChildGuard::spawn(
+            Command::new("ip")
+                .args(["netns", "exec", ns, "sh", "-c", &line])
+                .env("RUST_LOG", "pxe=debug,info"),
+        )
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    /// Waits until `log` contains `needle`.
+    fn wait_log(&self, name: &str, needle: &str) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if self.log(name).contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("`{needle}` not in {name} after 15 s:\n{}", self.log(name));
+    }
+
+    /// Runs the scripted client `script` in namespace `ns`; returns its stdout lines.
+    fn client(&self, ns: &str, script: &str) -> Vec<String> {
+        let exe = std::env::current_exe().unwrap();
+        let out = testkit::run_output(
+            Command::new("ip")
+                .args(["netns", "exec", ns])
+                .arg(exe)
+                .args([
+                    "client_helper",
+                    "--exact",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("PXE_NETNS_HELPER", script),
+            Duration::from_secs(60),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "client helper `{script}` failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The test harness prints "test client_helper ... " before the helper's own
+        // lines, without a newline: find the markers anywhere on a line.
+        stdout
+            .lines()
+            .filter_map(|l| {
+                l.find("REPLY ")
+                    .or_else(|| l.find("LEASE "))
+                    .map(|i| l[i..].to_owned())
+            })
+            .collect()
+    }
+
+    fn pxe_serve(&self, args: &[&str]) -> ChildGuard {
+        let s = self.name("s");
+        let mut all = vec!["-i", "br0", "--server-ip", SERVER];
+        all.extend_from_slice(args);
+        let guard = self.spawn(
+            &s,
+            "pxe-serve.log",
+            Path::new(env!("CARGO_BIN_EXE_pxe-serve")),
+            &all,
+        );
+        self.wait_log("pxe-serve.log", "pxe server running");
+        guard
+    }
+
+    /// dnsmasq as the site's address-only DHCP server in its own namespace (10.77.0.2).
+    fn plain_dhcp(&mut self) -> Option<ChildGuard> {
+        let dnsmasq = testkit::peer("dnsmasq")?;
+        let d = self.attach("d", "vethd", Some("10.77.0.2/24"));
+        let leases = self.path("dnsmasq.leases");
+        let args = [
+            "--no-daemon".to_owned(),
+            "--conf-file=/dev/null".to_owned(),
+            "--port=0".to_owned(),
+            "--user=root".to_owned(),
+            "--interface=vethd".to_owned(),
+            "--bind-interfaces".to_owned(),
+            "--no-ping".to_owned(),
+            "--log-dhcp".to_owned(),
+            "--dhcp-range=10.77.0.50,10.77.0.60,255.255.255.0,1h".to_owned(),
+            format!("--dhcp-leasefile={}", leases.display()),
+            format!("--pid-file={}", self.path("dnsmasq-d.pid").display()),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let g = self.spawn(&d, "dnsmasq-d.log", &dnsmasq, &args);
+        self.wait_log("dnsmasq-d.log", "DHCP, IP range");
+        Some(g)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for entry in std::fs::read_dir(self.dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".log") {
+                    eprintln!("----- {name}\n{}", self.log(&name));
+                }
+            }
+        }
+        for ns in self.namespaces.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the scripted client
+
+fn summary(from: SocketAddrV4, m: &Message) -> String {
+    let vendor = m
+        .option(codes::VENDOR_SPECIFIC)
+        .and_then(|v| PxeVendor::parse(&v).ok());
+    format!(
+        "REPLY from={from} type={:?} xid={:#x} yiaddr={} siaddr={} file={} vc={} uuid={} lease={} menu={} item={} ctl={}",
+        m.message_type(),
+        m.xid,
+        m.yiaddr,
+        m.siaddr,
+        m.file_name()
+            .or_else(|| m
+                .option(codes::BOOTFILE_NAME)
+                .map(|v| String::from_utf8_lossy(&v).into_owned()))
+            .unwrap_or_default(),
+        m.option(codes::VENDOR_CLASS)
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default(),
+        m.option(codes::CLIENT_UUID)
+            .map(|v| v.iter().map(|b| format!("{b:02x}")).collect::<String>())
+            .unwrap_or_default(),
+        m.option(codes::LEASE_TIME).is_some(),
+        vendor
+            .as_ref()
+            .map(|v| v
+                .menu()
+                .iter()
+                .map(|i| format!("{:#x}:{}", i.kind, String::from_utf8_lossy(&i.text)))
+                .collect::<Vec<_>>()
+                .join("|"))
+            .unwrap_or_default(),
+        vendor
+            .as_ref()
+            .and_then(|v| v.boot_item())
+            .map(|b| format!("{:#x}", b.kind))
+            .unwrap_or_default(),
+        vendor
+            .as_ref()
+            .and_then(|v| v.discovery_control())
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+/// Collects replies with `xid` until `enough` says stop or `wait` passes.
+fn collect(
+    sock: &UdpSocket,
+    xid: u32,
+    wait: Duration,
+    enough: impl Fn(&[(SocketAddrV4, Message)]) -> bool,
+) -> Vec<(SocketAddrV4, Message)> {
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1500];
+    while start.elapsed() < wait && !enough(&got) {
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let Ok((n, std::net::SocketAddr::V4(from))) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        if let Ok(m) = Message::parse(&buf[..n])
+            && m.xid == xid
+            && m.op == pxe::Op::BootReply
+        {
+            println!("{}", summary(from, &m));
+            got.push((from, m));
+        }
+    }
+    got
+}
+
+fn client_mac() -> [u8; 6] {
+    let text = std::fs::read_to_string(format!("/sys/class/net/{CLIENT_IF}/address")).unwrap();
+    pxe::request::parse_mac(&text).unwrap()
+}
+
+fn profile(kind: VendorKind) -> ClientProfile {
+    let mut p = ClientProfile::bios(client_mac());
+    p.kind = kind;
+    p.uuid = [
+        0x78, 0x56, 0x34, 0x12, 0xbc, 0x9a, 0xf0, 0xde, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde,
+        0xf0,
+    ];
+    p
+}
+
+fn broadcast(sock: &UdpSocket, m: &Message) {
+    sock.send_to(&m.encode(), (Ipv4Addr::BROADCAST, 67))
+        .unwrap();
+}
+
+fn is_proxy(m: &Message) -> bool {
+    m.yiaddr.is_unspecified()
+}
+
+fn helper_pxe(item: Option<u16>) {
+    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 68)).unwrap();
+    sock.set_broadcast(true).unwrap();
+    let client = profile(VendorKind::PxeClient);
+    let mut discover = client.discover(0x5eed_0001);
+    discover.flags |= FLAG_BROADCAST;
+    broadcast(&sock, &discover);
+    let offers = collect(&sock, discover.xid, Duration::from_secs(10), |g| {
+        g.iter().any(|(_, m)| is_proxy(m)) && g.iter().any(|(_, m)| !is_proxy(m))
+    });
+    // Take the address offer like firmware does, then ask the boot server on 4011.
+    let (from, addr_offer) = offers
+        .iter()
+        .find(|(_, m)| !is_proxy(m))
+        .expect("an address offer");
+    let mut request = client.boot_request(0x5eed_0002, Ipv4Addr::UNSPECIFIED, None);
+    request.flags |= FLAG_BROADCAST;
+    request
+        .options
+        .push(codes::REQUESTED_IP, &addr_offer.yiaddr.octets());
+    request.options.push(codes::SERVER_ID, &from.ip().octets());
+    broadcast(&sock, &request);
+    let acks = collect(&sock, request.xid, Duration::from_secs(10), |g| {
+        g.iter()
+            .any(|(_, m)| m.message_type() == Some(MessageType::Ack))
+    });
+    let leased = acks
+        .iter()
+        .find(|(_, m)| m.message_type() == Some(MessageType::Ack))
+        .expect("an ACK")
+        .1
+        .yiaddr;
+    println!("LEASE {leased}");
+    testkit::run(Command::new("ip").args([
+        "addr",
+        "add",
+        &format!("{leased}/24"),
+        "dev",
+        CLIENT_IF,
+    ]));
+    let boot = client.boot_request(0x5eed_0003, leased, item);
+    sock.send_to(&boot.encode(), (SERVER.parse::<Ipv4Addr>().unwrap(), 4011))
+        .unwrap();
+    collect(&sock, boot.xid, Duration::from_secs(10), |g| !g.is_empty());
+}
+
+fn helper_plain() {
+    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 68)).unwrap();
+    sock.set_broadcast(true).unwrap();
+    let mut discover = profile(VendorKind::Other).discover(0x5eed_0010);
+    discover.flags |= FLAG_BROADCAST;
+    broadcast(&sock, &discover);
+    // Give every server time to answer (dnsmasq answers within milliseconds).
+    collect(&sock, discover.xid, Duration::from_secs(3), |_| false);
+}
+
+fn helper_malformed() {
+    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 68)).unwrap();
+    sock.set_broadcast(true).unwrap();
+    let good = profile(VendorKind::PxeClient).discover(0x5eed_0020);
+    let bytes = good.encode();
+    let mut bad_cookie = bytes.clone();
+    bad_cookie[236] = 0;
+    let mut overrun = bytes[..240].to_vec();
+    overrun.extend_from_slice(&[53, 1, 1, 60, 250, 0]);
+    let no_end: Vec<u8> = bytes[..240].iter().copied().chain([53, 1, 1]).collect();
+    let mut overload_loop = good.clone();
+    overload_loop.options.push(52, &[1]);
+    overload_loop.file[..4].copy_from_slice(&[52, 1, 1, 255]);
+    let mut many = bytes[..240].to_vec();
+    many.extend(std::iter::repeat_n([201u8, 0], 600).flatten());
+    many.push(255);
+    let mut bad_arch = good.clone();
+    bad_arch.options.set(codes::CLIENT_ARCH, &[0, 0, 7]);
+    for b in [
+        vec![],
+        vec![1; 100],
+        bytes[..200].to_vec(),
+        bad_cookie,
+        overrun,
+        no_end,
+        overload_loop.encode(),
+        many,
+        bad_arch.encode(),
+    ] {
+        sock.send_to(&b, (Ipv4Addr::BROADCAST, 67)).unwrap();
+    }
+    let mut good = good;
+    good.flags |= FLAG_BROADCAST;
+    broadcast(&sock, &good);
+    collect(&sock, good.xid, Duration::from_secs(5), |g| !g.is_empty());
+}
+
+/// Not a test: the scripted client, run by the tests inside the client namespace.
+#[test]
+#[ignore = "run by the namespace tests inside their client namespace"]
+fn client_helper() {
+    match std::env::var("PXE_NETNS_HELPER").as_deref() {
+        Ok("pxe") => helper_pxe(None),
+        Ok("pxe-menu-b") => helper_pxe(Some(0x8001)),
+        Ok("plain") => helper_plain(),
+        Ok("malformed") => helper_malformed(),
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------- the tests
+
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let start = line
+        .find(&format!(" {key}="))
+        .map(|i| i + key.len() + 2)
+        .unwrap_or_else(|| panic!("no {key} in {line}"));
+    let rest = &line[start..];
+    let end = rest.find(" ").map_or(rest.len(), |e| {
+        // Values may contain spaces (menu texts); stop at the next " key=".
+        rest.match_indices(' ')
+            .map(|(i, _)| i)
+            .find(|&i| {
+                rest[i + 1..]
+                    .split_once(' ')
+                    .map_or(rest[i + 1..].contains('='), |(w, _)| w.contains('='))
+            })
+            .unwrap_or(e)
+    });
+    &rest[..end]
+}
+
+fn from_server<'a>(lines: &'a [String], server: &str) -> Vec<&'a String> {
+    lines
+        .iter()
+        .filter(|l| l.starts_with(&format!("REPLY from={server}:")))
+        .collect()
+}
+
+#[test]
+fn proxy_mode_beside_a_plain_dhcp_server() {
+    let Some(mut lab) = Lab::new("p") else { return };
+    let Some(_dnsmasq) = lab.plain_dhcp() else {
+        return;
+    };
+    let c = lab.attach("c", CLIENT_IF, None);
+    let _server = lab.pxe_serve(&[
+        "--boot-file",
+        "bios=undionly.kpxe",
+        "--boot-file",
+        "efi-x64=ipxe.efi",
+    ]);
+
+    let lines = lab.client(&c, "pxe");
+    let ours = from_server(&lines, SERVER);
+    assert!(
+        ours.len() >= 2,
+        "expected our proxy offer and 4011 ACK:\n{}",
+        lines.join("\n")
+    );
+    let offer = ours
+        .iter()
+        .find(|l| l.contains("type=Some(Offer)"))
+        .expect("our proxy OFFER");
+    assert!(offer.starts_with("REPLY from=10.77.0.1:67 "), "{offer}");
+    assert_eq!(field(offer, "yiaddr"), "0.0.0.0");
+    assert_eq!(field(offer, "vc"), "PXEClient");
+    assert_eq!(field(offer, "siaddr"), SERVER);
+    assert_eq!(field(offer, "file"), "undionly.kpxe");
+    assert_eq!(
+        field(offer, "uuid"),
+        "0078563412bc9af0de123456789abcdef0",
+        "option 97 echoed"
+    );
+    assert_eq!(field(offer, "lease"), "false");
+    // The address came from dnsmasq.
+    let theirs = from_server(&lines, "10.77.0.2");
+    assert!(
+        theirs
+            .iter()
+            .any(|l| l.contains("type=Some(Offer)") && field(l, "yiaddr").starts_with("10.77.0.5")),
+        "{lines:?}"
+    );
+    let lease = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("LEASE "))
+        .expect("a lease");
+    // The 4011 exchange: an ACK from port 4011 with the boot file, to the leased address.
+    let ack = ours
+        .iter()
+        .find(|l| l.contains("type=Some(Ack)"))
+        .expect("our 4011 ACK");
+    assert!(ack.starts_with("REPLY from=10.77.0.1:4011 "), "{ack}");
+    assert_eq!(field(ack, "file"), "undionly.kpxe");
+    assert_eq!(field(ack, "siaddr"), SERVER);
+    assert!(!lease.is_empty());
+
+    // A client without option 60 gets nothing from us, but its address from dnsmasq.
+    let lines = lab.client(&c, "plain");
+    assert!(
+        from_server(&lines, SERVER).is_empty(),
+        "proxy answered a non-PXE client: {lines:?}"
+    );
+    assert!(
+        !from_server(&lines, "10.77.0.2").is_empty(),
+        "dnsmasq did not answer: {lines:?}"
+    );
+    assert!(
+        lab.log("pxe-serve.log")
+            .contains("not a PXE or HTTP boot client")
+    );
+}
+
+#[test]
+fn proxy_menu_and_boot_server_selection() {
+    let Some(mut lab) = Lab::new("m") else { return };
+    let Some(_dnsmasq) = lab.plain_dhcp() else {
+        return;
+    };
+    let c = lab.attach("c", CLIENT_IF, None);
+    let _server = lab.pxe_serve(&[
+        "--menu-prompt",
+        "Provision menu",
+        "--menu-timeout",
+        "10",
+        "--menu-entry",
+        "Boot A=entry-a.ipxe",
+        "--menu-entry",
+        "Boot B=entry-b.ipxe",
+    ]);
+    let lines = lab.client(&c, "pxe-menu-b");
+    let ours = from_server(&lines, SERVER);
+    let offer = ours
+        .iter()
+        .find(|l| l.contains("type=Some(Offer)"))
+        .expect("our proxy OFFER");
+    assert_eq!(field(offer, "menu"), "0x8000:Boot A|0x8001:Boot B");
+    assert_eq!(field(offer, "ctl"), "3");
+    let ack = ours
+        .iter()
+        .find(|l| l.contains("type=Some(Ack)"))
+        .expect("the boot server ACK");
+    assert_eq!(field(ack, "item"), "0x8001");
+    assert_eq!(field(ack, "file"), "entry-b.ipxe");
+}
+
+#[test]
+fn malformed_packets_are_logged_and_the_server_keeps_answering() {
+    let Some(mut lab) = Lab::new("x") else { return };
+    let c = lab.attach("c", CLIENT_IF, None);
+    let _server = lab.pxe_serve(&["--boot-file", "bios=undionly.kpxe"]);
+    let lines = lab.client(&c, "malformed");
+    assert!(
+        from_server(&lines, SERVER)
+            .iter()
+            .any(|l| l.contains("type=Some(Offer)")),
+        "{lines:?}"
+    );
+    let log = lab.log("pxe-serve.log");
+    let dropped = log.matches("dropping malformed DHCP").count();
+    assert!(
+        dropped >= 8,
+        "expected a log line per malformed packet, got {dropped}:\n{log}"
+    );
+}
+
+#[test]
+fn rival_proxy_dhcp_server_is_named_in_the_log() {
+    let Some(mut lab) = Lab::new("r") else { return };
+    let Some(dnsmasq) = testkit::peer("dnsmasq") else {
+        return;
+    };
+    let Some(_plain) = lab.plain_dhcp() else {
+        return;
+    };
+    let r = lab.attach("r", "vethr", Some("10.77.0.3/24"));
+    let args = [
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--port=0",
+        "--user=root",
+        "--interface=vethr",
+        "--bind-interfaces",
+        "--log-dhcp",
+        "--dhcp-range=10.77.0.0,proxy,255.255.255.0",
+        "--pxe-service=x86PC,\"Rival boot\",rival",
+    ];
+    let pid = format!("--pid-file={}", lab.path("dnsmasq-r.pid").display());
+    let mut all = args.to_vec();
+    all.push(&pid);
+    let _rival = lab.spawn(&r, "dnsmasq-r.log", &dnsmasq, &all);
+    lab.wait_log("dnsmasq-r.log", "proxy on subnet");
+    let c = lab.attach("c", CLIENT_IF, None);
+    let _server = lab.pxe_serve(&["--boot-file", "bios=undionly.kpxe"]);
+    let lines = lab.client(&c, "pxe");
+    assert!(
+        !from_server(&lines, "10.77.0.3").is_empty(),
+        "dnsmasq proxy did not answer: {lines:?}"
+    );
+    let log = lab.log("pxe-serve.log");
+    assert!(
+        log.contains("ProxyDHCP server 10.77.0.3"),
+        "rival not reported:\n{log}"
+    );
+}
+
+#[test]
+fn full_mode_leases_to_udhcpc_and_dhclient() {
+    let Some(mut lab) = Lab::new("f") else { return };
+    let Some(busybox) = testkit::peer("busybox") else {
+        return;
+    };
+    let c = lab.attach("c", CLIENT_IF, None);
+    let leases = lab.path("pxe.leases");
+    let _server = lab.pxe_serve(&[
+        "--mode",
+        "full",
+        "--pool",
+        "10.77.0.100-10.77.0.110/24",
+        "--router",
+        SERVER,
+        "--leases",
+        leases.to_str().unwrap(),
+        "--boot-file",
+        "bios=undionly.kpxe",
+    ]);
+    let script = lab.path("udhcpc.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"UDHCPC $1 ip=$ip mask=$mask router=$router\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = testkit::run(
+        Command::new("ip")
+            .args(["netns", "exec", &c])
+            .arg(&busybox)
+            .args([
+                "udhcpc",
+                "-i",
+                CLIENT_IF,
+                "-f",
+                "-q",
+                "-n",
+                "-t",
+                "5",
+                "-T",
+                "2",
+                "-s",
+                script.to_str().unwrap(),
+            ]),
+    );
+    assert!(
+        out.contains("UDHCPC bound ip=10.77.0.100 mask=24 router=10.77.0.1"),
+        "{out}"
+    );
+    let table = std::fs::read_to_string(&leases).expect("lease file written");
+    assert!(
+        table.contains("10.77.0.100") && table.contains("bound"),
+        "{table}"
+    );
+
+    // dhclient stays in the foreground after binding: wait for its lease file.
+    if let Some(dhclient) = testkit::peer("dhclient") {
+        let lf = lab.path("dhclient.leases");
+        let (lf_s, pf) = (
+            lf.display().to_string(),
+            lab.path("dhclient.pid").display().to_string(),
+        );
+        let _dhclient = lab.spawn(
+            &c,
+            "dhclient.log",
+            &dhclient,
+            &[
+                "-d",
+                "-1",
+                "-v",
+                "-sf",
+                "/bin/true",
+                "-lf",
+                &lf_s,
+                "-pf",
+                &pf,
+                CLIENT_IF,
+            ],
+        );
+        lab.wait_log("dhclient.log", "DHCPACK of 10.77.0.100 from 10.77.0.1");
+        let lease = std::fs::read_to_string(&lf).unwrap_or_default();
+        assert!(lease.contains("fixed-address 10.77.0.100;"), "{lease}");
+    }
+}
