@@ -67,6 +67,8 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod netascii;
 pub mod options;
 pub mod packet;
