@@ -441,6 +441,60 @@ impl Image {
         Ok(())
     }
 
+    /// Runs of `[offset, offset + len)` with the chain layer that holds them (0 = this
+    /// image, 1 = its parent, ...), or `None` where the chain holds nothing (zeros).
+    pub fn layers(&self, offset: u64, len: u64) -> Result<Vec<(u64, u64, Option<usize>)>> {
+        check_range(self.size, offset, len)?;
+        let mut out = Vec::new();
+        self.layers_unchecked(offset, len, 0, &mut out)?;
+        Ok(out)
+    }
+
+    fn layers_unchecked(
+        &self,
+        offset: u64,
+        len: u64,
+        depth: usize,
+        out: &mut Vec<(u64, u64, Option<usize>)>,
+    ) -> Result<()> {
+        let push = |out: &mut Vec<(u64, u64, Option<usize>)>, o: u64, l: u64, d: Option<usize>| {
+            if l == 0 {
+                return;
+            }
+            match out.last_mut() {
+                Some(last) if last.2 == d && last.0 + last.1 == o => last.1 += l,
+                _ => out.push((o, l, d)),
+            }
+        };
+        let Some(s) = &self.sparse else {
+            push(out, offset, len, Some(depth));
+            return Ok(());
+        };
+        let mut pos = offset;
+        let end = offset + len;
+        while pos < end {
+            let block = (pos / s.block_size) as usize;
+            let in_block = pos % s.block_size;
+            let n = (s.block_size - in_block).min(end - pos);
+            let mut at = pos;
+            self.pieces(s, block, in_block, n, &mut |l, piece| {
+                match (piece, &self.parent) {
+                    (Piece::Here(_), _) => push(out, at, l, Some(depth)),
+                    (Piece::Below, None) => push(out, at, l, None),
+                    (Piece::Below, Some(p)) => {
+                        let avail = p.size.saturating_sub(at).min(l);
+                        p.layers_unchecked(at, avail, depth + 1, out)?;
+                        push(out, at + avail, l - avail, None);
+                    }
+                }
+                at += l;
+                Ok(())
+            })?;
+            pos += n;
+        }
+        Ok(())
+    }
+
     /// Writes a sector-aligned run into one block, allocating the block if needed.
     fn write_block(
         &self,

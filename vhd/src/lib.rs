@@ -45,6 +45,7 @@
 mod bat;
 mod chain;
 mod check;
+mod convert;
 mod create;
 mod disk;
 mod error;
@@ -63,6 +64,7 @@ pub use chain::{
     open_disk,
 };
 pub use check::{CheckReport, Problem, check, check_file};
+pub use convert::{Progress, Target, convert, merge, save_overlay};
 pub use create::{
     CreateOptions, ParentLink, create_differencing, create_differencing_on, parent_link,
 };

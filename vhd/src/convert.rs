@@ -1,0 +1,228 @@
+//! Whole-image operations with a progress callback: convert any disk (raw, a VHD, a
+//! whole chain) to raw, fixed or dynamic; merge a child into its parent; save an
+//! overlay as a differencing child. All-zero ranges are skipped, so they stay holes in
+//! raw and fixed outputs and unallocated blocks in dynamic ones.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::chain::OpenOptions;
+use crate::create::{CreateOptions, create_differencing};
+use crate::disk::{Disk, ExtentState};
+use crate::error::{Error, Result};
+use crate::header::DEFAULT_BLOCK_SIZE;
+use crate::image::Image;
+use crate::overlay::Overlay;
+use crate::storage::{FileStorage, Storage};
+
+/// Progress callback: (bytes done, bytes total).
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
+/// What to convert to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A raw file (sparse where the source reads zeros).
+    Raw,
+    /// A fixed VHD.
+    Fixed,
+    /// A dynamic VHD with the given block size.
+    Dynamic {
+        /// Block size in bytes.
+        block_size: u32,
+    },
+}
+
+impl Target {
+    /// A dynamic target with 2 MiB blocks.
+    pub fn dynamic() -> Self {
+        Target::Dynamic {
+            block_size: DEFAULT_BLOCK_SIZE,
+        }
+    }
+}
+
+fn is_zero(buf: &[u8]) -> bool {
+    let (words, tail) = buf.as_chunks::<16>();
+    words.iter().all(|w| u128::from_ne_bytes(*w) == 0) && tail.iter().all(|&b| b == 0)
+}
+
+/// Copies every non-zero run of `src` into `dst` (same offsets), chunk by chunk.
+fn copy_data(src: &dyn Disk, dst: &dyn Disk, chunk: u64, progress: Progress<'_>) -> Result<u64> {
+    let size = src.size();
+    let mut buf = vec![0u8; chunk as usize];
+    let mut copied = 0;
+    let mut done = 0;
+    progress(0, size);
+    for e in src.allocation(0, size)? {
+        if e.state == ExtentState::Data {
+            let mut pos = e.offset;
+            let end = e.offset + e.len;
+            while pos < end {
+                // Chunks aligned to `chunk` so dynamic targets get whole blocks.
+                let n = (chunk - pos % chunk).min(end - pos);
+                let b = &mut buf[..n as usize];
+                src.read_at(b, pos)?;
+                if !is_zero(b) {
+                    dst.write_at(b, pos)?;
+                    copied += n;
+                }
+                pos += n;
+                progress(done + (pos - e.offset), size);
+            }
+        }
+        done += e.len;
+        progress(done, size);
+    }
+    Ok(copied)
+}
+
+/// Converts `src` into a new file at `out`. Returns the bytes of data written.
+pub fn convert(src: &dyn Disk, out: &Path, target: Target, progress: Progress<'_>) -> Result<u64> {
+    let size = src.size();
+    let vhd_size = size.div_ceil(512) * 512;
+    let copied = match target {
+        Target::Raw => {
+            let storage = FileStorage::create(out)
+                .map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
+            storage
+                .set_len(size)
+                .map_err(|e| Error::io("sizing the raw file", e))?;
+            let dst = crate::disk::RawDisk::new(Arc::new(storage))?;
+            let n = copy_data(src, &dst, 2 << 20, progress)?;
+            dst.flush()?;
+            n
+        }
+        Target::Fixed => {
+            let dst = CreateOptions::fixed(vhd_size).create(out)?;
+            let n = copy_data(&Clip(src), &dst, 2 << 20, progress)?;
+            dst.flush()?;
+            n
+        }
+        Target::Dynamic { block_size } => {
+            let dst = CreateOptions::dynamic(vhd_size)
+                .block_size(block_size)
+                .create(out)?;
+            let n = copy_data(
+                &Clip(src),
+                &dst,
+                u64::from(block_size).max(64 << 10),
+                progress,
+            )?;
+            dst.flush()?;
+            n
+        }
+    };
+    Ok(copied)
+}
+
+/// A source whose size is not a whole number of sectors, seen padded with zeros.
+struct Clip<'a>(&'a dyn Disk);
+
+impl Disk for Clip<'_> {
+    fn size(&self) -> u64 {
+        self.0.size().div_ceil(512) * 512
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        let real = self.0.size();
+        let avail = real.saturating_sub(offset).min(buf.len() as u64) as usize;
+        self.0.read_at(&mut buf[..avail], offset)?;
+        buf[avail..].fill(0);
+        Ok(())
+    }
+    fn write_at(&self, _: &[u8], _: u64) -> Result<()> {
+        Err(Error::ReadOnly)
+    }
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+    fn is_read_only(&self) -> bool {
+        true
+    }
+    fn allocation(&self, offset: u64, len: u64) -> Result<Vec<crate::disk::Extent>> {
+        let real = self.0.size();
+        let mut out = if offset < real {
+            self.0.allocation(offset, len.min(real - offset))?
+        } else {
+            Vec::new()
+        };
+        let covered = out.last().map_or(offset, |e| e.offset + e.len);
+        crate::disk::push_extent(&mut out, covered, offset + len - covered, ExtentState::Zero);
+        Ok(out)
+    }
+}
+
+/// Merges the differencing image at `child` into its parent: every sector the child
+/// holds is written into the parent, which then reads as the child did. The child is
+/// left in place (it still reads the same, now redundantly). Returns bytes merged.
+pub fn merge(child: &Path, progress: Progress<'_>) -> Result<u64> {
+    let c = OpenOptions::new(true).open(child)?;
+    let Some(parent) = c.parent() else {
+        return Err(Error::InvalidInput(format!(
+            "{} is not a differencing image",
+            child.display()
+        )));
+    };
+    let parent_path = parent
+        .path()
+        .ok_or_else(|| Error::InvalidInput("the parent has no path".into()))?
+        .to_path_buf();
+    let writable = OpenOptions::new(false).open(&parent_path)?;
+    if writable.size() < c.size() {
+        return Err(Error::Unsupported(format!(
+            "merging a child of {} bytes into a smaller parent of {} bytes",
+            c.size(),
+            writable.size()
+        )));
+    }
+    let own: Vec<(u64, u64)> = c
+        .layers(0, c.size())?
+        .into_iter()
+        .filter(|r| r.2 == Some(0))
+        .map(|r| (r.0, r.1))
+        .collect();
+    let total: u64 = own.iter().map(|r| r.1).sum();
+    let mut done = 0;
+    let mut buf = vec![0u8; 2 << 20];
+    progress(0, total);
+    for (off, len) in own {
+        let mut pos = off;
+        while pos < off + len {
+            let n = (off + len - pos).min(buf.len() as u64);
+            let b = &mut buf[..n as usize];
+            c.read_at(b, pos)?;
+            writable.write_at(b, pos)?;
+            pos += n;
+            done += n;
+            progress(done, total);
+        }
+    }
+    writable.flush()?;
+    Ok(total)
+}
+
+/// Saves what an overlay holds as a new differencing image at `child` over the image
+/// file at `parent` (which must be the overlay's base): "capture this session as a new
+/// version".
+pub fn save_overlay(overlay: &Overlay, parent: &Path, child: &Path) -> Result<Image> {
+    let img = create_differencing(child, parent)?;
+    if img.size() != overlay.size() {
+        return Err(Error::InvalidInput(format!(
+            "overlay of {} bytes over a parent of {} bytes",
+            overlay.size(),
+            img.size()
+        )));
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    for (off, len) in overlay.written_ranges() {
+        let mut pos = off;
+        while pos < off + len {
+            let n = (off + len - pos).min(buf.len() as u64);
+            let b = &mut buf[..n as usize];
+            overlay.read_at(b, pos)?;
+            img.write_at(b, pos)?;
+            pos += n;
+        }
+    }
+    img.flush()?;
+    Ok(img)
+}
