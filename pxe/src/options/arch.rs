@@ -149,7 +149,7 @@ impl ClientArch {
 
     /// Parses option 93: a list of big-endian u16.
     pub fn parse_list(data: &[u8]) -> Result<Vec<ClientArch>> {
-        if data.is_empty() || data.len() % 2 != 0 {
+        if data.is_empty() || !data.len().is_multiple_of(2) {
             return Err(Error::BadOption {
                 code: crate::options::codes::CLIENT_ARCH,
                 structure: "client architecture",

@@ -414,8 +414,10 @@ mod tests {
     use super::*;
 
     fn minimal() -> Vec<u8> {
-        let mut m = Message::default();
-        m.xid = 0x1234_5678;
+        let mut m = Message {
+            xid: 0x1234_5678,
+            ..Message::default()
+        };
         m.options.push(codes::MESSAGE_TYPE, &[1]);
         m.encode()
     }
