@@ -65,5 +65,7 @@ pub use request::ClientInfo;
 #[cfg(feature = "server")]
 pub mod driver;
 pub mod full;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod ra;
 pub mod rivals;
