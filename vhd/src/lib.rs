@@ -50,6 +50,8 @@ mod create;
 mod disk;
 mod error;
 mod footer;
+#[doc(hidden)]
+pub mod fuzzing;
 mod header;
 mod image;
 mod layout;

@@ -153,3 +153,31 @@ fn overlay_over_a_dynamic_image_reports_the_base_allocation() {
         ErrorKind::OutOfRange
     );
 }
+
+#[test]
+fn overlay_saved_as_a_differencing_child_reads_like_the_overlay() {
+    let dir = tempfile::tempdir().unwrap();
+    let base_path = dir.path().join("base.vhd");
+    let base = CreateOptions::dynamic(4 << 20).create(&base_path).unwrap();
+    base.write_at(&pattern(3, 3 << 20), 0).unwrap();
+    drop(base);
+    let disk = vhd::open_disk(&base_path, true).unwrap();
+    let o = Overlay::new(
+        disk,
+        OverlayLimits {
+            ram_bytes: 1 << 20,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    o.write_at(&pattern(4, 10_000), 777).unwrap();
+    o.write_zeroes(2 << 20, 64 << 10).unwrap();
+    o.write_at(&[5; 4096], (4 << 20) - 4096).unwrap();
+    let expected = read_all(&o);
+    let child_path = dir.path().join("session.vhd");
+    vhd::save_overlay(&o, &base_path, &child_path).unwrap();
+    let child = vhd::OpenOptions::new(true).open(&child_path).unwrap();
+    assert_eq!(child.chain().len(), 2);
+    assert_eq!(read_all(&child), expected);
+    assert!(vhd::check(&child).unwrap().is_consistent());
+}
