@@ -2,4 +2,5 @@
 //! sans-IO sessions, and nothing more.
 
 pub mod client;
+pub mod pool;
 pub mod server;

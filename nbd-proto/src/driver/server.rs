@@ -17,12 +17,13 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
+use crate::driver::pool::BufferPool;
 use crate::error::{Error, Result};
 use crate::export::ExportProvider;
 use crate::server::handshake::{Handshake, HandshakeConfig, Progress};
 use crate::server::transmission::Transmission;
 use crate::wire::consts::REQUEST_HEADER_LEN;
-use crate::wire::request::Command;
+use crate::wire::request::{Command, Request};
 
 /// Limits of a [`Server`].
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +36,11 @@ pub struct ServerConfig {
     pub max_in_flight_bytes: usize,
     /// Requests in flight per connection.
     pub max_in_flight_requests: usize,
+    /// READ/WRITE/BLOCK_STATUS requests up to this length run on the connection's own
+    /// task instead of the blocking pool: no thread hand-off, so small random I/O is
+    /// fast when the export answers from memory or the page cache. Set 0 for exports
+    /// whose calls may block for long (network storage).
+    pub inline_max_len: u32,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +50,7 @@ impl Default for ServerConfig {
             handshake: HandshakeConfig::default(),
             max_in_flight_bytes: 64 << 20,
             max_in_flight_requests: 64,
+            inline_max_len: 64 << 10,
         }
     }
 }
@@ -85,6 +92,7 @@ impl Server {
     /// has ended.
     pub async fn serve(self, listener: TcpListener) -> Result<()> {
         let slots = Arc::new(Semaphore::new(self.config.max_connections));
+        let pool = Arc::new(BufferPool::new(POOL_BYTES, POOL_MAX_BUFFER));
         let mut stop = self.shutdown.subscribe();
         loop {
             let (stream, peer) = tokio::select! {
@@ -107,8 +115,9 @@ impl Server {
             let provider = self.provider.clone();
             let config = self.config;
             let stop = self.shutdown.subscribe();
+            let pool = pool.clone();
             tokio::spawn(async move {
-                match serve_connection(stream, peer, provider, config, stop).await {
+                match connection(stream, peer, provider, config, stop, pool).await {
                     Ok(()) => tracing::debug!(%peer, "connection closed"),
                     Err(e) => tracing::info!(%peer, error = %e, "connection ended"),
                 }
@@ -122,13 +131,34 @@ impl Server {
     }
 }
 
-/// Serves one accepted connection through handshake and transmission.
+/// Reply buffers kept for reuse across the whole server.
+const POOL_BYTES: usize = 32 << 20;
+/// Largest reply buffer kept for reuse.
+const POOL_MAX_BUFFER: usize = 4 << 20;
+
+/// Serves one accepted connection through handshake and transmission (for embedders
+/// with their own accept loop; `stop` becoming true shuts it down cleanly).
 pub async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     provider: Arc<dyn ExportProvider>,
     config: ServerConfig,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let pool = Arc::new(BufferPool::new(
+        config.max_in_flight_bytes.min(POOL_BYTES),
+        POOL_MAX_BUFFER,
+    ));
+    connection(stream, peer, provider, config, stop, pool).await
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    provider: Arc<dyn ExportProvider>,
+    config: ServerConfig,
     mut stop: watch::Receiver<bool>,
+    pool: Arc<BufferPool>,
 ) -> Result<()> {
     stream.set_nodelay(true)?;
     let (mut rd, mut wr) = stream.into_split();
@@ -160,7 +190,7 @@ pub async fn serve_connection(
     tracing::info!(%peer, export = %negotiated.name, size = negotiated.size,
         structured = negotiated.structured, "transmission");
     let session = Arc::new(Transmission::new(*negotiated));
-    transmission(rd, wr, buf, session, config, stop).await
+    transmission(rd, wr, buf, session, config, stop, pool).await
 }
 
 type Reply = (Vec<u8>, [OwnedSemaphorePermit; 2]);
@@ -172,9 +202,10 @@ async fn transmission(
     session: Arc<Transmission>,
     config: ServerConfig,
     mut stop: watch::Receiver<bool>,
+    pool: Arc<BufferPool>,
 ) -> Result<()> {
     let (tx, rx) = mpsc::unbounded_channel::<Reply>();
-    let writer = tokio::spawn(write_replies(wr, rx));
+    let writer = tokio::spawn(write_replies(wr, rx, pool.clone()));
     let bytes = Arc::new(Semaphore::new(config.max_in_flight_bytes));
     let count = Arc::new(Semaphore::new(config.max_in_flight_requests));
     let result = loop {
@@ -218,12 +249,18 @@ async fn transmission(
             Ok(p) => p,
             Err(e) => break Err(e),
         };
+        let permits = [byte_permit, count_permit];
+        if inline(&session, &req, config.inline_max_len) {
+            let reply = run(&session, &pool, &req, payload);
+            let _ = tx.send((reply, permits));
+            continue;
+        }
         let session = session.clone();
         let tx = tx.clone();
+        let pool = pool.clone();
         tokio::task::spawn_blocking(move || {
-            let reply = session.execute(&req, &payload);
-            drop(payload);
-            let _ = tx.send((reply, [byte_permit, count_permit]));
+            let reply = run(&session, &pool, &req, payload);
+            let _ = tx.send((reply, permits));
         });
     };
     // Let in-flight requests finish and their replies go out, then close.
@@ -232,6 +269,32 @@ async fn transmission(
     match result {
         Err(Error::Closed) => written,
         other => other.and(written),
+    }
+}
+
+/// Executes one request into a pooled buffer.
+fn run(session: &Transmission, pool: &BufferPool, req: &Request, payload: Vec<u8>) -> Vec<u8> {
+    let want = match req.command {
+        Command::Read => req.length as usize + 64,
+        _ => 64,
+    };
+    let mut reply = pool.take(want);
+    session.execute_into(req, &payload, &mut reply);
+    drop(payload);
+    reply
+}
+
+/// True for requests cheap enough to run on the connection's own task: rejected ones,
+/// and small reads, writes without FUA, block status and cache hints. Everything else
+/// (flushes, FUA, large transfers, zeroing, trimming) goes to the blocking pool.
+fn inline(session: &Transmission, req: &Request, max_len: u32) -> bool {
+    if session.check(req).is_err() {
+        return true;
+    }
+    match req.command {
+        Command::Read | Command::BlockStatus | Command::Cache => req.length <= max_len,
+        Command::Write => req.length <= max_len && !req.has(crate::wire::consts::NBD_CMD_FLAG_FUA),
+        _ => false,
     }
 }
 
@@ -255,15 +318,21 @@ async fn read_payload(rd: &mut OwnedReadHalf, buf: &mut BytesMut, len: usize) ->
     Ok(payload)
 }
 
-async fn write_replies(wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Reply>) -> Result<()> {
+async fn write_replies(
+    wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Reply>,
+    pool: Arc<BufferPool>,
+) -> Result<()> {
     let mut wr = BufWriter::with_capacity(64 << 10, wr);
     while let Some((reply, permits)) = rx.recv().await {
         wr.write_all(&reply).await?;
         drop(permits);
+        pool.give(reply);
         // Batch replies that are ready; flush when the queue is empty.
         while let Ok((reply, permits)) = rx.try_recv() {
             wr.write_all(&reply).await?;
             drop(permits);
+            pool.give(reply);
         }
         wr.flush().await?;
     }

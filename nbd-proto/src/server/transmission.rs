@@ -196,40 +196,43 @@ impl Transmission {
     /// Runs one request (`payload` is the WRITE data, empty otherwise) and returns the
     /// complete reply bytes. DISC has no reply: it returns an empty vector.
     pub fn execute(&self, req: &Request, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.execute_into(req, payload, &mut out);
+        out
+    }
+
+    /// Like [`Transmission::execute`], appending the reply to `out` (which a driver may
+    /// reuse between requests, so READ data lands in memory that is already mapped).
+    pub fn execute_into(&self, req: &Request, payload: &[u8], out: &mut Vec<u8>) {
         let op = match self.check(req) {
             Ok(op) => op,
-            Err(errno) => return self.error_reply(req, errno, None),
+            Err(errno) => return self.error_into(req, errno, None, out),
         };
         let export = &*self.neg.export;
-        let done = |r: Result<(), Errno>| match r {
-            Ok(()) => {
-                let mut out = Vec::with_capacity(SIMPLE_REPLY_HEADER_LEN);
-                reply::emit_simple(&mut out, req.cookie, Errno(0));
-                out
-            }
-            Err(e) => self.error_reply(req, e, None),
+        let mut done = |r: Result<(), Errno>| match r {
+            Ok(()) => reply::emit_simple(out, req.cookie, Errno(0)),
+            Err(e) => self.error_into(req, e, None, out),
         };
         match op {
-            Op::Read { offset, len, df } => self.read(req.cookie, offset, len, df),
+            Op::Read { offset, len, df } => self.read(req.cookie, offset, len, df, out),
             Op::Write { offset, fua, .. } => done(export.write(payload, offset, fua)),
-            Op::Disconnect => Vec::new(),
+            Op::Disconnect => {}
             Op::Flush => done(export.flush()),
             Op::Trim { offset, len, fua } => done(export.trim(offset, len.into(), fua)),
             Op::Cache { offset, len } => done(export.cache(offset, len.into())),
             Op::WriteZeroes { offset, len, flags } => {
                 if flags.fast && !self.caps.contains(Capabilities::FAST_ZERO) {
-                    return self.error_reply(req, Errno::ENOTSUP, None);
+                    return done(Err(Errno::ENOTSUP));
                 }
                 let r = export.write_zeroes(offset, len.into(), flags);
                 // Without FAST_ZERO the reply must not be ENOTSUP (§1.5).
-                let r = r.map_err(|e| {
+                done(r.map_err(|e| {
                     if e == Errno::ENOTSUP && !flags.fast {
                         Errno::EIO
                     } else {
                         e
                     }
-                });
-                done(r)
+                }))
             }
             Op::BlockStatus {
                 offset,
@@ -239,11 +242,9 @@ impl Transmission {
             } => match export.block_status(offset, len.into()) {
                 Ok(extents) => {
                     let d = descriptors(&extents, len, req_one);
-                    let mut out = Vec::with_capacity(STRUCTURED_REPLY_HEADER_LEN + 4 + 8 * d.len());
-                    reply::emit_block_status(&mut out, true, req.cookie, context, &d);
-                    out
+                    reply::emit_block_status(out, true, req.cookie, context, &d);
                 }
-                Err(e) => self.error_reply(req, e, None),
+                Err(e) => self.error_into(req, e, None, out),
             },
         }
     }
@@ -251,31 +252,32 @@ impl Transmission {
     /// The reply for a failed request: structured for READ and BLOCK_STATUS when
     /// structured replies are on (READ must be; §1.5), simple otherwise.
     pub fn error_reply(&self, req: &Request, errno: Errno, offset: Option<u64>) -> Vec<u8> {
-        let errno = if errno.0 == 0 { Errno::EIO } else { errno };
         let mut out = Vec::with_capacity(64);
-        if self.neg.structured && matches!(req.command, Command::Read | Command::BlockStatus) {
-            reply::emit_error_chunk(&mut out, req.cookie, errno, errno.name(), offset);
-        } else {
-            reply::emit_simple(&mut out, req.cookie, errno);
-        }
+        self.error_into(req, errno, offset, &mut out);
         out
     }
 
-    fn read(&self, cookie: u64, offset: u64, len: u32, df: bool) -> Vec<u8> {
+    fn error_into(&self, req: &Request, errno: Errno, offset: Option<u64>, out: &mut Vec<u8>) {
+        let errno = if errno.0 == 0 { Errno::EIO } else { errno };
+        if self.neg.structured && matches!(req.command, Command::Read | Command::BlockStatus) {
+            reply::emit_error_chunk(out, req.cookie, errno, errno.name(), offset);
+        } else {
+            reply::emit_simple(out, req.cookie, errno);
+        }
+    }
+
+    fn read(&self, cookie: u64, offset: u64, len: u32, df: bool, out: &mut Vec<u8>) {
         let export = &*self.neg.export;
         let len64 = u64::from(len);
         if !self.neg.structured {
-            let mut out = Vec::with_capacity(SIMPLE_REPLY_HEADER_LEN + len as usize);
-            reply::emit_simple(&mut out, cookie, Errno(0));
-            out.resize(SIMPLE_REPLY_HEADER_LEN + len as usize, 0);
-            return match export.read(&mut out[SIMPLE_REPLY_HEADER_LEN..], offset) {
-                Ok(()) => out,
-                Err(e) => {
-                    out.clear();
-                    reply::emit_simple(&mut out, cookie, e);
-                    out
-                }
-            };
+            let start = out.len();
+            reply::emit_simple(out, cookie, Errno(0));
+            out.resize(start + SIMPLE_REPLY_HEADER_LEN + len as usize, 0);
+            if let Err(e) = export.read(&mut out[start + SIMPLE_REPLY_HEADER_LEN..], offset) {
+                out.truncate(start);
+                reply::emit_simple(out, cookie, e);
+            }
+            return;
         }
         // Structured: holes as OFFSET_HOLE chunks (not with DF), data as OFFSET_DATA.
         let segments = if df {
@@ -287,25 +289,25 @@ impl Transmission {
             )
         };
         let data_bytes: u64 = segments.iter().filter(|s| !s.0).map(|s| s.2).sum();
-        let mut out = Vec::with_capacity(segments.len() * 32 + data_bytes as usize);
+        let reply_start = out.len();
+        out.reserve(segments.len() * 32 + data_bytes as usize);
         for (i, &(hole, rel, n)) in segments.iter().enumerate() {
             let last = i + 1 == segments.len();
             let at = offset + rel;
             if hole {
-                reply::emit_offset_hole(&mut out, last, cookie, at, n as u32);
+                reply::emit_offset_hole(out, last, cookie, at, n as u32);
                 continue;
             }
-            reply::emit_offset_data_header(&mut out, last, cookie, at, n as u32);
+            reply::emit_offset_data_header(out, last, cookie, at, n as u32);
             let start = out.len();
             out.resize(start + n as usize, 0);
             if let Err(e) = export.read(&mut out[start..], at) {
                 // Nothing is sent yet: replace the whole reply by one error chunk.
-                out.clear();
-                reply::emit_error_chunk(&mut out, cookie, e, e.name(), Some(at));
-                return out;
+                out.truncate(reply_start);
+                reply::emit_error_chunk(out, cookie, e, e.name(), Some(at));
+                return;
             }
         }
-        out
     }
 }
 
