@@ -132,7 +132,7 @@ impl Server {
 }
 
 /// Reply buffers kept for reuse across the whole server.
-const POOL_BYTES: usize = 32 << 20;
+const POOL_BYTES: usize = 16 << 20;
 /// Largest reply buffer kept for reuse.
 const POOL_MAX_BUFFER: usize = 4 << 20;
 

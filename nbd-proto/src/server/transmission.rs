@@ -85,6 +85,10 @@ impl Transmission {
 
     /// Checks a request; the error is the value to reply with (the connection goes on).
     pub fn check(&self, req: &Request) -> Result<Op, Errno> {
+        if req.command == Command::Disc {
+            // DISC never gets a reply, whatever its fields (§1.5).
+            return Ok(Op::Disconnect);
+        }
         let flags = self.neg.flags;
         let (offset, len) = (req.offset, req.length);
         let fua = req.has(NBD_CMD_FLAG_FUA);
