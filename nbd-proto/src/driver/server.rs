@@ -131,6 +131,9 @@ impl Server {
     }
 }
 
+/// How long a closing connection may take to send its last replies.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Reply buffers kept for reuse across the whole server.
 const POOL_BYTES: usize = 16 << 20;
 /// Largest reply buffer kept for reuse.
@@ -263,9 +266,17 @@ async fn transmission(
             let _ = tx.send((reply, permits));
         });
     };
-    // Let in-flight requests finish and their replies go out, then close.
+    // Let in-flight requests finish and their replies go out, then close. A client that
+    // stopped reading gets DRAIN_TIMEOUT, so shutdown can never hang on it.
     drop(tx);
-    let written = writer.await.unwrap_or(Ok(()));
+    let mut writer = writer;
+    let written = match tokio::time::timeout(DRAIN_TIMEOUT, &mut writer).await {
+        Ok(joined) => joined.unwrap_or(Ok(())),
+        Err(_) => {
+            writer.abort();
+            Err(Error::Timeout("sending the last replies"))
+        }
+    };
     match result {
         Err(Error::Closed) => written,
         other => other.and(written),

@@ -205,20 +205,28 @@ impl Transmission {
         out
     }
 
-    /// Like [`Transmission::execute`], appending the reply to `out` (which a driver may
-    /// reuse between requests, so READ data lands in memory that is already mapped).
+    /// Like [`Transmission::execute`], replacing the contents of `out` by the reply.
+    /// A driver reuses `out` between requests: READ data lands in memory that is
+    /// already mapped, and bytes `out` already holds are overwritten, never zeroed first.
     pub fn execute_into(&self, req: &Request, payload: &[u8], out: &mut Vec<u8>) {
         let op = match self.check(req) {
             Ok(op) => op,
-            Err(errno) => return self.error_into(req, errno, None, out),
+            Err(errno) => {
+                out.clear();
+                return self.error_into(req, errno, None, out);
+            }
         };
+        if let Op::Read { offset, len, df } = op {
+            return self.read(req.cookie, offset, len, df, out);
+        }
+        out.clear();
         let export = &*self.neg.export;
         let mut done = |r: Result<(), Errno>| match r {
             Ok(()) => reply::emit_simple(out, req.cookie, Errno(0)),
             Err(e) => self.error_into(req, e, None, out),
         };
         match op {
-            Op::Read { offset, len, df } => self.read(req.cookie, offset, len, df, out),
+            Op::Read { .. } => {}
             Op::Write { offset, fua, .. } => done(export.write(payload, offset, fua)),
             Op::Disconnect => {}
             Op::Flush => done(export.flush()),
@@ -270,15 +278,17 @@ impl Transmission {
         }
     }
 
+    /// A READ reply in `out` (old contents reused as scratch, see `execute_into`).
     fn read(&self, cookie: u64, offset: u64, len: u32, df: bool, out: &mut Vec<u8>) {
         let export = &*self.neg.export;
         let len64 = u64::from(len);
         if !self.neg.structured {
-            let start = out.len();
-            reply::emit_simple(out, cookie, Errno(0));
-            out.resize(start + SIMPLE_REPLY_HEADER_LEN + len as usize, 0);
-            if let Err(e) = export.read(&mut out[start + SIMPLE_REPLY_HEADER_LEN..], offset) {
-                out.truncate(start);
+            set_len(out, SIMPLE_REPLY_HEADER_LEN + len as usize);
+            let mut head = Vec::with_capacity(SIMPLE_REPLY_HEADER_LEN);
+            reply::emit_simple(&mut head, cookie, Errno(0));
+            out[..SIMPLE_REPLY_HEADER_LEN].copy_from_slice(&head);
+            if let Err(e) = export.read(&mut out[SIMPLE_REPLY_HEADER_LEN..], offset) {
+                out.clear();
                 reply::emit_simple(out, cookie, e);
             }
             return;
@@ -292,26 +302,46 @@ impl Transmission {
                 len64,
             )
         };
-        let data_bytes: u64 = segments.iter().filter(|s| !s.0).map(|s| s.2).sum();
-        let reply_start = out.len();
-        out.reserve(segments.len() * 32 + data_bytes as usize);
+        let chunk = STRUCTURED_REPLY_HEADER_LEN as u64;
+        let total: u64 = segments
+            .iter()
+            .map(|&(hole, _, n)| if hole { chunk + 12 } else { chunk + 8 + n })
+            .sum();
+        set_len(out, total as usize);
+        let mut head = Vec::with_capacity(32);
+        let mut pos = 0;
         for (i, &(hole, rel, n)) in segments.iter().enumerate() {
             let last = i + 1 == segments.len();
             let at = offset + rel;
+            head.clear();
             if hole {
-                reply::emit_offset_hole(out, last, cookie, at, n as u32);
+                reply::emit_offset_hole(&mut head, last, cookie, at, n as u32);
+            } else {
+                reply::emit_offset_data_header(&mut head, last, cookie, at, n as u32);
+            }
+            out[pos..pos + head.len()].copy_from_slice(&head);
+            pos += head.len();
+            if hole {
                 continue;
             }
-            reply::emit_offset_data_header(out, last, cookie, at, n as u32);
-            let start = out.len();
-            out.resize(start + n as usize, 0);
-            if let Err(e) = export.read(&mut out[start..], at) {
+            let data = &mut out[pos..pos + n as usize];
+            if let Err(e) = export.read(data, at) {
                 // Nothing is sent yet: replace the whole reply by one error chunk.
-                out.truncate(reply_start);
+                out.clear();
                 reply::emit_error_chunk(out, cookie, e, e.name(), Some(at));
                 return;
             }
+            pos += n as usize;
         }
+    }
+}
+
+/// Makes `out` exactly `len` bytes long, zero-filling only bytes it never held.
+fn set_len(out: &mut Vec<u8>, len: usize) {
+    if out.len() < len {
+        out.resize(len, 0);
+    } else {
+        out.truncate(len);
     }
 }
 
@@ -414,6 +444,51 @@ mod tests {
                 flags: 0
             }]
         );
+    }
+
+    #[test]
+    fn stale_reply_buffers_never_leak_into_replies() {
+        use crate::export::{BlockSizes, MemoryExport};
+        let mut data = vec![0u8; 1 << 16];
+        data[..5000].fill(7);
+        for structured in [false, true] {
+            let neg = Negotiated {
+                export: std::sync::Arc::new(MemoryExport::new(data.clone())),
+                name: "d".into(),
+                size: 1 << 16,
+                flags: NBD_FLAG_HAS_FLAGS,
+                block_sizes: BlockSizes::default(),
+                structured,
+                base_allocation: None,
+            };
+            let t = Transmission::new(neg);
+            for (offset, length) in [(0, 1 << 16), (100, 9000), (4096, 1), (60_000, 5536)] {
+                let req = Request {
+                    flags: 0,
+                    command: Command::Read,
+                    cookie: 5,
+                    offset,
+                    length,
+                };
+                let mut stale = vec![0xff; 70_000];
+                t.execute_into(&req, &[], &mut stale);
+                assert_eq!(
+                    stale,
+                    t.execute(&req, &[]),
+                    "{req:?} structured={structured}"
+                );
+            }
+            let flush = Request {
+                flags: 0,
+                command: Command::Flush,
+                cookie: 6,
+                offset: 0,
+                length: 0,
+            };
+            let mut stale = vec![0xff; 100];
+            t.execute_into(&flush, &[], &mut stale);
+            assert_eq!(stale.len(), SIMPLE_REPLY_HEADER_LEN);
+        }
     }
 
     #[test]
