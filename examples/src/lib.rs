@@ -1,7 +1,11 @@
-//! What the provision binaries share: size arguments and log set-up.
+//! What the provision binaries share: size arguments, log set-up, tables and
+//! progress bars, and the `provisiond.toml` configuration.
 //!
 //! The binaries themselves live in `src/bin/`; each parses its arguments, loads its
 //! configuration and composes the libraries' drivers, nothing more.
+
+pub mod config;
+pub mod output;
 
 use std::fmt;
 
@@ -59,10 +63,18 @@ impl std::error::Error for SizeError {}
 /// JSON lines with `--log-format json`; the level comes from `RUST_LOG`
 /// (default `info`).
 pub fn init_logging(json: bool) {
+    init_logging_at(json, "info");
+}
+
+/// Like [`init_logging`] with another default level (`warn` for commands whose
+/// output is their result).
+pub fn init_logging_at(json: bool, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -68,7 +68,7 @@ pub fn import_vdisk(
     name: &str,
     source: &Path,
     description: &str,
-    progress: &mut dyn FnMut(u64, u64),
+    progress: vhd::Progress<'_>,
 ) -> Result<VDisk> {
     let dir = store_dir(store)?;
     let src = vhd::open_disk(source, true)?;

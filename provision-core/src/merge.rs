@@ -21,7 +21,7 @@ pub fn merge_version(
     store: &Store,
     vdisk: &str,
     number: u32,
-    progress: &mut dyn FnMut(u64, u64),
+    progress: vhd::Progress<'_>,
 ) -> Result<u64> {
     let dir = store
         .dir()
@@ -67,7 +67,7 @@ pub fn merge_version(
 fn copy_allocated(
     src: &dyn Disk,
     dst: &dyn Disk,
-    progress: &mut dyn FnMut(u64, u64),
+    progress: vhd::Progress<'_>,
 ) -> Result<u64> {
     let size = src.size();
     let mut buf = vec![0u8; CHUNK as usize];

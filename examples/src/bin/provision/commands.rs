@@ -1,0 +1,434 @@
+//! The subcommands and what each does to the store.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use provision_core::{
+    CollectionSettings, DeviceType, DeviceUpdate, Error, Mac, Mode, Result, Store, create_vdisk,
+    import_vdisk, merge_version, new_version,
+};
+
+use crate::render;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// vDisks: images that devices boot, with versions.
+    #[command(subcommand)]
+    Vdisk(VdiskCommand),
+    /// Versions of a vDisk: new, promote, rollback, merge.
+    #[command(subcommand)]
+    Version(VersionCommand),
+    /// Devices, identified by MAC.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Assign a vDisk to a device (the first assigned is its default; several give a
+    /// boot menu), or change an assignment's mode or position.
+    Assign {
+        /// Device MAC or name.
+        device: String,
+        /// vDisk name.
+        vdisk: String,
+        /// standard: shared vDisk plus a per-boot write cache; private: a persistent
+        /// disk of the device's own.
+        #[arg(long, default_value = "standard", value_parser = parse::<Mode>)]
+        mode: Mode,
+        /// Position in the device's list (0 = default); appended when absent.
+        #[arg(long)]
+        position: Option<usize>,
+    },
+    /// Remove a vDisk from a device.
+    Unassign {
+        /// Device MAC or name.
+        device: String,
+        /// vDisk name.
+        vdisk: String,
+    },
+    /// Pin a device's vDisk to one version, or unpin it (no VERSION).
+    Pin {
+        /// Device MAC or name.
+        device: String,
+        /// vDisk name.
+        vdisk: String,
+        /// Version number.
+        version: Option<u32>,
+    },
+    /// Collections: groups of devices with defaults, and auto-add of unknown devices.
+    #[command(subcommand)]
+    Collection(CollectionCommand),
+    /// Per-device personality (hostname and other key/values).
+    #[command(subcommand)]
+    Personality(PersonalityCommand),
+    /// The newest entries of the audit log.
+    Audit {
+        /// How many entries.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VdiskCommand {
+    /// Import a raw image or a VHD (a chain included) as a new vDisk.
+    Import {
+        /// Name of the new vDisk.
+        name: String,
+        /// The image file.
+        file: PathBuf,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Create a new, empty vDisk.
+    Create {
+        /// Name of the new vDisk.
+        name: String,
+        /// Size: 512, 64K, 100M, 20G.
+        #[arg(long, value_parser = parse_size)]
+        size: u64,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List vDisks.
+    List,
+    /// Show a vDisk and its versions.
+    Show {
+        /// vDisk name.
+        name: String,
+    },
+    /// Remove a vDisk that no device has assigned (its files are kept).
+    Remove {
+        /// vDisk name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VersionCommand {
+    /// Create version N+1 (a differencing image over N) for maintenance devices.
+    New {
+        /// vDisk name.
+        vdisk: String,
+        /// What this version changes.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// List a vDisk's versions.
+    List {
+        /// vDisk name.
+        vdisk: String,
+    },
+    /// Move the newest version on: maintenance -> test -> production.
+    Promote {
+        /// vDisk name.
+        vdisk: String,
+    },
+    /// Make the previous production version current again.
+    Rollback {
+        /// vDisk name.
+        vdisk: String,
+    },
+    /// Flatten a version's chain into a new base, in place (running sessions go on).
+    Merge {
+        /// vDisk name.
+        vdisk: String,
+        /// Version number.
+        version: u32,
+    },
+    /// Remove the newest version (never the base or the production version).
+    Remove {
+        /// vDisk name.
+        vdisk: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Add a device.
+    Add {
+        /// Its MAC address.
+        #[arg(value_parser = parse::<Mac>)]
+        mac: Mac,
+        /// Its unique name.
+        name: String,
+        /// Collection it belongs to.
+        #[arg(long)]
+        collection: Option<String>,
+        /// production, test or maintenance.
+        #[arg(long = "type", default_value = "production", value_parser = parse::<DeviceType>)]
+        device_type: DeviceType,
+    },
+    /// List devices.
+    List,
+    /// Show a device, its vDisks and personality.
+    Show {
+        /// MAC or name.
+        device: String,
+    },
+    /// Change a device.
+    Set {
+        /// MAC or name.
+        device: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New collection.
+        #[arg(long, conflicts_with = "no_collection")]
+        collection: Option<String>,
+        /// Take it out of its collection.
+        #[arg(long)]
+        no_collection: bool,
+        /// production, test or maintenance.
+        #[arg(long = "type", value_parser = parse::<DeviceType>)]
+        device_type: Option<DeviceType>,
+        /// Enable the device.
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Disable the device: it is refused at boot.
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Remove a device, its assignments and personality.
+    Remove {
+        /// MAC or name.
+        device: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CollectionCommand {
+    /// Add a collection.
+    Add(CollectionArgs),
+    /// Change a collection's settings.
+    Set(CollectionArgs),
+    /// List collections.
+    List,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CollectionArgs {
+    /// Collection name.
+    name: String,
+    /// Add unknown devices that boot to this collection (only one collection can).
+    #[arg(long)]
+    auto_add: bool,
+    /// Device type given to its devices.
+    #[arg(long = "type", default_value = "production", value_parser = parse::<DeviceType>)]
+    device_type: DeviceType,
+    /// vDisk assigned to auto-added devices.
+    #[arg(long)]
+    vdisk: Option<String>,
+    /// Mode of that assignment.
+    #[arg(long, default_value = "standard", value_parser = parse::<Mode>)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PersonalityCommand {
+    /// Set values: KEY=VALUE ...
+    Set {
+        /// MAC or name.
+        device: String,
+        /// KEY=VALUE pairs.
+        #[arg(required = true, value_parser = parse_pair)]
+        values: Vec<(String, String)>,
+    },
+    /// Remove keys.
+    Unset {
+        /// MAC or name.
+        device: String,
+        /// Keys.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Show a device's personality.
+    Get {
+        /// MAC or name.
+        device: String,
+    },
+}
+
+fn parse<T: std::str::FromStr<Err = Error>>(text: &str) -> std::result::Result<T, String> {
+    text.parse().map_err(|e: Error| e.to_string())
+}
+
+fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    provision_examples::parse_size(text).map_err(|e| e.to_string())
+}
+
+fn parse_pair(text: &str) -> std::result::Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))
+}
+
+/// Runs one command; returns what to print.
+pub fn run(store: &Store, command: Command, json: bool) -> Result<String> {
+    let out = render::Out { json };
+    match command {
+        Command::Vdisk(c) => vdisk(store, c, out),
+        Command::Version(c) => version(store, c, out),
+        Command::Device(c) => device(store, c, out),
+        Command::Assign {
+            device,
+            vdisk,
+            mode,
+            position,
+        } => Ok(out.assignments(&store.assign(&device, &vdisk, mode, position)?)),
+        Command::Unassign { device, vdisk } => {
+            Ok(out.assignments(&store.unassign(&device, &vdisk)?))
+        }
+        Command::Pin {
+            device,
+            vdisk,
+            version,
+        } => Ok(out.assignments(&store.pin(&device, &vdisk, version)?)),
+        Command::Collection(c) => collection(store, c, out),
+        Command::Personality(c) => personality(store, c, out),
+        Command::Audit { limit } => Ok(out.audit(&store.audit_log(limit)?)),
+    }
+}
+
+fn vdisk(store: &Store, command: VdiskCommand, out: render::Out) -> Result<String> {
+    match command {
+        VdiskCommand::Import {
+            name,
+            file,
+            description,
+        } => {
+            let bar = provision_examples::output::progress_bar(&format!("importing {name}"));
+            let vdisk = import_vdisk(store, &name, &file, &description, &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })?;
+            bar.finish_and_clear();
+            Ok(out.vdisks(&[vdisk]))
+        }
+        VdiskCommand::Create {
+            name,
+            size,
+            description,
+        } => Ok(out.vdisks(&[create_vdisk(store, &name, size, &description)?])),
+        VdiskCommand::List => Ok(out.vdisks(&store.vdisks()?)),
+        VdiskCommand::Show { name } => {
+            Ok(out.vdisk_detail(&store.vdisk(&name)?, &store.versions(&name)?))
+        }
+        VdiskCommand::Remove { name } => {
+            let files = store.remove_vdisk(&name)?;
+            Ok(out.message(&format!(
+                "vDisk `{name}` removed; its files remain: {}",
+                files.join(", ")
+            )))
+        }
+    }
+}
+
+fn version(store: &Store, command: VersionCommand, out: render::Out) -> Result<String> {
+    match command {
+        VersionCommand::New { vdisk, note } => {
+            Ok(out.versions(&[new_version(store, &vdisk, &note)?]))
+        }
+        VersionCommand::List { vdisk } => Ok(out.versions(&store.versions(&vdisk)?)),
+        VersionCommand::Promote { vdisk } => Ok(out.versions(&[store.promote(&vdisk)?])),
+        VersionCommand::Rollback { vdisk } => Ok(out.versions(&[store.rollback(&vdisk)?])),
+        VersionCommand::Merge { vdisk, version } => {
+            let bar =
+                provision_examples::output::progress_bar(&format!("merging {vdisk} v{version}"));
+            let copied = merge_version(store, &vdisk, version, &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })?;
+            bar.finish_and_clear();
+            Ok(out.message(&format!(
+                "version {version} of `{vdisk}` is now a base ({copied} bytes of data)"
+            )))
+        }
+        VersionCommand::Remove { vdisk } => {
+            let removed = store.remove_newest_version(&vdisk)?;
+            Ok(out.message(&format!(
+                "version {} of `{vdisk}` removed; its file {} remains",
+                removed.number, removed.file
+            )))
+        }
+    }
+}
+
+fn device(store: &Store, command: DeviceCommand, out: render::Out) -> Result<String> {
+    match command {
+        DeviceCommand::Add {
+            mac,
+            name,
+            collection,
+            device_type,
+        } => {
+            Ok(out.devices(&[store.add_device(mac, &name, collection.as_deref(), device_type)?]))
+        }
+        DeviceCommand::List => Ok(out.devices(&store.devices()?)),
+        DeviceCommand::Show { device } => {
+            let d = store.device(&device)?;
+            Ok(out.device_detail(
+                &d,
+                &store.assignments(&device)?,
+                &store.personality(&device)?,
+            ))
+        }
+        DeviceCommand::Set {
+            device,
+            name,
+            collection,
+            no_collection,
+            device_type,
+            enable,
+            disable,
+        } => {
+            let update = DeviceUpdate {
+                name,
+                collection: if no_collection {
+                    Some(None)
+                } else {
+                    collection.map(Some)
+                },
+                device_type,
+                enabled: (enable || disable).then_some(enable),
+            };
+            Ok(out.devices(&[store.set_device(&device, &update)?]))
+        }
+        DeviceCommand::Remove { device } => Ok(out.devices(&[store.remove_device(&device)?])),
+    }
+}
+
+fn collection(store: &Store, command: CollectionCommand, out: render::Out) -> Result<String> {
+    let settings = |a: &CollectionArgs| CollectionSettings {
+        auto_add: a.auto_add,
+        default_device_type: a.device_type,
+        default_vdisk: a.vdisk.clone(),
+        default_mode: a.mode,
+    };
+    match command {
+        CollectionCommand::Add(a) => {
+            Ok(out.collections(&[store.add_collection(&a.name, &settings(&a))?]))
+        }
+        CollectionCommand::Set(a) => {
+            Ok(out.collections(&[store.set_collection(&a.name, &settings(&a))?]))
+        }
+        CollectionCommand::List => Ok(out.collections(&store.collections()?)),
+    }
+}
+
+fn personality(store: &Store, command: PersonalityCommand, out: render::Out) -> Result<String> {
+    match command {
+        PersonalityCommand::Set { device, values } => {
+            for (key, value) in &values {
+                store.set_personality(&device, key, Some(value))?;
+            }
+            Ok(out.personality(&store.personality(&device)?))
+        }
+        PersonalityCommand::Unset { device, keys } => {
+            for key in &keys {
+                store.set_personality(&device, key, None)?;
+            }
+            Ok(out.personality(&store.personality(&device)?))
+        }
+        PersonalityCommand::Get { device } => Ok(out.personality(&store.personality(&device)?)),
+    }
+}

@@ -1,0 +1,172 @@
+//! `provisiond`: the provision server. Serves vDisks to devices over NBD from a store,
+//! with per-device sessions and write caches (see `provision-core`).
+//!
+//! This binary parses arguments, loads `provisiond.toml` and composes the drivers.
+
+mod demo;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use nbd_proto::driver::server::{Server, ServerConfig};
+use provision_core::adapters::nbd::SessionExports;
+use provision_core::{Sessions, Store, leftover_files};
+
+use provision_examples::config::Config;
+
+/// The provision streaming server.
+///
+/// Devices (PCs, VMs) run their operating system from vDisks streamed by this server.
+/// Each device sees its assigned vDisk through a session: in standard mode a shared,
+/// read-only version plus the device's own write cache, dropped at its next boot; in
+/// private mode a persistent disk of its own.
+///
+/// NBD export names are `<mac>/<vdisk>`, or `<mac>` for the device's default vDisk.
+///
+/// Exit codes: 0 after a clean shutdown (SIGINT or SIGTERM), 1 when the server
+/// cannot start or fails, 2 for bad arguments.
+#[derive(Debug, Parser)]
+#[command(name = "provisiond", version, about, long_about)]
+struct Args {
+    /// The configuration file (TOML; every setting is optional, see
+    /// examples/provisiond.toml).
+    #[arg(
+        long,
+        short,
+        value_name = "FILE",
+        default_value = "/etc/provision/provisiond.toml"
+    )]
+    config: PathBuf,
+    /// Set up a demo in DIR (default ./demo) on loopback and unprivileged ports, with
+    /// a demo vDisk and device, and serve it. Reuses an existing demo folder.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "demo", conflicts_with = "config")]
+    demo: Option<PathBuf>,
+    /// Listen for NBD on this address instead of the configured one (port 0 picks a
+    /// free port).
+    #[arg(long, value_name = "ADDR:PORT")]
+    nbd_listen: Option<std::net::SocketAddr>,
+    /// Log format on stderr (overrides the config file).
+    #[arg(long, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config_path = match &args.demo {
+        Some(dir) => match demo::prepare(dir) {
+            Ok(path) => path,
+            Err(e) => return fail(&format!("cannot set up the demo in {}: {e}", dir.display())),
+        },
+        None => args.config.clone(),
+    };
+    let mut config = match Config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    if let Some(listen) = args.nbd_listen {
+        config.nbd.listen = listen;
+    }
+    let json = args.log_format.as_deref().unwrap_or(&config.log.format) == "json";
+    provision_examples::init_logging(json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(run(config, args.demo)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("provisiond: {message}");
+    ExitCode::from(1)
+}
+
+async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
+    let store = Store::open(&config.store)
+        .map_err(|e| format!("cannot open the store {}: {e}", config.store.display()))?
+        .with_actor("provisiond");
+    for file in leftover_files(&store).map_err(|e| e.to_string())? {
+        tracing::warn!(
+            file,
+            "file in the store that no version names (left by an interrupted import?)"
+        );
+    }
+    let sessions =
+        Sessions::new(Arc::new(store), config.session_settings()?).map_err(|e| e.to_string())?;
+
+    let expiry = {
+        let sessions = sessions.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let dropped = sessions.expire(Instant::now());
+                if dropped > 0 {
+                    tracing::info!(dropped, "write caches past their grace period dropped");
+                }
+            }
+        })
+    };
+
+    if !config.nbd.enabled {
+        tracing::warn!("no service is enabled in the configuration; waiting for a signal");
+        wait_for_signal().await;
+        return Ok(());
+    }
+    let listener = tokio::net::TcpListener::bind(config.nbd.listen)
+        .await
+        .map_err(|e| format!("cannot listen for NBD on {}: {e}", config.nbd.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let server_config = ServerConfig {
+        max_connections: config.nbd.max_connections,
+        ..ServerConfig::default()
+    };
+    let server = Server::new(
+        Arc::new(SessionExports::new(sessions.clone())),
+        server_config,
+    );
+    let shutdown = server.shutdown_handle();
+    tracing::info!(%addr, "NBD service listening");
+    if let Some(dir) = &demo {
+        // Not println!: a closed stdout (`provisiond --demo | head`) must not stop the server.
+        let _ = writeln!(std::io::stdout(), "{}", demo::instructions(addr, dir));
+    }
+    let serve = server.serve(listener);
+    tokio::pin!(serve);
+    let result = tokio::select! {
+        result = &mut serve => result,
+        () = wait_for_signal() => {
+            tracing::info!("shutting down: in-flight requests finish, sessions flush");
+            shutdown.shutdown();
+            match tokio::time::timeout(Duration::from_secs(30), &mut serve).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!("connections still open after 30 s; exiting anyway");
+                    Ok(())
+                }
+            }
+        }
+    };
+    expiry.abort();
+    result.map_err(|e| format!("NBD service failed: {e}"))?;
+    tracing::info!(sessions = sessions.list().len(), "stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,196 @@
+//! provisiond and provision end to end: a store managed with the CLI, served over NBD
+//! to qemu-io and nbdinfo, stopped with SIGTERM; and the README's demo command.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use testkit::ChildGuard;
+
+const PROVISIOND: &str = env!("CARGO_BIN_EXE_provisiond");
+const PROVISION: &str = env!("CARGO_BIN_EXE_provision");
+
+fn provision(store: &Path, args: &[&str]) -> std::process::Output {
+    testkit::run_output(
+        Command::new(PROVISION).arg("--store").arg(store).args(args),
+        testkit::DEFAULT_TIMEOUT,
+    )
+}
+
+fn ok(store: &Path, args: &[&str]) -> String {
+    let out = provision(store, args);
+    assert!(
+        out.status.success(),
+        "provision {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn qemu_io_ok(qemu_io: &Path, url: &str, commands: &[&str]) -> bool {
+    let mut cmd = Command::new(qemu_io);
+    cmd.args(["-f", "raw"]);
+    for c in commands {
+        cmd.args(["-c", c]);
+    }
+    let out = testkit::run_output(cmd.arg(url), testkit::DEFAULT_TIMEOUT);
+    out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("fail")
+}
+
+#[test]
+fn cli_and_server_work_together() {
+    let qemu_io = testkit::require_peer!("qemu-io");
+    let nbdinfo = testkit::require_peer!("nbdinfo");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+
+    ok(
+        &store,
+        &[
+            "vdisk",
+            "create",
+            "os",
+            "--size",
+            "8M",
+            "--description",
+            "test OS",
+        ],
+    );
+    ok(&store, &["device", "add", "52:54:00:aa:00:01", "seat-1"]);
+    ok(
+        &store,
+        &[
+            "device",
+            "add",
+            "52-54-00-AA-00-02",
+            "seat-2",
+            "--type",
+            "test",
+        ],
+    );
+    ok(&store, &["assign", "seat-1", "os"]);
+    ok(&store, &["assign", "seat-2", "os", "--mode", "private"]);
+    ok(
+        &store,
+        &[
+            "personality",
+            "set",
+            "seat-1",
+            "hostname=seat-1",
+            "role=kiosk",
+        ],
+    );
+    let devices: serde_json::Value =
+        serde_json::from_str(&ok(&store, &["--json", "device", "list"])).unwrap();
+    assert_eq!(devices[1]["mac"], "52:54:00:aa:00:02");
+    assert_eq!(devices[1]["type"], "test");
+    let listing = ok(&store, &["device", "list"]);
+    assert!(
+        listing.starts_with("NAME") && listing.contains("seat-1"),
+        "{listing}"
+    );
+
+    // Exit codes say what went wrong.
+    assert_eq!(
+        provision(&store, &["device", "show", "nobody"])
+            .status
+            .code(),
+        Some(3)
+    );
+    assert_eq!(
+        provision(&store, &["version", "rollback", "os"])
+            .status
+            .code(),
+        Some(4)
+    );
+    assert_eq!(
+        provision(&store, &["device", "add", "not-a-mac", "x"])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    let port = testkit::free_tcp_port();
+    let config = dir.path().join("provisiond.toml");
+    std::fs::write(
+        &config,
+        format!("store = \"store\"\n[nbd]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let server = ChildGuard::spawn(Command::new(PROVISIOND).arg("--config").arg(&config));
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    testkit::wait_for_tcp(addr, Duration::from_secs(20));
+
+    let one = format!("nbd://{addr}/52:54:00:aa:00:01/os");
+    let two = format!("nbd://{addr}/52:54:00:aa:00:02");
+    assert!(qemu_io_ok(
+        &qemu_io,
+        &one,
+        &["write -P 0x61 0 4096", "read -P 0x61 0 4096"]
+    ));
+    assert!(qemu_io_ok(
+        &qemu_io,
+        &two,
+        &["read -P 0 0 4096", "write -P 0x62 512 512", "flush"]
+    ));
+    let info = testkit::run(Command::new(&nbdinfo).arg(&two));
+    assert!(info.contains("8388608"), "{info}");
+
+    // A new version made while the server runs, promoted to test: seat-2 (a test
+    // device, but private) keeps its own disk.
+    ok(&store, &["version", "new", "os", "--note", "v1"]);
+    let versions: serde_json::Value =
+        serde_json::from_str(&ok(&store, &["--json", "version", "list", "os"])).unwrap();
+    assert_eq!(versions[1]["state"], "maintenance");
+
+    let status = server
+        .terminate(Duration::from_secs(20))
+        .expect("provisiond ignored SIGTERM");
+    assert!(status.success(), "provisiond exited with {status}");
+
+    // Private data survived the restart.
+    let mut server = ChildGuard::spawn(Command::new(PROVISIOND).arg("--config").arg(&config));
+    testkit::wait_for_tcp(addr, Duration::from_secs(20));
+    assert!(
+        qemu_io_ok(&qemu_io, &two, &["read -P 0x62 512 512"]),
+        "private write lost across a restart"
+    );
+    drop(server);
+}
+
+#[test]
+fn the_demo_command_works_as_printed() {
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let mut server = ChildGuard::spawn(
+        Command::new(PROVISIOND)
+            .arg("--demo")
+            .arg(&demo)
+            .args(["--nbd-listen", "127.0.0.1:0"]),
+    );
+    let stdout = server.child().stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let url = lines
+        .by_ref()
+        .take(40)
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("qemu-img info ")
+                .map(str::to_owned)
+        })
+        .expect("the demo printed no qemu-img line");
+    // Keep reading, as a terminal would.
+    std::thread::spawn(move || lines.for_each(drop));
+    let info = testkit::run(Command::new(&qemu_img).args(["info", &url]));
+    assert!(info.contains("64 MiB"), "{info}");
+    let devices = ok(&demo.join("store"), &["device", "list"]);
+    assert!(devices.contains("demo-vm"), "{devices}");
+    let status = server
+        .terminate(Duration::from_secs(20))
+        .expect("provisiond ignored SIGTERM");
+    assert!(status.success());
+}
