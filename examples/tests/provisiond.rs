@@ -151,7 +151,7 @@ fn cli_and_server_work_together() {
     assert!(status.success(), "provisiond exited with {status}");
 
     // Private data survived the restart.
-    let mut server = ChildGuard::spawn(Command::new(PROVISIOND).arg("--config").arg(&config));
+    let server = ChildGuard::spawn(Command::new(PROVISIOND).arg("--config").arg(&config));
     testkit::wait_for_tcp(addr, Duration::from_secs(20));
     assert!(
         qemu_io_ok(&qemu_io, &two, &["read -P 0x62 512 512"]),
