@@ -194,3 +194,16 @@ fn the_demo_command_works_as_printed() {
         .expect("provisiond ignored SIGTERM");
     assert!(status.success());
 }
+
+#[test]
+fn the_sample_config_loads_and_names_every_setting() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("provisiond.toml");
+    let config = provision_examples::config::Config::load(&path).unwrap();
+    let defaults = provision_examples::config::Config::default();
+    assert_eq!(config.nbd.listen, defaults.nbd.listen);
+    assert_eq!(config.sessions.grace_seconds, defaults.sessions.grace_seconds);
+    let text = std::fs::read_to_string(&path).unwrap();
+    for key in ["store", "enabled", "listen", "max_connections", "cache_ram", "cache_quota", "grace_seconds", "format"] {
+        assert!(text.contains(&format!("\n{key} = ")), "the sample config lacks `{key}`");
+    }
+}
