@@ -259,8 +259,10 @@ fn rss_with_clients(
 fn serve(file: &Path, port: u16) {
     let disk = vhd::open_disk(file, true).expect("opening the image");
     let provider = Arc::new(SingleExport::new("disk", Arc::new(ReadOnlyDisk(disk))));
+    // The same runtime shape as nbd-serve.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(64)
         .build()
         .expect("runtime");
     rt.block_on(async {
