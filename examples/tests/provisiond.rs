@@ -201,9 +201,24 @@ fn the_sample_config_loads_and_names_every_setting() {
     let config = provision_examples::config::Config::load(&path).unwrap();
     let defaults = provision_examples::config::Config::default();
     assert_eq!(config.nbd.listen, defaults.nbd.listen);
-    assert_eq!(config.sessions.grace_seconds, defaults.sessions.grace_seconds);
+    assert_eq!(
+        config.sessions.grace_seconds,
+        defaults.sessions.grace_seconds
+    );
     let text = std::fs::read_to_string(&path).unwrap();
-    for key in ["store", "enabled", "listen", "max_connections", "cache_ram", "cache_quota", "grace_seconds", "format"] {
-        assert!(text.contains(&format!("\n{key} = ")), "the sample config lacks `{key}`");
+    for key in [
+        "store",
+        "enabled",
+        "listen",
+        "max_connections",
+        "cache_ram",
+        "cache_quota",
+        "grace_seconds",
+        "format",
+    ] {
+        assert!(
+            text.contains(&format!("\n{key} = ")),
+            "the sample config lacks `{key}`"
+        );
     }
 }

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use provision_core::{
-    CollectionSettings, DeviceType, DeviceUpdate, Error, Mac, Mode, Result, Store, create_vdisk,
-    import_vdisk, merge_version, new_version,
+    CollectionSettings, DeviceType, DeviceUpdate, Error, ErrorKind, Mac, Mode, Result, Store,
+    create_vdisk, import_vdisk, leftover_files, merge_version, new_version,
 };
 
 use crate::render;
@@ -58,11 +58,25 @@ pub enum Command {
     /// Per-device personality (hostname and other key/values).
     #[command(subcommand)]
     Personality(PersonalityCommand),
+    /// The store itself: find (and remove) files left by interrupted operations.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// The newest entries of the audit log.
     Audit {
         /// How many entries.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// List files that no version names (left by an import, version or merge that was
+    /// interrupted); exits 4 when there are any.
+    Check {
+        /// Delete them.
+        #[arg(long)]
+        clean: bool,
     },
 }
 
@@ -285,6 +299,7 @@ pub fn run(store: &Store, command: Command, json: bool) -> Result<String> {
         } => Ok(out.assignments(&store.pin(&device, &vdisk, version)?)),
         Command::Collection(c) => collection(store, c, out),
         Command::Personality(c) => personality(store, c, out),
+        Command::Store(StoreCommand::Check { clean }) => check(store, clean, out),
         Command::Audit { limit } => Ok(out.audit(&store.audit_log(limit)?)),
     }
 }
@@ -431,4 +446,29 @@ fn personality(store: &Store, command: PersonalityCommand, out: render::Out) -> 
         }
         PersonalityCommand::Get { device } => Ok(out.personality(&store.personality(&device)?)),
     }
+}
+
+fn check(store: &Store, clean: bool, out: render::Out) -> Result<String> {
+    let leftovers = leftover_files(store)?;
+    let dir = store.dir().expect("a store opened from a folder");
+    if clean {
+        for file in &leftovers {
+            let path = dir.join(file);
+            std::fs::remove_file(&path).map_err(|source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+        }
+        return Ok(out.message(&format!("{} leftover file(s) removed", leftovers.len())));
+    }
+    if leftovers.is_empty() {
+        return Ok(out.message("the store is consistent: every file belongs to a version"));
+    }
+    Err(Error::Domain {
+        kind: ErrorKind::Conflict,
+        message: format!(
+            "files no version names (run `provision store check --clean` to delete them): {}",
+            leftovers.join(", ")
+        ),
+    })
 }
