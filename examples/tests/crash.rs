@@ -148,7 +148,7 @@ fn flushed_private_writes_survive_a_killed_server() {
         testkit::wait_for_tcp(addr, Duration::from_secs(20));
         // Everything flushed in earlier rounds is there.
         for earlier in 1..round {
-            let offset = (u64::from(earlier) * 3 << 20) - 1000;
+            let offset = ((u64::from(earlier) * 3) << 20) - 1000;
             let cmd = format!("read -P {earlier} {offset} 5000");
             let out = testkit::run(Command::new(&qemu_io).args(["-f", "raw", "-c", &cmd, &url]));
             assert!(
@@ -156,7 +156,7 @@ fn flushed_private_writes_survive_a_killed_server() {
                 "round {round}: data of round {earlier} lost: {out}"
             );
         }
-        let offset = (u64::from(round) * 3 << 20) - 1000;
+        let offset = ((u64::from(round) * 3) << 20) - 1000;
         let cmd = format!("write -P {round} {offset} 5000");
         testkit::run(Command::new(&qemu_io).args(["-f", "raw", "-c", &cmd, "-c", "flush", &url]));
         server.child().kill().unwrap();
