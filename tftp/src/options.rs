@@ -85,14 +85,22 @@ impl Options {
     /// other, SPECS §3.2): blksize and windowsize are lowered to the server's maximum,
     /// never raised; timeout is echoed unchanged; tsize carries `size` when it is known
     /// (an octet read) and is dropped otherwise.
+    ///
+    /// The window is also lowered so that one window holds at most
+    /// `limits.max_window_bytes`: a burst larger than the receiver's socket buffer is
+    /// dropped at its tail every time (seen on loopback with blksize 8192 and
+    /// windowsize 16), which turns every window into a timeout.
     pub fn accept(requested: &Self, limits: &Limits, size: Option<u64>) -> Self {
+        let blksize = requested.blksize.map(|n| n.min(limits.max_blksize.max(8)));
+        let block = u64::from(blksize.unwrap_or(crate::packet::DEFAULT_BLKSIZE as u16));
+        let by_bytes = (limits.max_window_bytes / block).clamp(1, u64::from(u16::MAX)) as u16;
         Self {
-            blksize: requested.blksize.map(|n| n.min(limits.max_blksize.max(8))),
+            blksize,
             timeout: requested.timeout,
             tsize: requested.tsize.and(size),
             windowsize: requested
                 .windowsize
-                .map(|n| n.min(limits.max_windowsize.max(1))),
+                .map(|n| n.min(limits.max_windowsize.max(1)).min(by_bytes)),
         }
     }
 }
@@ -104,6 +112,8 @@ pub struct Limits {
     pub max_blksize: u16,
     /// Largest window granted.
     pub max_windowsize: u16,
+    /// Largest window granted, in bytes (blocks times blksize).
+    pub max_window_bytes: u64,
 }
 
 impl Default for Limits {
@@ -111,6 +121,7 @@ impl Default for Limits {
         Self {
             max_blksize: MAX_BLKSIZE as u16,
             max_windowsize: 64,
+            max_window_bytes: 64 << 10,
         }
     }
 }
@@ -177,6 +188,7 @@ mod tests {
         let limits = Limits {
             max_blksize: 1468,
             max_windowsize: 8,
+            ..Limits::default()
         };
         let got = Options::accept(&req, &limits, Some(1000));
         assert_eq!(

@@ -348,6 +348,7 @@ fn option_values_out_of_range() {
         limits: tftp::Limits {
             max_blksize: 1468,
             max_windowsize: 8,
+            ..tftp::Limits::default()
         },
         ..TransferConfig::default()
     };
@@ -651,4 +652,39 @@ fn write_gives_up_after_retries_and_discards() {
         Some(Outcome::Failed(Error::TimedOut { .. }))
     ));
     assert!(!sink.committed.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+#[test]
+fn retransmission_timeout_follows_the_measured_round_trip() {
+    let mut h = Harness::new(&request(&[]), file(512 * 40));
+    h.sent();
+    // Before any measurement: the configured timeout (1 s).
+    assert_eq!(h.t.poll_timeout().unwrap() - h.now, Duration::from_secs(1));
+    for block in 1..=10u16 {
+        h.now += Duration::from_millis(200); // every ACK arrives 200 ms after its DATA
+        h.ack(block);
+        h.sent();
+    }
+    let rto = h.t.poll_timeout().unwrap() - h.now;
+    assert!(
+        rto >= Duration::from_millis(200) && rto < Duration::from_secs(1),
+        "{rto:?}"
+    );
+    // A fast client: the timeout shrinks to the configured floor (50 ms).
+    for block in 11..=40u16 {
+        h.now += Duration::from_millis(1);
+        h.ack(block);
+        h.sent();
+    }
+    assert_eq!(
+        h.t.poll_timeout().unwrap() - h.now,
+        Duration::from_millis(50)
+    );
+    // Loss then doubles it per retry (RFC 1123 exponential backoff).
+    h.expire();
+    h.sent();
+    assert_eq!(
+        h.t.poll_timeout().unwrap() - h.now,
+        Duration::from_millis(100)
+    );
 }

@@ -48,6 +48,11 @@ struct Args {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     max_windowsize: u16,
 
+    /// Largest window granted, in bytes: the window is lowered so that blksize times
+    /// windowsize stays within it (bursts beyond a client's socket buffer are lost).
+    #[arg(long, default_value_t = 65536)]
+    max_window_bytes: u64,
+
     /// Retransmission timeout in milliseconds when the client negotiates none (doubles per retry).
     #[arg(long, default_value_t = 1000)]
     timeout_ms: u64,
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
             limits: Limits {
                 max_blksize: args.max_blksize,
                 max_windowsize: args.max_windowsize,
+                max_window_bytes: args.max_window_bytes,
             },
             timeout: Duration::from_millis(args.timeout_ms.max(1)),
             max_retries: args.retries,

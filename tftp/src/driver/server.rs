@@ -233,10 +233,24 @@ trait Session {
     fn poll_timeout(&self) -> Option<Instant>;
     fn outcome(&self) -> Option<&Outcome>;
     fn take_outcome(&mut self) -> Option<Outcome>;
+    /// DATA packets sent and how many were retransmissions (0 for uploads).
+    fn stats(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 macro_rules! session {
+    ($t:ty, stats) => {
+        session!($t, {
+            fn stats(&self) -> (u64, u64) {
+                <$t>::stats(self)
+            }
+        });
+    };
     ($t:ty) => {
+        session!($t, {});
+    };
+    ($t:ty, { $($extra:tt)* }) => {
         impl Session for $t {
             fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
                 <$t>::handle_datagram(self, now, bytes)
@@ -256,10 +270,11 @@ macro_rules! session {
             fn take_outcome(&mut self) -> Option<Outcome> {
                 <$t>::take_outcome(self)
             }
+            $($extra)*
         }
     };
 }
-session!(ReadTransfer);
+session!(ReadTransfer, stats);
 session!(WriteTransfer);
 
 /// One transfer's task.
@@ -298,15 +313,17 @@ impl<P: Provider + 'static> Job<P> {
                 return;
             }
         };
-        let outcome = self.pump(&socket, session).await;
+        let (outcome, (blocks, resent)) = self.pump(&socket, session).await;
         let ms = started.elapsed().as_millis() as u64;
         let (peer, file) = (self.peer, &self.request.filename);
         match outcome {
             Outcome::Completed => {
-                tracing::info!(%peer, %file, write = self.write, ms, "transfer complete")
+                tracing::info!(%peer, %file, write = self.write, ms, blocks, resent, "transfer complete")
             }
             Outcome::Declined => tracing::debug!(%peer, %file, "size probe ended by the client"),
-            Outcome::Failed(e) => tracing::info!(%peer, %file, error = %e, "transfer failed"),
+            Outcome::Failed(e) => {
+                tracing::info!(%peer, %file, error = %e, blocks, resent, "transfer failed")
+            }
         }
     }
 
@@ -333,28 +350,36 @@ impl<P: Provider + 'static> Job<P> {
     }
 
     /// Moves datagrams until the transfer ends.
-    async fn pump(&mut self, socket: &UdpSocket, mut session: Box<dyn Session + Send>) -> Outcome {
+    async fn pump(
+        &mut self,
+        socket: &UdpSocket,
+        mut session: Box<dyn Session + Send>,
+    ) -> (Outcome, (u64, u64)) {
         let own_socket = !self.config.single_port;
         let mut out = vec![0u8; DATAGRAM_BUF];
         let mut inbuf = vec![0u8; DATAGRAM_BUF];
+        // One timer, moved only when the deadline changes (cheaper than a new one per
+        // datagram).
+        let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(86_400);
+        let sleep = tokio::time::sleep_until(far());
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
         loop {
             while let Some(n) = session.poll_transmit(&mut out) {
                 if let Err(e) = socket.send_to(&out[..n], self.peer).await
                     && !transient(&e)
                 {
-                    return Outcome::Failed(Error::io("sending", e));
+                    return (Outcome::Failed(Error::io("sending", e)), session.stats());
                 }
             }
             if session.outcome().is_some() {
                 break;
             }
             let deadline = session.poll_timeout();
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
+            if deadline != armed {
+                armed = deadline;
+                sleep.as_mut().reset(deadline.map_or_else(far, Into::into));
+            }
             tokio::select! {
                 r = socket.recv_from(&mut inbuf), if own_socket => match r {
                     Ok((n, from)) if from == self.peer => session.handle_datagram(Instant::now(), &inbuf[..n]),
@@ -363,16 +388,23 @@ impl<P: Provider + 'static> Job<P> {
                         let _ = socket.send_to(&p.to_vec(), from).await;
                     }
                     Err(e) if transient(&e) => {}
-                    Err(e) => return Outcome::Failed(Error::io("receiving", e)),
+                    Err(e) => return (Outcome::Failed(Error::io("receiving", e)), session.stats()),
                 },
                 m = self.rx.recv() => match m {
                     Some(bytes) => session.handle_datagram(Instant::now(), &bytes),
-                    None => return Outcome::Failed(Error::io("routing", io::Error::other("listener stopped"))),
+                    None => {
+                        let e = Error::io("routing", io::Error::other("listener stopped"));
+                        return (Outcome::Failed(e), session.stats());
+                    }
                 },
-                () = sleep => session.handle_timeout(Instant::now()),
+                () = &mut sleep => {
+                    armed = None;
+                    session.handle_timeout(Instant::now());
+                }
             }
         }
-        session.take_outcome().unwrap_or(Outcome::Completed)
+        let stats = session.stats();
+        (session.take_outcome().unwrap_or(Outcome::Completed), stats)
     }
 }
 

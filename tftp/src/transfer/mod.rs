@@ -45,6 +45,10 @@ pub struct TransferConfig {
     /// First retransmission timeout when the peer negotiated none; it doubles on each
     /// retry up to 8 times this value (RFC 1123 §4.2.3.2: exponential backoff).
     pub timeout: Duration,
+    /// Lower bound of the adaptive retransmission timeout of read transfers, which
+    /// otherwise follows the measured round-trip time (RFC 1123 §4.2.3.2, computed as in
+    /// RFC 6298) and never exceeds `timeout`.
+    pub min_timeout: Duration,
     /// Retransmissions of one packet or window before the transfer is given up.
     pub max_retries: u32,
     /// Largest file served in netascii mode (converted in memory, since its netascii size
@@ -57,7 +61,8 @@ impl Default for TransferConfig {
         Self {
             limits: Limits::default(),
             timeout: Duration::from_secs(1),
-            max_retries: 5,
+            min_timeout: Duration::from_millis(50),
+            max_retries: 8,
             max_netascii_size: 64 << 20,
         }
     }
@@ -69,6 +74,35 @@ pub(crate) fn backoff(base: Duration, negotiated: bool, retries: u32) -> Duratio
         base
     } else {
         base.saturating_mul(1 << retries.min(3))
+    }
+}
+
+/// Round-trip time estimate (RFC 6298 §2) for an adaptive retransmission timeout.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RttEstimator {
+    srtt: Duration,
+    rttvar: Duration,
+}
+
+impl RttEstimator {
+    /// The first estimate, from one sample.
+    pub(crate) fn new(sample: Duration) -> Self {
+        Self {
+            srtt: sample,
+            rttvar: sample / 2,
+        }
+    }
+
+    /// Folds in a sample (Karn: only from blocks sent once).
+    pub(crate) fn update(&mut self, sample: Duration) {
+        let diff = self.srtt.abs_diff(sample);
+        self.rttvar = (self.rttvar * 3 + diff) / 4;
+        self.srtt = (self.srtt * 7 + sample) / 8;
+    }
+
+    /// The retransmission timeout: srtt + 4 rttvar.
+    pub(crate) fn rto(&self) -> Duration {
+        self.srtt + self.rttvar * 4
     }
 }
 

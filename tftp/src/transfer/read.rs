@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Outcome, TransferConfig, backoff, unwrap_block};
+use super::{Outcome, RttEstimator, TransferConfig, unwrap_block};
 use crate::error::{Error, ErrorCode};
 use crate::netascii;
 use crate::options::Options;
@@ -35,7 +35,14 @@ pub struct ReadTransfer {
     blksize: usize,
     windowsize: u64,
     base_timeout: Duration,
+    min_timeout: Duration,
     timeout_negotiated: bool,
+    /// Round-trip estimate, once an ACK answered a block sent only once.
+    rtt: Option<RttEstimator>,
+    /// The block being timed and when it was sent (Karn's rule: first sends only).
+    probe: Option<(u64, Instant)>,
+    /// The time of the latest input, used to stamp what is sent after it.
+    now: Instant,
     max_retries: u32,
     /// Absolute number of the final (short, possibly empty) block.
     last_block: u64,
@@ -97,7 +104,11 @@ impl ReadTransfer {
             blksize: DEFAULT_BLKSIZE,
             windowsize: 1,
             base_timeout: config.timeout,
+            min_timeout: config.min_timeout.min(config.timeout),
             timeout_negotiated: false,
+            rtt: None,
+            probe: None,
+            now,
             max_retries: config.max_retries,
             last_block: 0,
             acked: 0,
@@ -143,6 +154,7 @@ impl ReadTransfer {
         self.last_block = self.source.len() / self.blksize as u64 + 1;
         self.next = 1;
         self.max_sent = 0;
+        self.probe = None;
         self.retries = 0;
         self.arm(now);
     }
@@ -167,9 +179,24 @@ impl ReadTransfer {
         (self.blocks_sent, self.retransmitted)
     }
 
+    /// The current retransmission timeout: the negotiated one (RFC 2349) as is; else the
+    /// measured one (or `timeout` before any measurement), doubled per retry, at most
+    /// 8 times `timeout`.
+    fn rto(&self) -> Duration {
+        if self.timeout_negotiated {
+            return self.base_timeout;
+        }
+        let first = self.rtt.map_or(self.base_timeout, |r| {
+            r.rto().clamp(self.min_timeout, self.base_timeout)
+        });
+        first
+            .saturating_mul(1 << self.retries.min(16))
+            .min(self.base_timeout.saturating_mul(8))
+    }
+
     fn arm(&mut self, now: Instant) {
-        self.deadline =
-            Some(now + backoff(self.base_timeout, self.timeout_negotiated, self.retries));
+        self.now = now;
+        self.deadline = Some(now + self.rto());
     }
 
     fn finish(&mut self, outcome: Outcome) {
@@ -189,6 +216,7 @@ impl ReadTransfer {
         if self.outcome.is_some() {
             return;
         }
+        self.now = now;
         match Packet::parse(bytes) {
             Ok(Packet::Ack(block)) => self.on_ack(now, block),
             Ok(Packet::Error { code, message }) => {
@@ -250,6 +278,16 @@ impl ReadTransfer {
             // Duplicate or stale: never answer with DATA (RFC 1123 §4.2.3.1).
             return;
         }
+        if let Some((block, sent)) = self.probe
+            && abs >= block
+        {
+            let sample = now.saturating_duration_since(sent);
+            match &mut self.rtt {
+                Some(r) => r.update(sample),
+                None => self.rtt = Some(RttEstimator::new(sample)),
+            }
+            self.probe = None;
+        }
         self.acked = abs;
         self.retries = 0;
         if abs == self.last_block {
@@ -285,6 +323,7 @@ impl ReadTransfer {
             return;
         }
         self.retries += 1;
+        self.probe = None;
         if self.oack.is_some() {
             self.oack_due = true;
         } else {
@@ -324,6 +363,8 @@ impl ReadTransfer {
             Ok(n) => {
                 if self.next <= self.max_sent {
                     self.retransmitted += 1;
+                } else if self.probe.is_none() {
+                    self.probe = Some((self.next, self.now));
                 }
                 self.max_sent = self.max_sent.max(self.next);
                 self.next += 1;
