@@ -64,11 +64,7 @@ pub fn merge_version(
 }
 
 /// Copies the data extents of `src` into `dst` at the same offsets.
-fn copy_allocated(
-    src: &dyn Disk,
-    dst: &dyn Disk,
-    progress: vhd::Progress<'_>,
-) -> Result<u64> {
+fn copy_allocated(src: &dyn Disk, dst: &dyn Disk, progress: vhd::Progress<'_>) -> Result<u64> {
     let size = src.size();
     let mut buf = vec![0u8; CHUNK as usize];
     let mut copied = 0;

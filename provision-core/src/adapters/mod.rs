@@ -1,3 +1,5 @@
-//! Adapters from the domain to the protocol crates: vDisk sessions as NBD exports.
+//! Adapters from the domain to the protocol crates: vDisk sessions as NBD exports,
+//! per-device boot files over TFTP.
 
 pub mod nbd;
+pub mod tftp;
