@@ -226,10 +226,17 @@ fn start_dnsmasq(root: &Path) -> Option<(ChildGuard, Target)> {
 
 /// The `--serve ROOT PORT` mode: our server with its defaults, as `tftp-serve` runs it.
 fn serve(root: &Path, port: u16) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    // TFTP_BENCH_RUNTIME=current runs our server on a single-threaded runtime.
+    let runtime = if std::env::var("TFTP_BENCH_RUNTIME").is_ok_and(|v| v == "current") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
+    .expect("runtime");
     runtime.block_on(async {
         let provider = tftp::DirProvider::new(root).expect("root");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
