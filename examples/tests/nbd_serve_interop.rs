@@ -198,3 +198,64 @@ fn usage_errors_exit_with_2_and_help_explains() {
         "{help}"
     );
 }
+
+#[test]
+fn snapshot_quota_gives_enospc_and_spills_to_disk() {
+    testkit::require_peer!("nbdsh");
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("disk.raw");
+    std::fs::write(&raw, image_bytes()).unwrap();
+    let spill = dir.path().join("spill");
+    std::fs::create_dir(&spill).unwrap();
+    let (_server, uri) = serve(
+        &raw,
+        &[
+            "--snapshot",
+            "--snapshot-ram",
+            "64K",
+            "--snapshot-quota",
+            "1M",
+            "--snapshot-dir",
+            spill.to_str().unwrap(),
+        ],
+    );
+    let out = nbdsh(&format!(
+        r#"
+h = nbd.NBD(); h.connect_uri({uri:?})
+h.set_strict_mode(0)
+h.pwrite(b"S" * (512 << 10), 0)            # beyond the RAM limit: spills
+assert h.pread(512 << 10, 0) == b"S" * (512 << 10)
+try:
+    h.pwrite(b"T" * (1 << 20), 1 << 20)    # beyond the quota
+    print("write succeeded")
+except nbd.Error as e:
+    print("write failed", e.errno)
+assert h.pread(4096, 0) == b"S" * 4096      # the connection goes on
+"#
+    ));
+    assert!(out.contains("write failed ENOSPC"), "{out}");
+}
+
+#[test]
+fn json_logs_and_clean_exit_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("disk.raw");
+    std::fs::write(&raw, vec![0u8; 4096]).unwrap();
+    let (server, _) = serve(&raw, &["--log-format", "json"]);
+    let status = server
+        .terminate(Duration::from_secs(10))
+        .expect("nbd-serve exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    // Logs are JSON lines: check one from a short run that fails to open its file.
+    let out = Command::new(BIN)
+        .args(["/no/such/image", "--log-format", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON log line in {stderr}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["level"], "ERROR", "{line}");
+}
