@@ -4,7 +4,8 @@
 //! raw and fixed outputs and unallocated blocks in dynamic ones.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::chain::OpenOptions;
 use crate::create::{CreateOptions, create_differencing};
@@ -16,7 +17,7 @@ use crate::overlay::Overlay;
 use crate::storage::{FileStorage, Storage};
 
 /// Progress callback: (bytes done, bytes total).
-pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+pub type Progress<'a> = &'a mut (dyn FnMut(u64, u64) + Send);
 
 /// What to convert to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,34 +47,55 @@ fn is_zero(buf: &[u8]) -> bool {
     words.iter().all(|w| u128::from_ne_bytes(*w) == 0) && tail.iter().all(|&b| b == 0)
 }
 
-/// Copies every non-zero run of `src` into `dst` (same offsets), chunk by chunk.
+/// Copies every non-zero run of `src` into `dst` (same offsets), in chunks aligned to
+/// `chunk` (whole blocks for dynamic targets), on a few threads: both disks are read and
+/// written positionally, so chunks are independent.
 fn copy_data(src: &dyn Disk, dst: &dyn Disk, chunk: u64, progress: Progress<'_>) -> Result<u64> {
     let size = src.size();
-    let mut buf = vec![0u8; chunk as usize];
-    let mut copied = 0;
-    let mut done = 0;
-    progress(0, size);
-    for e in src.allocation(0, size)? {
-        if e.state == ExtentState::Data {
-            let mut pos = e.offset;
-            let end = e.offset + e.len;
-            while pos < end {
-                // Chunks aligned to `chunk` so dynamic targets get whole blocks.
-                let n = (chunk - pos % chunk).min(end - pos);
-                let b = &mut buf[..n as usize];
-                src.read_at(b, pos)?;
-                if !is_zero(b) {
-                    dst.write_at(b, pos)?;
-                    copied += n;
-                }
-                pos += n;
-                progress(done + (pos - e.offset), size);
+    let chunks = size.div_ceil(chunk);
+    let next = AtomicU64::new(0);
+    let copied = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let progress = Mutex::new(progress);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 2);
+    (progress.lock().unwrap_or_else(|e| e.into_inner()))(0, size);
+    let work = || -> Result<()> {
+        let mut buf = vec![0u8; chunk as usize];
+        loop {
+            let idx = next.fetch_add(1, Ordering::Relaxed);
+            if idx >= chunks {
+                return Ok(());
             }
+            let start = idx * chunk;
+            let len = chunk.min(size - start);
+            for e in src.allocation(start, len)? {
+                if e.state != ExtentState::Data {
+                    continue;
+                }
+                let b = &mut buf[..e.len as usize];
+                src.read_at(b, e.offset)?;
+                if !is_zero(b) {
+                    dst.write_at(b, e.offset)?;
+                    copied.fetch_add(e.len, Ordering::Relaxed);
+                }
+            }
+            let d = done.fetch_add(len, Ordering::Relaxed) + len;
+            (progress.lock().unwrap_or_else(|e| e.into_inner()))(d, size);
         }
-        done += e.len;
-        progress(done, size);
-    }
-    Ok(copied)
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Unsupported("a copy thread panicked".into())))
+            })
+            .collect::<Result<Vec<()>>>()
+    })?;
+    Ok(copied.load(Ordering::Relaxed))
 }
 
 /// Converts `src` into a new file at `out`. Returns the bytes of data written.
