@@ -259,3 +259,24 @@ fn json_logs_and_clean_exit_on_sigterm() {
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(v["level"], "ERROR", "{line}");
 }
+
+#[test]
+fn differencing_vhd_chain_is_served_whole() {
+    let nbdcopy = testkit::require_peer!("nbdcopy");
+    let Some(fixtures) = testkit::fixtures() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["image.vhd", "image-differential.vhd"] {
+        std::fs::copy(fixtures.join("vhd").join(f), dir.path().join(f)).unwrap();
+    }
+    let (_p, parent) = serve(&dir.path().join("image.vhd"), &["--read-only"]);
+    let (_c, child) = serve(&dir.path().join("image-differential.vhd"), &["--read-only"]);
+    let (a, b) = (dir.path().join("parent.raw"), dir.path().join("child.raw"));
+    testkit::run(Command::new(&nbdcopy).arg(&parent).arg(&a));
+    testkit::run(Command::new(&nbdcopy).arg(&child).arg(&b));
+    let (a, b) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    assert_eq!(a.len(), 104_448);
+    assert!(a == b, "the differencing child must read like its parent");
+    assert!(a.iter().any(|&x| x != 0), "the parent holds data");
+}
