@@ -82,7 +82,7 @@ pub use error::{Error, ErrorCode, ErrorKind};
 pub use options::{Limits, Options};
 pub use packet::{Mode, Packet, Request};
 pub use provider::{DirProvider, Fallback, Generated, MemorySource, Provider, Sink, Source};
-pub use transfer::{ClientRead, Outcome, ReadTransfer, TransferConfig, WriteTransfer};
+pub use transfer::{ClientRead, ClientWrite, Outcome, ReadTransfer, TransferConfig, WriteTransfer};
 
 #[cfg(feature = "server")]
-pub use driver::{Server, ServerConfig, download};
+pub use driver::{Server, ServerConfig, download, upload};

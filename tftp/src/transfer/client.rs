@@ -1,5 +1,7 @@
-//! The client side of a read transfer: sends the RRQ, accepts the server's OACK (or its
-//! plain DATA when it ignores options), collects blocks and acknowledges each window.
+//! The client side of transfers. [`ClientRead`] sends the RRQ, accepts the server's OACK
+//! (or its plain DATA when it ignores options), collects blocks and acknowledges each
+//! window. [`ClientWrite`] sends the WRQ, waits for ACK 0 or an OACK, then sends the
+//! source exactly as a server read does (windows, ACKs, retransmission on timeout only).
 //!
 //! ```text
 //!  [RRQ sent] --OACK--> check, ACK 0 --.
@@ -12,12 +14,14 @@
 //!
 //! The driver must lock onto the server's TID (source port) from its first answer.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Outcome, TransferConfig, backoff, unwrap_block};
+use super::{Outcome, ReadTransfer, TransferConfig, backoff, unwrap_block};
 use crate::error::{Error, ErrorCode};
 use crate::options::Options;
 use crate::packet::{DEFAULT_BLKSIZE, Mode, Packet, Request};
+use crate::provider::Source;
 
 /// A client read transfer in progress; the file is collected in memory.
 #[derive(Debug)]
@@ -268,5 +272,181 @@ impl ClientRead {
     pub fn take_outcome(&mut self) -> Option<Outcome> {
         self.outcome()?;
         self.outcome.take()
+    }
+}
+
+/// RFC 2347: a server may only lower what the client asked for, and only what it asked.
+fn acceptable_oack(asked: &Options, got: &Options) -> bool {
+    !(got
+        .blksize
+        .is_some_and(|b| asked.blksize.is_none_or(|a| b > a))
+        || got
+            .windowsize
+            .is_some_and(|w| asked.windowsize.is_none_or(|a| w > a))
+        || (got.tsize.is_some() && asked.tsize.is_none())
+        || (got.timeout.is_some() && got.timeout != asked.timeout))
+}
+
+/// A client write transfer (upload) in progress.
+#[derive(Debug)]
+pub struct ClientWrite {
+    request: Vec<u8>,
+    asked: Options,
+    source: Arc<dyn Source>,
+    config: TransferConfig,
+    send_request: bool,
+    retries: u32,
+    deadline: Option<Instant>,
+    error_due: Option<(ErrorCode, String)>,
+    outcome: Option<Outcome>,
+    /// The data phase, once the server accepted the request.
+    sending: Option<ReadTransfer>,
+}
+
+impl ClientWrite {
+    /// Uploads `source` as `path` in octet mode, asking for `options`; a tsize option is
+    /// filled in with the source's size.
+    pub fn new(
+        now: Instant,
+        path: &str,
+        source: Arc<dyn Source>,
+        mut options: Options,
+        config: &TransferConfig,
+    ) -> Self {
+        if options.tsize.is_some() {
+            options.tsize = Some(source.len());
+        }
+        let request = Packet::Wrq(Request {
+            filename: path.to_owned(),
+            mode: Mode::Octet,
+            options: options.to_pairs(),
+        })
+        .to_vec();
+        Self {
+            request,
+            asked: options,
+            source,
+            config: config.clone(),
+            send_request: true,
+            retries: 0,
+            deadline: Some(now + config.timeout),
+            error_due: None,
+            outcome: None,
+            sending: None,
+        }
+    }
+
+    /// True until the server's first answer arrived: the driver must then lock onto its TID.
+    pub fn awaiting_first_answer(&self) -> bool {
+        self.sending.is_none() && self.outcome.is_none()
+    }
+
+    fn start(&mut self, now: Instant, agreed: &Options) {
+        let t = ReadTransfer::sending(now, self.source.clone(), agreed, &self.config);
+        self.sending = Some(t);
+        self.deadline = None;
+    }
+
+    /// Handles a datagram from the server's TID.
+    pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
+        if self.outcome.is_some() {
+            return;
+        }
+        if let Some(t) = &mut self.sending {
+            return t.handle_datagram(now, bytes);
+        }
+        match Packet::parse(bytes) {
+            Ok(Packet::Ack(0)) => self.start(now, &Options::default()),
+            Ok(Packet::Oack(pairs)) => {
+                let got = Options::from_pairs(&pairs);
+                if acceptable_oack(&self.asked, &got) {
+                    self.start(now, &got);
+                } else {
+                    self.error_due = Some((ErrorCode::OptionRefused, "Options refused".into()));
+                    let what = format!("options not asked for or raised: {pairs:?}");
+                    self.outcome = Some(Outcome::Failed(Error::Malformed {
+                        structure: "OACK",
+                        what,
+                    }));
+                }
+            }
+            Ok(Packet::Error { code, message }) => {
+                self.outcome = Some(Outcome::Failed(Error::Peer { code, message }));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.error_due =
+                    Some((ErrorCode::IllegalOperation, "Illegal TFTP operation".into()));
+                self.outcome = Some(Outcome::Failed(e));
+            }
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.sending {
+            Some(t) => t.poll_timeout(),
+            None if self.outcome.is_some() || self.send_request => None,
+            None => self.deadline,
+        }
+    }
+
+    /// Resends the request, or lets the data phase retransmit; gives up after the retries.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(t) = &mut self.sending {
+            return t.handle_timeout(now);
+        }
+        let Some(deadline) = self.deadline else {
+            return;
+        };
+        if now < deadline || self.outcome.is_some() {
+            return;
+        }
+        if self.retries >= self.config.max_retries {
+            self.outcome = Some(Outcome::Failed(Error::TimedOut {
+                retries: self.retries,
+            }));
+            self.deadline = None;
+            return;
+        }
+        self.retries += 1;
+        self.send_request = true;
+        self.deadline = Some(now + backoff(self.config.timeout, false, self.retries));
+    }
+
+    /// Writes the next datagram to send into `buf` and returns its length.
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<usize> {
+        if let Some(t) = &mut self.sending {
+            return t.poll_transmit(buf);
+        }
+        if let Some((code, message)) = self.error_due.take() {
+            return Packet::Error { code, message }.emit(buf).ok();
+        }
+        if std::mem::take(&mut self.send_request) {
+            let n = self.request.len();
+            buf.get_mut(..n)?.copy_from_slice(&self.request);
+            return Some(n);
+        }
+        None
+    }
+
+    /// How the transfer ended, once it has.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match &self.sending {
+            Some(t) => t.outcome(),
+            None if self.error_due.is_some() => None,
+            None => self.outcome.as_ref(),
+        }
+    }
+
+    /// Takes the outcome out, once the transfer has ended.
+    pub fn take_outcome(&mut self) -> Option<Outcome> {
+        match &mut self.sending {
+            Some(t) => t.take_outcome(),
+            None => {
+                self.outcome()?;
+                self.outcome.take()
+            }
+        }
     }
 }

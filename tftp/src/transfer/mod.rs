@@ -14,7 +14,7 @@ pub mod client;
 pub mod read;
 pub mod write;
 
-pub use client::ClientRead;
+pub use client::{ClientRead, ClientWrite};
 pub use read::ReadTransfer;
 pub use write::WriteTransfer;
 

@@ -100,6 +100,24 @@ impl ReadTransfer {
         // ("invalid tsize value"), and omitting an option is always allowed (RFC 2347).
         let offered_size = Some(size).filter(|&s| size_known && s > 0);
         let accepted = Options::accept(&requested, &config.limits, offered_size);
+        let mut t = Self::sending(now, source, &Options::default(), config);
+        if !accepted.is_empty() {
+            t.apply(&accepted);
+            t.oack = Some(accepted.to_pairs());
+            t.oack_due = true;
+        }
+        t.last_block = t.source.len() / t.blksize as u64 + 1;
+        Ok(t)
+    }
+
+    /// A transfer that sends `source` with `options` already agreed, starting with DATA 1
+    /// (the client side of an upload uses this once the server accepted its WRQ).
+    pub(crate) fn sending(
+        now: Instant,
+        source: Arc<dyn Source>,
+        options: &Options,
+        config: &TransferConfig,
+    ) -> Self {
         let mut t = Self {
             blksize: DEFAULT_BLKSIZE,
             windowsize: 1,
@@ -125,13 +143,9 @@ impl ReadTransfer {
             retransmitted: 0,
             source,
         };
-        if !accepted.is_empty() {
-            t.apply(&accepted);
-            t.oack = Some(accepted.to_pairs());
-            t.oack_due = true;
-        }
-        t.last_block = size / t.blksize as u64 + 1;
-        Ok(t)
+        t.apply(options);
+        t.last_block = t.source.len() / t.blksize as u64 + 1;
+        t
     }
 
     fn apply(&mut self, o: &Options) {
@@ -227,6 +241,8 @@ impl ReadTransfer {
                 }
             }
             Ok(Packet::Rrq(_)) => self.handle_repeated_request(now),
+            // A duplicated OACK reaching the sending side of an upload (ClientWrite).
+            Ok(Packet::Oack(_)) => {}
             Ok(other) => {
                 let what = format!("unexpected opcode {} during a read", other.opcode());
                 self.fail_with_error(

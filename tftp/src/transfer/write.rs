@@ -152,6 +152,8 @@ impl WriteTransfer {
                 max: self.blksize,
             });
         }
+        // Any DATA shows the client got our OACK: from now on we answer with ACKs.
+        self.oack = None;
         let abs = unwrap_block(self.received, block);
         if abs != self.received + 1 {
             // Duplicate or out of order: say where we are (RFC 7440 §4); never write.
@@ -159,7 +161,6 @@ impl WriteTransfer {
             self.ack_due = true;
             return;
         }
-        self.oack = None;
         if let Err(e) = self.write(data) {
             return self.fail(e);
         }
