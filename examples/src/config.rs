@@ -19,6 +19,10 @@ pub struct Config {
     pub nbd: Nbd,
     /// Write caches and sessions.
     pub sessions: SessionsConfig,
+    /// The TFTP service: per-device boot files and a folder of boot files.
+    pub tftp: Tftp,
+    /// What the per-device iPXE scripts boot.
+    pub boot: Boot,
     /// Logging.
     pub log: Log,
 }
@@ -47,6 +51,36 @@ pub struct SessionsConfig {
     pub grace_seconds: u64,
 }
 
+/// `[tftp]`: per-device iPXE scripts and personality, and the files of a folder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tftp {
+    /// Serve TFTP at all.
+    pub enabled: bool,
+    /// Address and port (69 needs root or CAP_NET_BIND_SERVICE).
+    pub listen: SocketAddr,
+    /// Folder of boot files (iPXE binaries, kernels, initrds), relative to the config
+    /// file; requests cannot leave it.
+    pub root: PathBuf,
+}
+
+/// `[boot]`: how per-device iPXE scripts boot a vDisk (`{vdisk}` is replaced by its name).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Boot {
+    /// The NBD service as devices reach it, `host:port` (the address of the boot
+    /// network's interface, not loopback).
+    pub nbd_server: String,
+    /// Kernel path on the TFTP server.
+    pub kernel: String,
+    /// Initrd path on the TFTP server.
+    pub initrd: String,
+    /// Kernel command line; `nbdroot=` and `hostname=` are appended.
+    pub cmdline: String,
+    /// Seconds the boot menu (several vDisks) waits before booting the first.
+    pub menu_timeout: u32,
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -61,6 +95,8 @@ impl Default for Config {
             store: PathBuf::from("store"),
             nbd: Nbd::default(),
             sessions: SessionsConfig::default(),
+            tftp: Tftp::default(),
+            boot: Boot::default(),
             log: Log::default(),
         }
     }
@@ -86,6 +122,29 @@ impl Default for SessionsConfig {
     }
 }
 
+impl Default for Tftp {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: SocketAddr::from(([0, 0, 0, 0], 69)),
+            root: PathBuf::from("tftp"),
+        }
+    }
+}
+
+impl Default for Boot {
+    fn default() -> Self {
+        let defaults = provision_core::adapters::tftp::BootSettings::new("127.0.0.1:10809");
+        Self {
+            nbd_server: defaults.nbd_server,
+            kernel: defaults.kernel,
+            initrd: defaults.initrd,
+            cmdline: defaults.cmdline,
+            menu_timeout: defaults.menu_timeout_secs,
+        }
+    }
+}
+
 impl Default for Log {
     fn default() -> Self {
         Self {
@@ -101,9 +160,12 @@ impl Config {
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let mut config: Config =
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
         if config.store.is_relative() {
-            let dir = path.parent().unwrap_or(Path::new("."));
             config.store = dir.join(&config.store);
+        }
+        if config.tftp.root.is_relative() {
+            config.tftp.root = dir.join(&config.tftp.root);
         }
         config.session_settings()?;
         if !matches!(config.log.format.as_str(), "text" | "json") {
@@ -125,5 +187,19 @@ impl Config {
             cache_quota_bytes: size("cache_quota", &self.sessions.cache_quota)?,
             grace: Duration::from_secs(self.sessions.grace_seconds),
         })
+    }
+}
+
+impl Boot {
+    /// The settings of the per-device TFTP files.
+    pub fn settings(&self) -> provision_core::adapters::tftp::BootSettings {
+        provision_core::adapters::tftp::BootSettings {
+            prefix: "provision".into(),
+            nbd_server: self.nbd_server.clone(),
+            kernel: self.kernel.clone(),
+            initrd: self.initrd.clone(),
+            cmdline: self.cmdline.clone(),
+            menu_timeout_secs: self.menu_timeout,
+        }
     }
 }

@@ -113,12 +113,19 @@ fn cli_and_server_work_together() {
     );
 
     let port = testkit::free_tcp_port();
+    let tftp_port = testkit::free_udp_port();
     let config = dir.path().join("provisiond.toml");
     std::fs::write(
         &config,
-        format!("store = \"store\"\n[nbd]\nlisten = \"127.0.0.1:{port}\"\n"),
+        format!(
+            "store = \"store\"\n[nbd]\nlisten = \"127.0.0.1:{port}\"\n\
+             [tftp]\nenabled = true\nlisten = \"127.0.0.1:{tftp_port}\"\n\
+             [boot]\nnbd_server = \"10.1.2.3:10809\"\n"
+        ),
     )
     .unwrap();
+    std::fs::create_dir_all(dir.path().join("tftp")).unwrap();
+    std::fs::write(dir.path().join("tftp/undionly.kpxe"), b"not really iPXE").unwrap();
     let server = ChildGuard::spawn(Command::new(PROVISIOND).arg("--config").arg(&config));
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     testkit::wait_for_tcp(addr, Duration::from_secs(20));
@@ -137,6 +144,24 @@ fn cli_and_server_work_together() {
     ));
     let info = testkit::run(Command::new(&nbdinfo).arg(&two));
     assert!(info.contains("8388608"), "{info}");
+
+    // TFTP: the device's script, and the folder's files.
+    let curl = testkit::require_peer!("curl");
+    let tftp = format!("tftp://127.0.0.1:{tftp_port}");
+    let script = testkit::run(
+        Command::new(&curl).args(["-s", &format!("{tftp}/provision/52:54:00:aa:00:01.ipxe")]),
+    );
+    assert!(
+        script.contains("nbdroot=10.1.2.3:10809/52:54:00:aa:00:01/os hostname=seat-1"),
+        "{script}"
+    );
+    let personality = testkit::run(Command::new(&curl).args([
+        "-s",
+        &format!("{tftp}/provision/52:54:00:aa:00:01.personality"),
+    ]));
+    assert_eq!(personality, "hostname=seat-1\nrole=kiosk\n");
+    let file = testkit::run(Command::new(&curl).args(["-s", &format!("{tftp}/undionly.kpxe")]));
+    assert_eq!(file, "not really iPXE");
 
     // A new version made while the server runs, promoted to test: seat-2 (a test
     // device, but private) keeps its own disk.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use nbd_proto::driver::server::{Server, ServerConfig};
 use provision_core::adapters::nbd::SessionExports;
+use provision_core::adapters::tftp::DeviceFiles;
 use provision_core::{Sessions, Store, leftover_files};
 
 use provision_examples::config::Config;
@@ -26,6 +27,9 @@ use provision_examples::config::Config;
 /// private mode a persistent disk of its own.
 ///
 /// NBD export names are `<mac>/<vdisk>`, or `<mac>` for the device's default vDisk.
+/// Over TFTP, `provision/<mac>.ipxe` is the device's iPXE script (a menu when several
+/// vDisks are assigned) and `provision/<mac>.personality` its personality; other paths
+/// come from the TFTP folder.
 ///
 /// Exit codes: 0 after a clean shutdown (SIGINT or SIGTERM), 1 when the server
 /// cannot start or fails, 2 for bad arguments.
@@ -100,8 +104,9 @@ async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
             "file in the store that no version names (left by an interrupted import?)"
         );
     }
+    let store = Arc::new(store);
     let sessions =
-        Sessions::new(Arc::new(store), config.session_settings()?).map_err(|e| e.to_string())?;
+        Sessions::new(store.clone(), config.session_settings()?).map_err(|e| e.to_string())?;
 
     let expiry = {
         let sessions = sessions.clone();
@@ -116,6 +121,15 @@ async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
             }
         })
     };
+
+    let tftp = if config.tftp.enabled {
+        Some(tokio::spawn(
+            serve_tftp(&config, store.clone(), sessions.clone()).await?,
+        ))
+    } else {
+        None
+    };
+    let _stop_tftp = AbortOnDrop(tftp);
 
     if !config.nbd.enabled {
         tracing::warn!("no service is enabled in the configuration; waiting for a signal");
@@ -160,6 +174,45 @@ async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
     result.map_err(|e| format!("NBD service failed: {e}"))?;
     tracing::info!(sessions = sessions.list().len(), "stopped");
     Ok(())
+}
+
+/// Binds the TFTP service: per-device files over the boot-file folder.
+async fn serve_tftp(
+    config: &Config,
+    store: Arc<Store>,
+    sessions: Sessions,
+) -> Result<impl std::future::Future<Output = ()> + Send + 'static, String> {
+    let root = &config.tftp.root;
+    std::fs::create_dir_all(root)
+        .map_err(|e| format!("cannot create the TFTP folder {}: {e}", root.display()))?;
+    let folder =
+        tftp::DirProvider::new(root).map_err(|e| format!("TFTP folder {}: {e}", root.display()))?;
+    let files = DeviceFiles::new(store, Some(sessions), config.boot.settings());
+    let server = tftp::Server::bind(
+        config.tftp.listen,
+        tftp::Fallback::new(files, folder),
+        tftp::ServerConfig::default(),
+    )
+    .await
+    .map_err(|e| format!("cannot listen for TFTP on {}: {e}", config.tftp.listen))?;
+    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, root = %root.display(), "TFTP service listening");
+    Ok(async move {
+        if let Err(e) = server.run().await {
+            tracing::error!(error = %e, "TFTP service stopped");
+        }
+    })
+}
+
+/// Aborts a spawned service when the server returns.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
 }
 
 async fn wait_for_signal() {
