@@ -89,3 +89,23 @@ fn qemu_io_odd_offsets_and_many_in_flight() {
     assert!(!out.contains("Pattern verification failed"), "{out}");
     assert_eq!(out.matches("read 65537/65537").count(), 32, "{out}");
 }
+
+#[test]
+fn qemu_img_convert_uploads_into_the_export() {
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let target = std::sync::Arc::new(nbd_proto::MemoryExport::new(vec![0xee; 4 << 20]));
+    let server = TestServer::export("up", target.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.raw");
+    let data = common::pattern(4 << 20);
+    std::fs::write(&src, &data).unwrap();
+    testkit::run(
+        Command::new(&qemu_img)
+            .args(["convert", "-n", "-f", "raw", "-O", "raw"])
+            .arg(&src)
+            .arg(server.uri("up")),
+    );
+    let mut back = vec![0; data.len()];
+    nbd_proto::Export::read(&*target, &mut back, 0).unwrap();
+    assert!(back == data, "uploaded data differs");
+}
