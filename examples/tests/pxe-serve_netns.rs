@@ -325,7 +325,8 @@ fn is_proxy(m: &Message) -> bool {
     m.yiaddr.is_unspecified()
 }
 
-fn helper_pxe(item: Option<u16>) {
+/// `proxies`: how many proxy offers to wait for besides the address offer.
+fn helper_pxe(item: Option<u16>, proxies: usize) {
     let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 68)).unwrap();
     sock.set_broadcast(true).unwrap();
     let client = profile(VendorKind::PxeClient);
@@ -333,7 +334,8 @@ fn helper_pxe(item: Option<u16>) {
     discover.flags |= FLAG_BROADCAST;
     broadcast(&sock, &discover);
     let offers = collect(&sock, discover.xid, Duration::from_secs(10), |g| {
-        g.iter().any(|(_, m)| is_proxy(m)) && g.iter().any(|(_, m)| !is_proxy(m))
+        g.iter().filter(|(_, m)| is_proxy(m)).count() >= proxies
+            && g.iter().any(|(_, m)| !is_proxy(m))
     });
     // Take the address offer like firmware does, then ask the boot server on 4011.
     let (from, addr_offer) = offers
@@ -423,8 +425,9 @@ fn helper_malformed() {
 #[ignore = "run by the namespace tests inside their client namespace"]
 fn client_helper() {
     match std::env::var("PXE_NETNS_HELPER").as_deref() {
-        Ok("pxe") => helper_pxe(None),
-        Ok("pxe-menu-b") => helper_pxe(Some(0x8001)),
+        Ok("pxe") => helper_pxe(None, 1),
+        Ok("pxe-two-proxies") => helper_pxe(None, 2),
+        Ok("pxe-menu-b") => helper_pxe(Some(0x8001), 1),
         Ok("plain") => helper_plain(),
         Ok("malformed") => helper_malformed(),
         _ => {}
@@ -615,16 +618,12 @@ fn rival_proxy_dhcp_server_is_named_in_the_log() {
     lab.wait_log("dnsmasq-r.log", "proxy on subnet");
     let c = lab.attach("c", CLIENT_IF, None);
     let _server = lab.pxe_serve(&["--boot-file", "bios=undionly.kpxe"]);
-    let lines = lab.client(&c, "pxe");
+    let lines = lab.client(&c, "pxe-two-proxies");
     assert!(
         !from_server(&lines, "10.77.0.3").is_empty(),
         "dnsmasq proxy did not answer: {lines:?}"
     );
-    let log = lab.log("pxe-serve.log");
-    assert!(
-        log.contains("ProxyDHCP server 10.77.0.3"),
-        "rival not reported:\n{log}"
-    );
+    lab.wait_log("pxe-serve.log", "ProxyDHCP server 10.77.0.3");
 }
 
 #[test]
@@ -711,4 +710,164 @@ fn full_mode_leases_to_udhcpc_and_dhclient() {
         let lease = std::fs::read_to_string(&lf).unwrap_or_default();
         assert!(lease.contains("fixed-address 10.77.0.100;"), "{lease}");
     }
+}
+
+/// The serial log without ANSI escapes and carriage returns.
+fn console(path: &Path) -> String {
+    let raw = String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned();
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                // CSI: ESC [ params final-byte
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for d in chars.by_ref() {
+                        if d.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn wait_console(path: &Path, needle: &str, limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let text = console(path);
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "`{needle}` not on the VM console after {limit:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// QEMU's own PXE ROM (iPXE in the e1000 option ROM, SeaBIOS, TCG) gets its address
+/// from dnsmasq, our PXE menu from pxe-serve, selects entry B (the boot server exchange
+/// on 4011) and fetches that file over TFTP (dnsmasq's TFTP server); pxe-serve also
+/// answers the VM's IPv6 router solicitations so iPXE does not wait for IPv6.
+#[test]
+fn qemu_pxe_rom_boots_from_our_menu() {
+    let Some(mut lab) = Lab::new("q") else { return };
+    let Some(qemu) = testkit::peer("qemu-system-x86_64") else {
+        return;
+    };
+    let Some(dnsmasq) = testkit::peer("dnsmasq") else {
+        return;
+    };
+    let Some(_plain) = lab.plain_dhcp() else {
+        return;
+    };
+    let s = lab.name("s");
+    ip(&["-n", &s, "tuntap", "add", "dev", "tap0", "mode", "tap"]);
+    ip(&["-n", &s, "link", "set", "tap0", "master", "br0", "up"]);
+
+    let root = lab.path("tftp");
+    std::fs::create_dir(&root).unwrap();
+    for entry in ["a", "b"] {
+        let script = format!("#!ipxe\necho PXE-QEMU-ENTRY-{}-OK\n", entry.to_uppercase());
+        std::fs::write(root.join(format!("entry-{entry}.ipxe")), script).unwrap();
+    }
+    let tftp_root = format!("--tftp-root={}", root.display());
+    let tftp_pid = format!("--pid-file={}", lab.path("dnsmasq-tftp.pid").display());
+    let _tftp = lab.spawn(
+        &s,
+        "dnsmasq-tftp.log",
+        &dnsmasq,
+        &[
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--user=root",
+            "--interface=br0",
+            "--bind-interfaces",
+            "--enable-tftp",
+            &tftp_root,
+            &tftp_pid,
+        ],
+    );
+    lab.wait_log("dnsmasq-tftp.log", "TFTP root is");
+    let _server = lab.pxe_serve(&[
+        "--menu-prompt",
+        "PROVISION PXE MENU",
+        "--menu-timeout",
+        "255",
+        "--menu-entry",
+        "Boot A: entry-a=entry-a.ipxe",
+        "--menu-entry",
+        "Boot B: entry-b=entry-b.ipxe",
+        "--router-advertisements",
+    ]);
+
+    let sercon = lab.path("sercon.bin");
+    std::fs::write(&sercon, [0xf8, 0x03]).unwrap();
+    let serial = lab.path("serial.txt");
+    let monitor = lab.path("monitor.sock");
+    let args = [
+        "-machine".to_owned(),
+        "pc,accel=tcg".to_owned(),
+        "-m".to_owned(),
+        "256".to_owned(),
+        "-display".to_owned(),
+        "none".to_owned(),
+        "-serial".to_owned(),
+        format!("file:{}", serial.display()),
+        "-fw_cfg".to_owned(),
+        format!("name=etc/sercon-port,file={}", sercon.display()),
+        "-monitor".to_owned(),
+        format!("unix:{},server,nowait", monitor.display()),
+        "-uuid".to_owned(),
+        "12345678-9abc-def0-1234-56789abcdef0".to_owned(),
+        "-netdev".to_owned(),
+        "tap,id=n0,ifname=tap0,script=no,downscript=no".to_owned(),
+        "-device".to_owned(),
+        "e1000,netdev=n0,mac=52:54:00:77:00:01".to_owned(),
+        "-boot".to_owned(),
+        "n".to_owned(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _vm = lab.spawn(&s, "qemu.log", &qemu, &args);
+
+    let text = wait_console(&serial, "Boot B: entry-b", Duration::from_secs(120));
+    assert!(text.contains("PROVISION PXE MENU"), "{text}");
+    assert!(text.contains("Boot A: entry-a"), "{text}");
+    // Choose entry B as a user would.
+    let mut mon = std::os::unix::net::UnixStream::connect(&monitor).expect("QEMU monitor");
+    std::io::Write::write_all(&mut mon, b"sendkey b\n").unwrap();
+    let text = wait_console(&serial, "PXE-QEMU-ENTRY-B-OK", Duration::from_secs(90));
+    assert!(text.contains("entry-b.ipxe"), "{text}");
+    assert!(
+        text.contains("10.77.0.5"),
+        "the address comes from dnsmasq (10.77.0.50-60):\n{text}"
+    );
+
+    let log = lab.log("pxe-serve.log");
+    assert!(
+        log.contains("kind=Some(Offer)") || log.contains("Offer"),
+        "{log}"
+    );
+    assert!(
+        log.contains("entry-b.ipxe"),
+        "the 4011 ACK carried entry B:\n{log}"
+    );
+    let tftp = lab.log("dnsmasq-tftp.log");
+    assert!(
+        tftp.contains("entry-b.ipxe"),
+        "dnsmasq TFTP served entry B:\n{tftp}"
+    );
+    assert!(
+        log.contains("router solicitation answered"),
+        "no RA sent:\n{log}"
+    );
+    eprintln!("VM console:\n{text}");
 }
