@@ -277,6 +277,57 @@ fn the_number_of_transfers_is_bounded() {
 }
 
 #[test]
+fn the_number_of_transfers_per_client_is_bounded() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("f"), pattern(5000, 1)).unwrap();
+    let config = ServerConfig {
+        max_transfers_per_client: 2,
+        ..ServerConfig::default()
+    };
+    let server = serve_dir(root.path(), config);
+    let (a, b, c) = (client(), client(), client());
+    let mut tids = Vec::new();
+    for s in [&a, &b] {
+        s.send_to(&rrq("f", &[]), server.addr).unwrap();
+        let (bytes, tid) = recv(s);
+        assert!(matches!(
+            Packet::parse(&bytes).unwrap(),
+            Packet::Data { block: 1, .. }
+        ));
+        tids.push(tid);
+    }
+    c.send_to(&rrq("f", &[]), server.addr).unwrap();
+    let (bytes, _) = recv(&c);
+    assert_eq!(
+        Packet::parse(&bytes).unwrap(),
+        Packet::Error {
+            code: ErrorCode::NotDefined,
+            message: "Too many transfers from this client".into()
+        }
+    );
+    // Client a gives up: its transfer ends and its slot is free again.
+    let bye = Packet::Error {
+        code: ErrorCode::NotDefined,
+        message: "bye".into(),
+    }
+    .to_vec();
+    a.send_to(&bye, tids[0]).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        c.send_to(&rrq("f", &[]), server.addr).unwrap();
+        let (bytes, _) = recv(&c);
+        if matches!(
+            Packet::parse(&bytes).unwrap(),
+            Packet::Data { block: 1, .. }
+        ) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "no slot freed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn a_request_flood_leaves_the_server_serving() {
     let (_top, root) = hostile_root();
     let config = ServerConfig {

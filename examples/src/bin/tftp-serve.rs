@@ -65,6 +65,10 @@ struct Args {
     #[arg(long, default_value_t = 1024)]
     max_transfers: usize,
 
+    /// Transfers served at once to one client IP address.
+    #[arg(long, default_value_t = 128)]
+    max_per_client: usize,
+
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
         single_port: args.single_port,
         allow_write: args.allow_write,
         max_transfers: args.max_transfers.max(1),
+        max_transfers_per_client: args.max_per_client.max(1),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

@@ -7,7 +7,11 @@
 //! answered with ERROR 5 and does not disturb the transfer (RFC 1350 §4). A request
 //! repeated by a client (same address and port) while its transfer runs is handed to that
 //! transfer instead of starting a second one. The number of concurrent transfers is
-//! bounded; beyond it requests get ERROR 0 "Server busy".
+//! bounded, in total and per client IP address; beyond either bound requests get ERROR 0.
+//! Retransmissions are bounded by the transfers' retry limit, and a windowed transfer only
+//! starts after the client's ACK 0, so a spoofed request draws little (SPECS §3.5).
+//! Requests sent to a broadcast address cannot be told apart here (no `IP_PKTINFO`):
+//! bind to a unicast address to stay silent to them (RFC 1123 §4.2.3.5).
 //!
 //! Limitation: replies leave from the listening address; on a multi-homed host bind to the
 //! boot interface's address rather than the wildcard so replies carry the address the
@@ -15,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -43,6 +47,9 @@ pub struct ServerConfig {
     pub allow_write: bool,
     /// Transfers served at once; further requests get ERROR 0 "Server busy".
     pub max_transfers: usize,
+    /// Transfers served at once to one IP address (limits what a spoofed source can
+    /// draw, SPECS §3.5); further requests from it get ERROR 0.
+    pub max_transfers_per_client: usize,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +59,7 @@ impl Default for ServerConfig {
             single_port: false,
             allow_write: false,
             max_transfers: 1024,
+            max_transfers_per_client: 128,
         }
     }
 }
@@ -109,6 +117,7 @@ impl<P: Provider + 'static> Server<P> {
     pub async fn run(self) -> io::Result<()> {
         let routes: Routes = Arc::default();
         let permits = Arc::new(Semaphore::new(self.config.max_transfers.max(1)));
+        let per_client: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
         let mut buf = vec![0u8; DATAGRAM_BUF];
         let mut next_id = 0u64;
         loop {
@@ -166,6 +175,25 @@ impl<P: Provider + 'static> Server<P> {
                     .await;
                 continue;
             }
+            let admitted = {
+                let mut counts = per_client.lock().unwrap_or_else(|p| p.into_inner());
+                let count = counts.entry(peer.ip()).or_default();
+                let room = *count < self.config.max_transfers_per_client.max(1);
+                if room {
+                    *count += 1;
+                }
+                room
+            };
+            if !admitted {
+                tracing::warn!(%peer, "too many transfers for this client; refusing");
+                let message = "Too many transfers from this client";
+                self.refuse(peer, ErrorCode::NotDefined, message).await;
+                continue;
+            }
+            let release = ClientSlot {
+                counts: per_client.clone(),
+                ip: peer.ip(),
+            };
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 tracing::warn!(%peer, "too many transfers; refusing");
                 self.refuse(peer, ErrorCode::NotDefined, "Server busy")
@@ -201,6 +229,7 @@ impl<P: Provider + 'static> Server<P> {
                     routes.remove(&peer);
                 }
                 drop(permit);
+                drop(release);
             });
         }
     }
@@ -212,6 +241,24 @@ impl<P: Provider + 'static> Server<P> {
         }
         .to_vec();
         let _ = self.socket.send_to(&packet, peer).await;
+    }
+}
+
+/// One transfer's place in the per-client count, given back when dropped.
+struct ClientSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
     }
 }
 
