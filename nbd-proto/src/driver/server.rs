@@ -169,6 +169,8 @@ async fn connection(
     let mut hs = Handshake::new(peer, Instant::now(), config.handshake);
     wr.write_all(&hs.take_output()).await?;
     let deadline = tokio::time::Instant::from_std(hs.deadline());
+    let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread;
     let negotiated = 'handshake: loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return Ok(()),
@@ -176,7 +178,13 @@ async fn connection(
             n = rd.read_buf(&mut buf) => if n? == 0 { return Err(Error::Closed) },
         }
         loop {
-            let (used, progress) = hs.handle_input(&buf, &*provider)?;
+            // Options may open an export (a file, a VHD chain): on a multi-thread
+            // runtime, let the other tasks move off this worker meanwhile.
+            let (used, progress) = if multi_thread {
+                tokio::task::block_in_place(|| hs.handle_input(&buf, &*provider))?
+            } else {
+                hs.handle_input(&buf, &*provider)?
+            };
             buf.advance(used);
             let out = hs.take_output();
             if !out.is_empty() {
