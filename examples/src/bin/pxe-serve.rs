@@ -380,3 +380,126 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("pxe-serve").chain(list.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn toml_file_builds_a_full_mode_server_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pxe.toml");
+        std::fs::write(
+            &path,
+            r#"
+interface = "lab0"
+server_ip = "10.77.0.1"
+mode = "full"
+ipxe_script = "http://10.77.0.1/boot.ipxe"
+allow_macs = ["52:54:00:00:00:01"]
+[boot_files]
+bios = "undionly.kpxe"
+efi-x64 = "ipxe.efi"
+[menu]
+prompt = "Lab"
+timeout = 5
+entries = [
+  { text = "Linux", file = "linux.0", arches = ["bios"] },
+  { text = "Local disk" },
+]
+[full]
+pool = "10.77.0.50-10.77.0.60/24"
+router = "10.77.0.1"
+dns = ["10.77.0.1"]
+lease_time = 600
+reservations = { "52:54:00:00:00:01" = "10.77.0.99" }
+"#,
+        )
+        .unwrap();
+        let a = args(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--tftp-server",
+            "10.77.0.9",
+        ]);
+        let (config, mode) = build(&a).unwrap();
+        assert_eq!(config.interface.as_deref(), Some("lab0"));
+        let DriverMode::Full { server, .. } = mode else {
+            panic!("full mode expected")
+        };
+        let p = server.policy();
+        assert_eq!(p.tftp_server, Some(Ipv4Addr::new(10, 77, 0, 9)));
+        assert_eq!(p.boot_file_for(Some(ClientArch::EfiX64)), Some("ipxe.efi"));
+        let menu = p.menu.as_ref().unwrap();
+        assert_eq!(
+            (menu.prompt.as_str(), menu.timeout, menu.entries.len()),
+            ("Lab", 5, 2)
+        );
+        assert_eq!(menu.entries[1].boot_file, None);
+        assert_eq!(p.allowed_macs.as_ref().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn flags_and_their_errors() {
+        let (config, mode) = build(&args(&[
+            "-i",
+            "br0",
+            "--server-ip",
+            "10.77.0.1",
+            "--boot-file",
+            "bios=undionly.kpxe",
+            "--menu-entry",
+            "EFI=ipxe.efi@efi-x64,efi-bc",
+            "--menu-entry",
+            "Disk=local",
+            "--no-rival-watch",
+        ]))
+        .unwrap();
+        assert!(!config.watch_rivals);
+        let DriverMode::Proxy(p) = mode else {
+            panic!("proxy mode expected")
+        };
+        let menu = p.menu.unwrap();
+        assert_eq!(
+            menu.entries[0].arches,
+            vec![ClientArch::EfiX64, ClientArch::EfiBc]
+        );
+        for bad in [
+            &["--server-ip", "10.77.0.1"][..],
+            &["--boot-file", "bios=x"],
+            &["--server-ip", "10.77.0.1", "--boot-file", "martian=x"],
+            &[
+                "--server-ip",
+                "10.77.0.1",
+                "--boot-file",
+                "bios=x",
+                "--mode",
+                "full",
+            ],
+            &[
+                "--server-ip",
+                "10.77.0.1",
+                "--boot-file",
+                "bios=x",
+                "--mode",
+                "full",
+                "--pool",
+                "10.77.1.5-10.77.1.9/24",
+            ],
+            &[
+                "--server-ip",
+                "10.77.0.1",
+                "--boot-file",
+                "bios=x",
+                "--allow-mac",
+                "nope",
+            ],
+        ] {
+            assert!(build(&args(bad)).is_err(), "{bad:?} accepted");
+        }
+    }
+}
