@@ -871,3 +871,127 @@ fn qemu_pxe_rom_boots_from_our_menu() {
     );
     eprintln!("VM console:\n{text}");
 }
+
+/// A folder of firmware files: the `env` variable when set, else `default`; `None`
+/// (skip) outside CI when it lacks `file`, a failure under CI.
+fn firmware_dir(env: &str, default: &str, file: &str, package: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var(env).unwrap_or_else(|_| default.to_owned()));
+    if dir.join(file).exists() {
+        return Some(dir);
+    }
+    assert!(
+        !testkit::in_ci(),
+        "{} missing under CI=true: .ci/run must install the Debian package `{package}`",
+        dir.join(file).display()
+    );
+    eprintln!(
+        "SKIPPED: {} not found (Debian package `{package}`, or set {env})",
+        dir.join(file).display()
+    );
+    None
+}
+
+/// OVMF (EDK2's own PXE stack on virtio-net, no option ROM) gets its address from
+/// dnsmasq and `snponly.efi` from our proxy offer; that iPXE then identifies itself
+/// (user class `iPXE`) and gets the iPXE script instead of itself again.
+#[test]
+fn qemu_uefi_pxe_then_ipxe_script() {
+    let Some(mut lab) = Lab::new("u") else { return };
+    let Some(qemu) = testkit::peer("qemu-system-x86_64") else {
+        return;
+    };
+    let Some(dnsmasq) = testkit::peer("dnsmasq") else {
+        return;
+    };
+    let Some(ovmf) = firmware_dir("OVMF_DIR", "/usr/share/OVMF", "OVMF_CODE_4M.fd", "ovmf") else {
+        return;
+    };
+    let Some(ipxe) = firmware_dir("IPXE_DIR", "/usr/lib/ipxe", "snponly.efi", "ipxe") else {
+        return;
+    };
+    let Some(_plain) = lab.plain_dhcp() else {
+        return;
+    };
+    let s = lab.name("s");
+    ip(&["-n", &s, "tuntap", "add", "dev", "tap0", "mode", "tap"]);
+    ip(&["-n", &s, "link", "set", "tap0", "master", "br0", "up"]);
+
+    let root = lab.path("tftp");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::copy(ipxe.join("snponly.efi"), root.join("snponly.efi")).unwrap();
+    std::fs::write(
+        root.join("boot.ipxe"),
+        "#!ipxe\necho PXE-QEMU-UEFI-SCRIPT-OK\n",
+    )
+    .unwrap();
+    let tftp_root = format!("--tftp-root={}", root.display());
+    let tftp_pid = format!("--pid-file={}", lab.path("dnsmasq-tftp.pid").display());
+    let _tftp = lab.spawn(
+        &s,
+        "dnsmasq-tftp.log",
+        &dnsmasq,
+        &[
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--user=root",
+            "--interface=br0",
+            "--bind-interfaces",
+            "--enable-tftp",
+            &tftp_root,
+            &tftp_pid,
+        ],
+    );
+    lab.wait_log("dnsmasq-tftp.log", "TFTP root is");
+    let _server = lab.pxe_serve(&[
+        "--boot-file",
+        "efi-x64=snponly.efi",
+        "--ipxe-script",
+        "boot.ipxe",
+        "--router-advertisements",
+    ]);
+
+    let vars = lab.path("vars.fd");
+    std::fs::copy(ovmf.join("OVMF_VARS_4M.fd"), &vars).unwrap();
+    let serial = lab.path("serial.txt");
+    let args = [
+        "-machine".to_owned(),
+        "q35,accel=tcg".to_owned(),
+        "-m".to_owned(),
+        "512".to_owned(),
+        "-display".to_owned(),
+        "none".to_owned(),
+        "-serial".to_owned(),
+        format!("file:{}", serial.display()),
+        "-drive".to_owned(),
+        format!(
+            "if=pflash,format=raw,readonly=on,file={}",
+            ovmf.join("OVMF_CODE_4M.fd").display()
+        ),
+        "-drive".to_owned(),
+        format!("if=pflash,format=raw,file={}", vars.display()),
+        "-netdev".to_owned(),
+        "tap,id=n0,ifname=tap0,script=no,downscript=no".to_owned(),
+        "-device".to_owned(),
+        "virtio-net-pci,netdev=n0,mac=52:54:00:77:00:02,romfile=".to_owned(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _vm = lab.spawn(&s, "qemu.log", &qemu, &args);
+
+    let text = wait_console(&serial, "PXE-QEMU-UEFI-SCRIPT-OK", Duration::from_secs(240));
+    let log = lab.log("pxe-serve.log");
+    assert!(
+        log.contains("snponly.efi"),
+        "firmware got the boot file from us:\n{log}"
+    );
+    assert!(
+        log.contains("boot.ipxe"),
+        "iPXE got the script, not itself again:\n{log}"
+    );
+    let tftp = lab.log("dnsmasq-tftp.log");
+    assert!(
+        tftp.contains("snponly.efi") && tftp.contains("boot.ipxe"),
+        "{tftp}"
+    );
+    eprintln!("pxe-serve log:\n{log}\nVM console:\n{text}");
+}
