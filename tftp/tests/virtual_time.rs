@@ -576,9 +576,17 @@ fn write_lockstep_duplicate_and_commit() {
     assert!(!sink.committed.load(std::sync::atomic::Ordering::SeqCst));
     t.handle_datagram(now, &data(3, &content[1024..]));
     assert_eq!(acks(&mut t), [Packet::Ack(3)]);
-    assert!(matches!(t.outcome(), Some(Outcome::Completed)));
+    assert!(t.committed());
     assert!(sink.committed.load(std::sync::atomic::Ordering::SeqCst));
     assert_eq!(*sink.data.lock().unwrap(), content);
+    // Dally (RFC 1350 §6): the final ACK was lost, the client resends its last block.
+    t.handle_datagram(now, &data(3, &content[1024..]));
+    assert_eq!(acks(&mut t), [Packet::Ack(3)]);
+    assert!(t.outcome().is_none(), "still dallying");
+    let end = t.poll_timeout().unwrap();
+    t.handle_timeout(end);
+    assert!(matches!(t.outcome(), Some(Outcome::Completed)));
+    assert_eq!(t.poll_timeout(), None);
 }
 
 #[test]

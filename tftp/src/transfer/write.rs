@@ -9,6 +9,10 @@
 //!                    '---- timeout: resend last ACK/OACK (retries capped) --> Failed
 //! ```
 //!
+//! After the final ACK the transfer dallies (RFC 1350 §6) for three timeouts: if that
+//! ACK was lost, the client's retransmitted last block is acknowledged again. The upload
+//! is committed before the final ACK; [`WriteTransfer::committed`] says so at once.
+//!
 //! A netascii upload is decoded to local text (CR LF to LF) on the way to the sink.
 
 use std::time::{Duration, Instant};
@@ -44,6 +48,8 @@ pub struct WriteTransfer {
     deadline: Option<Instant>,
     error_due: Option<(ErrorCode, String)>,
     outcome: Option<Outcome>,
+    /// Until when a retransmitted last block is acknowledged again.
+    dally_until: Option<Instant>,
 }
 
 impl WriteTransfer {
@@ -87,6 +93,7 @@ impl WriteTransfer {
             deadline: None,
             error_due: None,
             outcome: None,
+            dally_until: None,
         };
         t.arm(now);
         Ok(t)
@@ -123,6 +130,12 @@ impl WriteTransfer {
     /// Handles a datagram from the client's TID.
     pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
         if self.outcome.is_some() {
+            if self.dally_until.is_some()
+                && let Ok(Packet::Data { block, .. }) = Packet::parse(bytes)
+                && block == self.received as u16
+            {
+                self.ack_due = true; // our final ACK was lost
+            }
             return;
         }
         match Packet::parse(bytes) {
@@ -181,6 +194,7 @@ impl WriteTransfer {
             }
             self.ack_due = true;
             self.finish(Outcome::Completed);
+            self.dally_until = Some(now + self.base_timeout.saturating_mul(3));
             return;
         }
         if self.in_window >= self.windowsize {
@@ -216,11 +230,19 @@ impl WriteTransfer {
         if self.error_due.is_some() || self.ack_due {
             return None;
         }
-        self.deadline
+        self.dally_until.or(self.deadline)
+    }
+
+    /// True once the whole upload was received and committed to the sink.
+    pub fn committed(&self) -> bool {
+        matches!(self.outcome, Some(Outcome::Completed))
     }
 
     /// Resends our last ACK (or OACK), or gives up.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.dally_until.is_some_and(|d| now >= d) {
+            self.dally_until = None;
+        }
         let Some(deadline) = self.deadline else {
             return;
         };
@@ -256,7 +278,7 @@ impl WriteTransfer {
 
     /// How the transfer ended, once it has (after any final packet was polled).
     pub fn outcome(&self) -> Option<&Outcome> {
-        if self.error_due.is_some() || self.ack_due {
+        if self.error_due.is_some() || self.ack_due || self.dally_until.is_some() {
             return None;
         }
         self.outcome.as_ref()
