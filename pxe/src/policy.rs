@@ -165,6 +165,8 @@ pub enum Silence {
     NoRecord(Ipv4Addr),
     /// Full mode: a RELEASE or DECLINE was recorded; such messages get no reply.
     Recorded,
+    /// An iPXE client would be handed an iPXE binary again (no script configured).
+    ChainloadLoop,
 }
 
 impl std::fmt::Display for Silence {
@@ -181,8 +183,21 @@ impl std::fmt::Display for Silence {
             Silence::NoAddress => write!(f, "pool exhausted"),
             Silence::NoRecord(ip) => write!(f, "no record of {ip}"),
             Silence::Recorded => write!(f, "recorded; no reply is sent"),
+            Silence::ChainloadLoop => write!(
+                f,
+                "iPXE client would get an iPXE binary again; configure an iPXE script"
+            ),
         }
     }
+}
+
+/// Whether `file` names an iPXE binary (Debian's and upstream's usual names).
+fn is_ipxe_binary(file: &str) -> bool {
+    let name = file.rsplit('/').next().unwrap_or(file).to_ascii_lowercase();
+    ["undionly", "ipxe", "snponly", "snp.efi"]
+        .iter()
+        .any(|n| name.contains(n))
+        && !name.ends_with(".ipxe")
 }
 
 fn is_uri(s: &str) -> bool {
@@ -221,6 +236,7 @@ pub fn plan(client: &ClientInfo, policy: &Policy) -> Result<BootPlan, Silence> {
         ));
     }
     match policy.boot_file_for(arch) {
+        Some(f) if client.is_ipxe() && is_ipxe_binary(f) => Err(Silence::ChainloadLoop),
         Some(f) => Ok(BootPlan::File(f.to_owned())),
         None => Err(Silence::NoBootFile(arch)),
     }
@@ -318,6 +334,12 @@ mod tests {
         let mut c = client(0, VendorKind::PxeClient);
         assert_eq!(plan(&c, &p), Ok(BootPlan::File("undionly.kpxe".into())));
         c.user_class = Some(UserClass::parse(b"iPXE"));
+        // Without a script, iPXE must not get undionly.kpxe again (a loop) ...
+        assert_eq!(plan(&c, &policy()), Err(Silence::ChainloadLoop));
+        // ... but any other boot file is fine.
+        let other = Policy::new(Ipv4Addr::new(10, 77, 0, 1))
+            .with_boot_file(ClientArch::X86Bios, "pxelinux.0");
+        assert_eq!(plan(&c, &other), Ok(BootPlan::File("pxelinux.0".into())));
         assert_eq!(
             plan(&c, &p),
             Ok(BootPlan::IpxeScript("http://10.77.0.1/boot.ipxe".into()))

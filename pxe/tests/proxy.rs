@@ -87,9 +87,15 @@ fn offer_for_the_captured_bios_discover() {
     assert_eq!(r.message.option(codes::VENDOR_CLASS).unwrap(), b"PXEClient");
     assert_eq!(r.message.file_name().as_deref(), Some("boot.ipxe"));
     assert_eq!(r.message.siaddr, SERVER);
-    // Without a script it gets the BIOS boot file, and the round trip holds.
-    let r = offer(&discover, &policy()).unwrap();
-    assert_eq!(r.message.file_name().as_deref(), Some("undionly.kpxe"));
+    // Without a script, handing it undionly.kpxe again would loop: silence.
+    assert!(matches!(
+        offer(&discover, &policy()),
+        Err(Ignored::Silent(Silence::ChainloadLoop))
+    ));
+    // Another boot loader is fine, and the round trip holds.
+    let pxelinux = Policy::new(SERVER).with_boot_file(ClientArch::X86Bios, "pxelinux.0");
+    let r = offer(&discover, &pxelinux).unwrap();
+    assert_eq!(r.message.file_name().as_deref(), Some("pxelinux.0"));
     assert_eq!(Message::parse(&r.message.encode()).unwrap(), r.message);
 }
 
