@@ -1,0 +1,301 @@
+//! Boot storm: many devices read the same working set at once, writing a little, each
+//! through its own copy-on-write view. provisiond (standard-mode sessions) beside
+//! nbd-server (`copyonwrite = true`, per-connection diff files) and qemu-nbd
+//! (`--snapshot`, which shares one overlay among all clients) serving the same data.
+//!
+//! Run: `cargo build --release -p provision-examples --bin provisiond &&
+//!       cargo run --release -p provision-benches --bin provision_boot_storm`
+//! Environment: `STORM_CLIENTS` (default 100), `STORM_MIB` (working set, default 256).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nbd_proto::client::handshake::ClientConfig;
+use nbd_proto::driver::client::Client;
+use provision_benches::{mib_per_s, report};
+use provision_core::{DeviceType, Mac, Mode, Store, import_vdisk};
+use testkit::ChildGuard;
+
+const REQUEST: u64 = 128 << 10;
+const QUEUE_DEPTH: u64 = 4;
+/// One small write after every this many bytes read.
+const WRITE_EVERY: u64 = 16 << 20;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn mac(n: u64) -> Mac {
+    Mac([0x52, 0x54, 0, 0xee, (n >> 8) as u8, n as u8])
+}
+
+/// Resident memory of a process in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The process ids of `pid`'s children.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                // Fields after the command's closing parenthesis: state, ppid, ...
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(pid)
+            })
+        })
+        .collect()
+}
+
+/// Resident memory of a server: the process and its children (nbd-server forks one per
+/// connection).
+fn server_rss_kib(pid: u32) -> u64 {
+    rss_kib(pid) + children(pid).into_iter().map(rss_kib).sum::<u64>()
+}
+
+struct Outcome {
+    elapsed: Duration,
+    bytes: u64,
+    idle_rss_kib: u64,
+    base_rss_kib: u64,
+}
+
+/// Connects every client, measures the server's memory, then runs the storm.
+async fn storm(addr: SocketAddr, exports: Vec<String>, size: u64, pid: u32) -> Outcome {
+    let base_rss_kib = server_rss_kib(pid);
+    let mut clients = Vec::new();
+    for export in exports {
+        let config = ClientConfig {
+            export,
+            structured: true,
+            base_allocation: false,
+        };
+        clients.push(
+            Client::connect(addr, config)
+                .await
+                .expect("connecting a storm client"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle_rss_kib = server_rss_kib(pid);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (n, client) in clients.into_iter().enumerate() {
+        for lane in 0..QUEUE_DEPTH {
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut read = 0;
+                let mut offset = lane * REQUEST;
+                while offset < size {
+                    let len = REQUEST.min(size - offset) as u32;
+                    let data = client.read(offset, len).await.expect("storm read");
+                    read += data.len() as u64;
+                    if lane == 0 && offset % WRITE_EVERY == 0 {
+                        let note = vec![n as u8; 64 << 10];
+                        client.write(offset, &note, 0).await.expect("storm write");
+                    }
+                    offset += REQUEST * QUEUE_DEPTH;
+                }
+                read
+            }));
+        }
+    }
+    let mut bytes = 0;
+    for task in tasks {
+        bytes += task.await.expect("a storm task panicked");
+    }
+    Outcome {
+        elapsed: start.elapsed(),
+        bytes,
+        idle_rss_kib,
+        base_rss_kib,
+    }
+}
+
+fn print(name: &str, clients: u64, o: &Outcome) {
+    println!(
+        "{name:<34} {:>8.0} MiB/s aggregate, last client done after {:>6.2} s, server RSS {:>7} KiB idle with {clients} clients ({:>5} KiB per idle session)",
+        mib_per_s(o.bytes, o.elapsed),
+        o.elapsed.as_secs_f64(),
+        o.idle_rss_kib,
+        o.idle_rss_kib.saturating_sub(o.base_rss_kib) / clients.max(1),
+    );
+}
+
+fn provisiond_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the benchmark's path");
+    let path = exe.with_file_name("provisiond");
+    assert!(
+        path.is_file(),
+        "build provisiond first: cargo build --release -p provision-examples --bin provisiond"
+    );
+    path
+}
+
+fn wait(addr: SocketAddr) {
+    testkit::wait_for_tcp(addr, Duration::from_secs(30));
+}
+
+fn main() {
+    let clients = env_u64("STORM_CLIENTS", 100);
+    let size = env_u64("STORM_MIB", 256) << 20;
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let raw = dir.path().join("working-set.raw");
+    let data: Vec<u8> = (0..size)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 1)
+        .collect();
+    std::fs::write(&raw, &data).expect("writing the working set");
+    drop(data);
+
+    let store_dir = dir.path().join("store");
+    let store = Store::open(&store_dir).expect("a store");
+    import_vdisk(&store, "os", &raw, "", &mut |_, _| {}).expect("importing the working set");
+    for n in 0..clients {
+        store
+            .add_device(mac(n), &format!("seat-{n}"), None, DeviceType::Production)
+            .unwrap();
+        store
+            .assign(&format!("seat-{n}"), "os", Mode::Standard, None)
+            .unwrap();
+    }
+    drop(store);
+    let vhd = store_dir.join("os/v0.vhd");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "boot storm: {clients} clients, {} MiB working set each, QD {QUEUE_DEPTH}, 128 KiB reads",
+        size >> 20
+    );
+
+    // provisiond: standard-mode sessions, one write cache per device.
+    let port = testkit::free_tcp_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = dir.path().join("provisiond.toml");
+    std::fs::write(
+        &config,
+        format!("store = \"store\"\n[nbd]\nlisten = \"{addr}\"\n"),
+    )
+    .unwrap();
+    let ours_server = ChildGuard::spawn(
+        Command::new(provisiond_binary())
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn"),
+    );
+    wait(addr);
+    let exports = (0..clients).map(|n| mac(n).to_string()).collect();
+    let ours = runtime.block_on(storm(addr, exports, size, ours_server.id()));
+    drop(ours_server);
+    print("provisiond (standard mode)", clients, &ours);
+
+    // nbd-server with copyonwrite: a diff file per connection.
+    if let Some(nbd_server) = testkit::find_program("nbd-server") {
+        let port = testkit::free_tcp_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let conf = dir.path().join("nbd-server.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "[generic]\nlistenaddr = 127.0.0.1\nport = {port}\nallowlist = false\n[storm]\nexportname = {}\ncopyonwrite = true\nmaxconnections = {}\n",
+                raw.display(),
+                clients + 10
+            ),
+        )
+        .unwrap();
+        // nbd-server daemonizes (its -d mode serves one client only): find it by its
+        // PID file, and stop it and its per-connection children by PID afterwards.
+        let pid_file = dir.path().join("nbd-server.pid");
+        testkit::run(
+            Command::new(nbd_server)
+                .arg("-C")
+                .arg(&conf)
+                .arg("-p")
+                .arg(&pid_file),
+        );
+        wait(addr);
+        let pid: u32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let exports = (0..clients).map(|_| "storm".to_owned()).collect();
+        let theirs = runtime.block_on(storm(addr, exports, size, pid));
+        for p in children(pid).into_iter().chain([pid]) {
+            let _ = Command::new("kill").arg(p.to_string()).status();
+        }
+        print("nbd-server (copyonwrite)", clients, &theirs);
+        report(
+            "aggregate storm time vs nbd-server",
+            ours.elapsed,
+            "nbd-server",
+            theirs.elapsed,
+        );
+    } else {
+        println!("nbd-server not installed (Debian package nbd-server): skipped");
+    }
+
+    // qemu-nbd --snapshot on the same VHD (one overlay shared by all clients).
+    if let Some(qemu_nbd) = testkit::find_program("qemu-nbd") {
+        let port = testkit::free_tcp_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let peer = ChildGuard::spawn(
+            Command::new(qemu_nbd)
+                .args([
+                    "-f",
+                    "vpc",
+                    "--snapshot",
+                    "-x",
+                    "storm",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                ])
+                .args([
+                    "--shared",
+                    &(clients + 10).to_string(),
+                    "-t",
+                    "--cache=none",
+                    "--aio=threads",
+                ])
+                .arg(path_str(&vhd)),
+        );
+        wait(addr);
+        let exports = (0..clients).map(|_| "storm".to_owned()).collect();
+        let theirs = runtime.block_on(storm(addr, exports, size, peer.id()));
+        drop(peer);
+        print("qemu-nbd --snapshot (shared overlay)", clients, &theirs);
+        report(
+            "aggregate storm time vs qemu-nbd",
+            ours.elapsed,
+            "qemu-nbd",
+            theirs.elapsed,
+        );
+    } else {
+        println!("qemu-nbd not installed (Debian package qemu-utils): skipped");
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temporary path")
+}
