@@ -107,7 +107,7 @@ async fn storm(addr: SocketAddr, exports: Vec<String>, size: u64, pid: u32) -> O
                     let len = REQUEST.min(size - offset) as u32;
                     let data = client.read(offset, len).await.expect("storm read");
                     read += data.len() as u64;
-                    if lane == 0 && offset % WRITE_EVERY == 0 {
+                    if lane == 0 && offset.is_multiple_of(WRITE_EVERY) {
                         let note = vec![n as u8; 64 << 10];
                         client.write(offset, &note, 0).await.expect("storm write");
                     }
