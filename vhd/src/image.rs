@@ -14,8 +14,9 @@
 //! stands in; the next allocation reuses that space.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::bat::{UNUSED, bit, run_len, set_bits};
@@ -27,6 +28,8 @@ use crate::layout::{Layout, read_layout};
 use crate::storage::Storage;
 
 pub use crate::layout::{ChecksumPolicy, FooterSource, SizePolicy};
+
+mod flat;
 
 /// Bitmap summary of a block, cached in one byte.
 const STATE_UNKNOWN: u8 = 0;
@@ -43,15 +46,35 @@ enum Piece {
     Below,
 }
 
+/// A hasher for block numbers: they are small distinct integers, so a multiply suffices
+/// (SipHash showed up in read profiles of deep chains).
+#[derive(Default)]
+struct BlockHasher(u64);
+
+impl Hasher for BlockHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// Sparse-image state: header, BAT and caches.
 struct Sparse {
     header: DynamicHeader,
     block_size: u64,
     bitmap_len: u64,
     sectors_per_block: usize,
-    bat: RwLock<Vec<u32>>,
+    /// BAT entries: atomics, so the read path takes no lock for them.
+    bat: Vec<AtomicU32>,
     state: Vec<AtomicU8>,
-    partial: RwLock<HashMap<u32, Arc<[u8]>>>,
+    partial: RwLock<HashMap<u32, Box<[u8]>, BuildHasherDefault<BlockHasher>>>,
     /// Next free file offset for a block; the write lock.
     next_free: Mutex<u64>,
 }
@@ -67,6 +90,8 @@ pub struct Image {
     sparse: Option<Sparse>,
     parent: Option<Arc<Image>>,
     warnings: Vec<String>,
+    /// The flattened view of a read-only chain (see `flat`).
+    flat: Option<flat::Flat>,
 }
 
 impl std::fmt::Debug for Image {
@@ -152,13 +177,13 @@ impl Image {
                 block_size,
                 bitmap_len,
                 header,
-                bat: RwLock::new(bat),
+                bat: bat.into_iter().map(AtomicU32::new).collect(),
                 state,
-                partial: RwLock::new(HashMap::new()),
+                partial: RwLock::new(HashMap::default()),
                 next_free: Mutex::new(next_free),
             }
         });
-        Ok(Image {
+        let mut image = Image {
             storage,
             path,
             layout_footer: layout.footer,
@@ -168,7 +193,10 @@ impl Image {
             sparse,
             parent,
             warnings: layout.warnings,
-        })
+            flat: None,
+        };
+        image.flat = flat::Flat::for_chain(&image);
+        Ok(image)
     }
 
     /// Opens an image held in memory (writable, lenient, current size, no parent).
@@ -242,7 +270,9 @@ impl Image {
 
     /// A copy of the BAT (dynamic and differencing images).
     pub fn bat(&self) -> Option<Vec<u32>> {
-        self.sparse.as_ref().map(|s| read_lock(&s.bat).clone())
+        self.sparse
+            .as_ref()
+            .map(|s| s.bat.iter().map(|e| e.load(Ordering::Acquire)).collect())
     }
 
     /// The sector bitmap of `block` as stored, or `None` if the block is not allocated.
@@ -250,10 +280,10 @@ impl Image {
         let Some(s) = &self.sparse else {
             return Ok(None);
         };
-        let entry = read_lock(&s.bat)
+        let entry = s
+            .bat
             .get(block as usize)
-            .copied()
-            .unwrap_or(UNUSED);
+            .map_or(UNUSED, |e| e.load(Ordering::Acquire));
         if entry == UNUSED {
             return Ok(None);
         }
@@ -333,7 +363,7 @@ impl Image {
         len: u64,
         f: &mut dyn FnMut(u64, Piece) -> Result<()>,
     ) -> Result<()> {
-        let entry = read_lock(&s.bat)[block];
+        let entry = s.bat[block].load(Ordering::Acquire);
         if entry == UNUSED {
             return f(len, Piece::Below);
         }
@@ -342,8 +372,11 @@ impl Image {
             STATE_ALL_SET => f(len, Piece::Here(data + in_block)),
             STATE_ALL_CLEAR => f(len, Piece::Below),
             _ => {
-                let bm = read_lock(&s.partial).get(&(block as u32)).cloned();
-                let Some(bm) = bm else {
+                // The cache's read guard is held while the runs are handed out: `f` reads
+                // this image's storage or the parent, never this cache.
+                let partial = read_lock(&s.partial);
+                let Some(bm) = partial.get(&(block as u32)) else {
+                    drop(partial);
                     // Raced with a writer that just completed the bitmap: retry.
                     s.state[block].store(STATE_UNKNOWN, Ordering::Release);
                     return self.pieces(s, block, in_block, len, f);
@@ -353,10 +386,10 @@ impl Image {
                 while pos < end {
                     let sector = (pos / 512) as usize;
                     let last = ((end - 1) / 512) as usize;
-                    let run = run_len(&bm, sector, last - sector + 1) as u64;
+                    let run = run_len(bm, sector, last - sector + 1) as u64;
                     let run_end = ((sector as u64 + run) * 512).min(end);
                     let n = run_end - pos;
-                    if bit(&bm, sector) {
+                    if bit(bm, sector) {
                         f(n, Piece::Here(data + pos))?;
                     } else {
                         f(n, Piece::Below)?;
@@ -396,6 +429,11 @@ impl Image {
             let in_block = pos % s.block_size;
             let n = (s.block_size - in_block).min((buf.len() - done) as u64) as usize;
             let chunk = &mut buf[done..done + n];
+            if let Some(flat) = &self.flat {
+                self.flat_read_block(flat, block, in_block, chunk)?;
+                done += n;
+                continue;
+            }
             let mut at = 0usize;
             self.pieces(s, block, in_block, n as u64, &mut |len, piece| {
                 let part = &mut chunk[at..at + len as usize];
@@ -505,7 +543,7 @@ impl Image {
         data: &[u8],
     ) -> Result<()> {
         let sectors = data.len() / 512;
-        let entry = read_lock(&s.bat)[block];
+        let entry = s.bat[block].load(Ordering::Acquire);
         if entry != UNUSED {
             let base = u64::from(entry) * 512;
             self.write_storage(
@@ -579,7 +617,7 @@ impl Image {
             s.header.table_offset + block as u64 * 4,
             "BAT entry",
         )?;
-        write_lock(&s.bat)[block] = sector;
+        s.bat[block].store(sector, Ordering::Release);
         self.remember_bitmap(s, block, bm, false);
         let footer = self.layout_footer.to_bytes();
         self.write_storage(&footer, at + total, "footer")?;

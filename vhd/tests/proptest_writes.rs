@@ -77,8 +77,23 @@ proptest! {
         apply(&child, &mut model, &w);
         prop_assert!(common::read_all(&child) == model);
         prop_assert!(common::read_all(base.as_ref()) == parent_before);
-        let again = reopen(&storage, Some(base));
+        let again = reopen(&storage, Some(base.clone()));
         prop_assert!(common::read_all(&again) == model);
+        // All read-only: the flattened chain view serves the reads.
+        let base_bytes = {
+            let mut b = vec![0; base.storage().len().unwrap() as usize];
+            base.storage().read_at(&mut b, 0).unwrap();
+            b
+        };
+        let ro_base = Arc::new(reopen(&MemStorage::new(base_bytes), None));
+        let ro = reopen(&storage, Some(ro_base));
+        prop_assert!(common::read_all(&ro) == model);
+        let mut buf = vec![0u8; 7000];
+        for &(off, _, _) in &w {
+            let n = buf.len().min((SIZE - off) as usize);
+            ro.read_at(&mut buf[..n], off).unwrap();
+            prop_assert!(buf[..n] == model[off as usize..off as usize + n]);
+        }
         let report = vhd::check(&again).unwrap();
         prop_assert!(report.is_consistent(), "{:?}", report);
     }

@@ -106,7 +106,7 @@ fn convert_case(d: &Path, base_path: &Path, size: u64) {
 }
 
 fn chain_reads(d: &Path, base_path: &Path, size: u64) {
-    const READS: usize = 50_000;
+    const READS: usize = 200_000;
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = || {
         x ^= x << 13;
