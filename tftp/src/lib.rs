@@ -20,6 +20,26 @@
 //!   Provider::open(path, peer) -> Source (shared open file or bytes in memory)
 //! ```
 //!
+//! # The read transfer (server side of an RRQ)
+//!
+//! ```text
+//!            RRQ
+//!             |
+//!  options? --+-- none ------------------------------.
+//!     | accepted                                     v
+//!  [OACK sent] --ACK 0--> [send window acked+1 ..= acked+windowsize] <------------.
+//!     |    \                 |             |                  |                 |
+//!  ERROR 8  RRQ again x2:    |    ACK n > acked: acked = n,   duplicate ACK:   timeout:
+//!     |     drop options ----'    resend from n+1 (RFC 7440)   ignored          resend from
+//!     v     (plain RFC 1350)      |                            (RFC 1123)       acked+1,
+//!  Declined                  ACK of the last block                              retries capped
+//!  (size probe)                   v
+//!                             Completed
+//! ```
+//!
+//! Block numbers wrap from 65535 to 0; the transfer counts blocks in 64 bits. The write
+//! transfer and the client sides are drawn in their modules ([`transfer`]).
+//!
 //! # Example: a read transfer over in-memory packets
 //!
 //! A client asks for a 1000-byte file with blksize 512 and windowsize 2; the transfer
