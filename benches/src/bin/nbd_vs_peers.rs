@@ -244,7 +244,8 @@ fn rss_with_clients(
         }
         v
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // Idle means idle: give servers time to settle (ours empties its buffer pool).
+    std::thread::sleep(Duration::from_secs(5));
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", server.0.id())).expect("status");
     let kib = status

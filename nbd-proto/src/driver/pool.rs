@@ -8,6 +8,8 @@ use std::sync::Mutex;
 struct Free {
     buffers: Vec<Vec<u8>>,
     kept: usize,
+    /// Buffers taken since the last [`BufferPool::trim_idle`].
+    takes: usize,
 }
 
 /// Reusable byte buffers, bounded by the total capacity kept.
@@ -37,6 +39,7 @@ impl BufferPool {
         {
             let b = free.buffers.swap_remove(i);
             free.kept -= b.capacity();
+            free.takes += 1;
             return b;
         }
         Vec::with_capacity(want)
@@ -53,6 +56,20 @@ impl BufferPool {
         {
             free.kept += cap;
             free.buffers.push(buf);
+        }
+    }
+}
+
+impl BufferPool {
+    /// Frees every kept buffer if none was taken since the previous call; a driver calls
+    /// this periodically so an idle server gives its buffers back.
+    pub fn trim_idle(&self) {
+        if let Ok(mut free) = self.free.lock() {
+            if free.takes == 0 {
+                free.buffers = Vec::new();
+                free.kept = 0;
+            }
+            free.takes = 0;
         }
     }
 }
@@ -74,5 +91,9 @@ mod tests {
         pool.give(b);
         pool.give(Vec::with_capacity(7000)); // would pass the total: dropped
         assert_eq!(pool.free.lock().unwrap().buffers.len(), 1);
+        pool.trim_idle(); // taken since: kept
+        assert_eq!(pool.free.lock().unwrap().buffers.len(), 1);
+        pool.trim_idle(); // idle: freed
+        assert_eq!(pool.free.lock().unwrap().kept, 0);
     }
 }

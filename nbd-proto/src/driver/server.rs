@@ -94,9 +94,14 @@ impl Server {
         let slots = Arc::new(Semaphore::new(self.config.max_connections));
         let pool = Arc::new(BufferPool::new(POOL_BYTES, POOL_MAX_BUFFER));
         let mut stop = self.shutdown.subscribe();
+        let mut trim = tokio::time::interval(POOL_TRIM_PERIOD);
         loop {
             let (stream, peer) = tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
+                _ = trim.tick() => {
+                    pool.trim_idle();
+                    continue;
+                }
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
@@ -136,6 +141,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Reply buffers kept for reuse across the whole server.
 const POOL_BYTES: usize = 16 << 20;
+/// How often an idle reply-buffer pool is emptied.
+const POOL_TRIM_PERIOD: Duration = Duration::from_secs(2);
 /// Largest reply buffer kept for reuse.
 const POOL_MAX_BUFFER: usize = 4 << 20;
 
