@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Outcome, ReadTransfer, TransferConfig, backoff, unwrap_block};
+use super::{Expiry, Outcome, ReadTransfer, TransferConfig, backoff, expire, unwrap_block};
 use crate::error::{Error, ErrorCode};
 use crate::options::Options;
 use crate::packet::{DEFAULT_BLKSIZE, Mode, Packet, Request};
@@ -222,19 +222,14 @@ impl ClientRead {
 
     /// Resends the request or the last ACK, or gives up.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Some(deadline) = self.deadline else {
-            return;
-        };
-        if now < deadline || self.outcome.is_some() {
+        if self.outcome.is_some() {
             return;
         }
-        if self.retries >= self.max_retries {
-            self.finish(Outcome::Failed(Error::TimedOut {
-                retries: self.retries,
-            }));
-            return;
+        match expire(self.deadline, now, &mut self.retries, self.max_retries) {
+            Expiry::NotYet => return,
+            Expiry::GiveUp(e) => return self.finish(Outcome::Failed(e)),
+            Expiry::Retry => {}
         }
-        self.retries += 1;
         if self.started {
             self.in_window = 0;
             self.ack_due = true;
@@ -396,20 +391,23 @@ impl ClientWrite {
         if let Some(t) = &mut self.sending {
             return t.handle_timeout(now);
         }
-        let Some(deadline) = self.deadline else {
-            return;
-        };
-        if now < deadline || self.outcome.is_some() {
+        if self.outcome.is_some() {
             return;
         }
-        if self.retries >= self.config.max_retries {
-            self.outcome = Some(Outcome::Failed(Error::TimedOut {
-                retries: self.retries,
-            }));
-            self.deadline = None;
-            return;
+        match expire(
+            self.deadline,
+            now,
+            &mut self.retries,
+            self.config.max_retries,
+        ) {
+            Expiry::NotYet => return,
+            Expiry::GiveUp(e) => {
+                self.outcome = Some(Outcome::Failed(e));
+                self.deadline = None;
+                return;
+            }
+            Expiry::Retry => {}
         }
-        self.retries += 1;
         self.send_request = true;
         self.deadline = Some(now + backoff(self.config.timeout, false, self.retries));
     }

@@ -5,7 +5,7 @@
 //! `handle_datagram(now, bytes)`, `poll_transmit(buf)`, `poll_timeout()` and
 //! `handle_timeout(now)`, plus `outcome()` once it has ended.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::options::Limits;
@@ -66,6 +66,33 @@ impl Default for TransferConfig {
             max_netascii_size: 64 << 20,
         }
     }
+}
+
+/// What a deadline means at a given time.
+pub(crate) enum Expiry {
+    /// Not reached (or none set).
+    NotYet,
+    /// Reached: retransmit (the retry is counted).
+    Retry,
+    /// Reached after the last allowed retry: give up.
+    GiveUp(Error),
+}
+
+/// Checks `deadline` at `now`, counting a retry in `retries` up to `max_retries`.
+pub(crate) fn expire(
+    deadline: Option<Instant>,
+    now: Instant,
+    retries: &mut u32,
+    max_retries: u32,
+) -> Expiry {
+    if deadline.is_none_or(|d| now < d) {
+        return Expiry::NotYet;
+    }
+    if *retries >= max_retries {
+        return Expiry::GiveUp(Error::TimedOut { retries: *retries });
+    }
+    *retries += 1;
+    Expiry::Retry
 }
 
 /// The retransmission timeout for the `retries`-th retry.

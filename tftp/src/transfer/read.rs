@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Outcome, RttEstimator, TransferConfig, unwrap_block};
+use super::{Expiry, Outcome, RttEstimator, TransferConfig, expire, unwrap_block};
 use crate::error::{Error, ErrorCode};
 use crate::netascii;
 use crate::options::Options;
@@ -326,19 +326,14 @@ impl ReadTransfer {
 
     /// Retransmits (the OACK or the window from the last ACK) or gives up.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Some(deadline) = self.deadline else {
-            return;
-        };
-        if now < deadline || self.outcome.is_some() {
+        if self.outcome.is_some() {
             return;
         }
-        if self.retries >= self.max_retries {
-            self.finish(Outcome::Failed(Error::TimedOut {
-                retries: self.retries,
-            }));
-            return;
+        match expire(self.deadline, now, &mut self.retries, self.max_retries) {
+            Expiry::NotYet => return,
+            Expiry::GiveUp(e) => return self.finish(Outcome::Failed(e)),
+            Expiry::Retry => {}
         }
-        self.retries += 1;
         self.probe = None;
         if self.oack.is_some() {
             self.oack_due = true;

@@ -17,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Outcome, TransferConfig, backoff, unwrap_block};
+use super::{Expiry, Outcome, TransferConfig, backoff, expire, unwrap_block};
 use crate::error::{Error, ErrorCode};
 use crate::netascii::Decoder;
 use crate::options::Options;
@@ -243,19 +243,14 @@ impl WriteTransfer {
         if self.dally_until.is_some_and(|d| now >= d) {
             self.dally_until = None;
         }
-        let Some(deadline) = self.deadline else {
-            return;
-        };
-        if now < deadline || self.outcome.is_some() {
+        if self.outcome.is_some() {
             return;
         }
-        if self.retries >= self.max_retries {
-            self.finish(Outcome::Failed(Error::TimedOut {
-                retries: self.retries,
-            }));
-            return;
+        match expire(self.deadline, now, &mut self.retries, self.max_retries) {
+            Expiry::NotYet => return,
+            Expiry::GiveUp(e) => return self.finish(Outcome::Failed(e)),
+            Expiry::Retry => {}
         }
-        self.retries += 1;
         self.in_window = 0;
         self.ack_due = true;
         self.arm(now);
