@@ -202,23 +202,34 @@ pub fn merge(child: &Path, progress: Progress<'_>) -> Result<u64> {
         .filter(|r| r.2 == Some(0))
         .map(|r| (r.0, r.1))
         .collect();
-    let total: u64 = own.iter().map(|r| r.1).sum();
+    let total = copy_ranges(&c, &writable, &own, progress)?;
+    writable.flush()?;
+    Ok(total)
+}
+
+/// Copies `ranges` (offset, length) of `src` into `dst` at the same offsets.
+fn copy_ranges(
+    src: &dyn Disk,
+    dst: &dyn Disk,
+    ranges: &[(u64, u64)],
+    progress: Progress<'_>,
+) -> Result<u64> {
+    let total: u64 = ranges.iter().map(|r| r.1).sum();
     let mut done = 0;
     let mut buf = vec![0u8; 2 << 20];
     progress(0, total);
-    for (off, len) in own {
+    for &(off, len) in ranges {
         let mut pos = off;
         while pos < off + len {
             let n = (off + len - pos).min(buf.len() as u64);
             let b = &mut buf[..n as usize];
-            c.read_at(b, pos)?;
-            writable.write_at(b, pos)?;
+            src.read_at(b, pos)?;
+            dst.write_at(b, pos)?;
             pos += n;
             done += n;
             progress(done, total);
         }
     }
-    writable.flush()?;
     Ok(total)
 }
 
@@ -234,17 +245,7 @@ pub fn save_overlay(overlay: &Overlay, parent: &Path, child: &Path) -> Result<Im
             img.size()
         )));
     }
-    let mut buf = vec![0u8; 1 << 20];
-    for (off, len) in overlay.written_ranges() {
-        let mut pos = off;
-        while pos < off + len {
-            let n = (off + len - pos).min(buf.len() as u64);
-            let b = &mut buf[..n as usize];
-            overlay.read_at(b, pos)?;
-            img.write_at(b, pos)?;
-            pos += n;
-        }
-    }
+    copy_ranges(overlay, &img, &overlay.written_ranges(), &mut |_, _| {})?;
     img.flush()?;
     Ok(img)
 }

@@ -449,36 +449,6 @@ impl Image {
         Ok(())
     }
 
-    fn allocation_unchecked(&self, offset: u64, len: u64, out: &mut Vec<Extent>) -> Result<()> {
-        let Some(s) = &self.sparse else {
-            push_extent(out, offset, len, ExtentState::Data);
-            return Ok(());
-        };
-        let mut pos = offset;
-        let end = offset + len;
-        while pos < end {
-            let block = (pos / s.block_size) as usize;
-            let in_block = pos % s.block_size;
-            let n = (s.block_size - in_block).min(end - pos);
-            let mut at = pos;
-            self.pieces(s, block, in_block, n, &mut |l, piece| {
-                match (piece, &self.parent) {
-                    (Piece::Here(_), _) => push_extent(out, at, l, ExtentState::Data),
-                    (Piece::Below, None) => push_extent(out, at, l, ExtentState::Zero),
-                    (Piece::Below, Some(p)) => {
-                        let avail = p.size.saturating_sub(at).min(l);
-                        p.allocation_unchecked(at, avail, out)?;
-                        push_extent(out, at + avail, l - avail, ExtentState::Zero);
-                    }
-                }
-                at += l;
-                Ok(())
-            })?;
-            pos += n;
-        }
-        Ok(())
-    }
-
     /// Runs of `[offset, offset + len)` with the chain layer that holds them (0 = this
     /// image, 1 = its parent, ...), or `None` where the chain holds nothing (zeros).
     pub fn layers(&self, offset: u64, len: u64) -> Result<Vec<(u64, u64, Option<usize>)>> {
@@ -705,9 +675,15 @@ impl Disk for Image {
     }
 
     fn allocation(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
-        check_range(self.size, offset, len)?;
         let mut out = Vec::new();
-        self.allocation_unchecked(offset, len, &mut out)?;
+        for (o, l, layer) in self.layers(offset, len)? {
+            let state = if layer.is_some() {
+                ExtentState::Data
+            } else {
+                ExtentState::Zero
+            };
+            push_extent(&mut out, o, l, state);
+        }
         Ok(out)
     }
 
