@@ -47,7 +47,8 @@ pub use model::{
 };
 pub use resolve::resolve_version;
 pub use session::{
-    CACHE_DIR, PRIVATE_DIR, Session, SessionInfo, SessionMode, SessionSettings, Sessions,
+    CACHE_DIR, PRIVATE_DIR, Session, SessionInfo, SessionMode, SessionSettings, SessionStats,
+    Sessions, Usage,
 };
 pub use store::collections::CollectionSettings;
 pub use store::devices::{DeviceUpdate, PERSONALITY_LIMIT};

@@ -183,3 +183,36 @@ fn devices_open_only_what_is_assigned_to_them() {
         ErrorKind::Refused
     );
 }
+
+#[test]
+fn usage_counts_requests_of_open_and_ended_sessions() {
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let dir = tempfile::tempdir().unwrap();
+    let store = lab_store(dir.path(), &qemu_img);
+    let sessions = Sessions::new(store, SessionSettings::default()).unwrap();
+
+    let one = sessions.open(mac(1), None).unwrap();
+    read(&one, 0, 1000);
+    one.write_at(&[3; 4096], 8192).unwrap();
+    assert!(
+        one.read_at(&mut [0; 16], SIZE).is_err(),
+        "a read past the end succeeded"
+    );
+    drop(one);
+    let again = sessions.open(mac(1), None).unwrap();
+    read(&again, 0, 24);
+
+    let usage = sessions.usage();
+    assert_eq!(usage.len(), 1);
+    let u = &usage[0];
+    assert_eq!(
+        (u.device.as_str(), u.vdisk.as_str(), u.open_sessions),
+        ("seat-1", "lab", 1)
+    );
+    assert_eq!((u.stats.reads, u.stats.read_bytes), (3, 1024));
+    assert_eq!(
+        (u.stats.writes, u.stats.write_bytes, u.stats.errors),
+        (1, 4096, 1)
+    );
+    assert!(u.cache_bytes >= 4096, "cache holds {} bytes", u.cache_bytes);
+}

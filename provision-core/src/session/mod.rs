@@ -15,6 +15,7 @@
 //! images.
 
 mod bases;
+mod stats;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -30,6 +31,8 @@ use crate::model::{DeviceType, Mode, VersionState};
 use crate::resolve::resolve_version;
 use crate::store::Store;
 use bases::Bases;
+use stats::Counters;
+pub use stats::SessionStats;
 
 /// Folder of the store holding write-cache spill files.
 pub const CACHE_DIR: &str = "cache";
@@ -107,7 +110,26 @@ struct Inner {
 struct State {
     caches: HashMap<(Mac, String), CacheEntry>,
     writers: HashSet<PathBuf>,
-    live: HashMap<u64, SessionInfo>,
+    live: HashMap<u64, (SessionInfo, Arc<Counters>)>,
+    /// Counts of ended sessions, by device and vDisk.
+    ended: HashMap<(Mac, String), SessionStats>,
+}
+
+/// What one device did on one vDisk since the server started, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    /// The device's MAC.
+    pub mac: Mac,
+    /// The device's name (of its newest session).
+    pub device: String,
+    /// The vDisk's name.
+    pub vdisk: String,
+    /// Sessions open now.
+    pub open_sessions: u64,
+    /// Requests and bytes, ended sessions included.
+    pub stats: SessionStats,
+    /// Bytes held by its write cache now (standard mode).
+    pub cache_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -123,6 +145,7 @@ struct CacheEntry {
 pub struct Session {
     info: SessionInfo,
     disk: Arc<dyn Disk>,
+    counters: Arc<Counters>,
     inner: Arc<Inner>,
     cache_key: Option<(Mac, String)>,
     writer: Option<PathBuf>,
@@ -240,10 +263,15 @@ impl Sessions {
             }
         };
         tracing::info!(id = info.id, mac = %mac, device = %info.device, vdisk = %info.vdisk, version = number, mode = ?mode, "session opened");
-        inner.lock().live.insert(info.id, info.clone());
+        let counters = Arc::new(Counters::default());
+        inner
+            .lock()
+            .live
+            .insert(info.id, (info.clone(), counters.clone()));
         Ok(Session {
             info,
             disk,
+            counters,
             inner: Arc::clone(inner),
             cache_key,
             writer,
@@ -280,9 +308,52 @@ impl Sessions {
 
     /// The open sessions, by id.
     pub fn list(&self) -> Vec<SessionInfo> {
-        let mut live: Vec<_> = self.inner.lock().live.values().cloned().collect();
+        let mut live: Vec<_> = self
+            .inner
+            .lock()
+            .live
+            .values()
+            .map(|(info, _)| info.clone())
+            .collect();
         live.sort_by_key(|s| s.id);
         live
+    }
+
+    /// What each device did on each vDisk since the server started, by MAC and vDisk.
+    pub fn usage(&self) -> Vec<Usage> {
+        fn slot<'a>(
+            usage: &'a mut HashMap<(Mac, String), Usage>,
+            mac: Mac,
+            vdisk: &str,
+        ) -> &'a mut Usage {
+            usage
+                .entry((mac, vdisk.to_owned()))
+                .or_insert_with(|| Usage {
+                    mac,
+                    device: String::new(),
+                    vdisk: vdisk.to_owned(),
+                    open_sessions: 0,
+                    stats: SessionStats::default(),
+                    cache_bytes: 0,
+                })
+        }
+        let state = self.inner.lock();
+        let mut usage = HashMap::new();
+        for ((mac, vdisk), stats) in &state.ended {
+            slot(&mut usage, *mac, vdisk).stats.add(stats);
+        }
+        for (info, counters) in state.live.values() {
+            let u = slot(&mut usage, info.mac, &info.vdisk);
+            info.device.clone_into(&mut u.device);
+            u.open_sessions += 1;
+            u.stats.add(&counters.snapshot());
+        }
+        for ((mac, vdisk), cache) in &state.caches {
+            slot(&mut usage, *mac, vdisk).cache_bytes = cache.disk.used_bytes();
+        }
+        let mut list: Vec<_> = usage.into_values().collect();
+        list.sort_by(|a, b| (a.mac, &a.vdisk).cmp(&(b.mac, &b.vdisk)));
+        list
     }
 
     /// Bytes held by the write cache of `mac`'s session on `vdisk`, if it has one.
@@ -379,6 +450,12 @@ impl Inner {
     fn detach(&self, session: &Session) {
         let mut state = self.lock();
         state.live.remove(&session.info.id);
+        let key = (session.info.mac, session.info.vdisk.clone());
+        state
+            .ended
+            .entry(key)
+            .or_default()
+            .add(&session.counters.snapshot());
         if let Some(key) = &session.cache_key
             && let Some(entry) = state.caches.get_mut(key)
             && Arc::ptr_eq(&(entry.disk.clone() as Arc<dyn Disk>), &session.disk)
@@ -418,10 +495,12 @@ impl Disk for Session {
         self.disk.size()
     }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> vhd::Result<()> {
-        self.disk.read_at(buf, offset)
+        let len = buf.len() as u64;
+        self.counters.read(len, self.disk.read_at(buf, offset))
     }
     fn write_at(&self, buf: &[u8], offset: u64) -> vhd::Result<()> {
-        self.disk.write_at(buf, offset)
+        self.counters
+            .write(buf.len() as u64, self.disk.write_at(buf, offset))
     }
     fn flush(&self) -> vhd::Result<()> {
         self.disk.flush()
@@ -433,9 +512,10 @@ impl Disk for Session {
         self.disk.allocation(offset, len)
     }
     fn write_zeroes(&self, offset: u64, len: u64) -> vhd::Result<()> {
-        self.disk.write_zeroes(offset, len)
+        self.counters
+            .write(len, self.disk.write_zeroes(offset, len))
     }
     fn trim(&self, offset: u64, len: u64) -> vhd::Result<()> {
-        self.disk.trim(offset, len)
+        self.counters.write(0, self.disk.trim(offset, len))
     }
 }
