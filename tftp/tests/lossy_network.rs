@@ -44,6 +44,7 @@ fn simulate(
     let file: Vec<u8> = (0..len).map(|i| (i % 253) as u8 ^ (i >> 9) as u8).collect();
     let config = TransferConfig {
         max_retries: 30,
+        max_retries_unconfirmed: 30,
         ..TransferConfig::default()
     };
     let mut rng = Rng(seed | 1);
@@ -203,6 +204,7 @@ fn simulate_upload(
     let file: Vec<u8> = (0..len).map(|i| (i % 241) as u8).collect();
     let config = TransferConfig {
         max_retries: 30,
+        max_retries_unconfirmed: 30,
         ..TransferConfig::default()
     };
     let mut rng = Rng(seed | 1);

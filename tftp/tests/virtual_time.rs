@@ -256,6 +256,32 @@ fn retries_are_bounded() {
 }
 
 #[test]
+fn an_unacknowledged_first_answer_is_resent_only_three_times() {
+    // A spoofed RRQ: the "client" never answers. 1 + 3 DATA packets, then silence.
+    let mut h = Harness::new(&request(&[]), file(5000));
+    let mut sent = h.sent().len();
+    while h.t.poll_timeout().is_some() {
+        h.expire();
+        sent += h.sent().len();
+    }
+    assert_eq!(sent, 4);
+    assert!(matches!(
+        h.t.outcome(),
+        Some(Outcome::Failed(Error::TimedOut { retries: 3 }))
+    ));
+    // Once the client has acknowledged a block, the full retry budget (8) applies.
+    let mut h = Harness::new(&request(&[]), file(5000));
+    h.sent();
+    h.ack(1);
+    let mut sent = h.sent().len();
+    while h.t.poll_timeout().is_some() {
+        h.expire();
+        sent += h.sent().len();
+    }
+    assert_eq!(sent, 9);
+}
+
+#[test]
 fn negotiated_timeout_is_used_without_backoff() {
     let mut h = Harness::new(&request(&[("timeout", "3")]), file(100));
     assert_eq!(h.sent(), [Sent::Oack(vec![("timeout".into(), "3".into())])]);

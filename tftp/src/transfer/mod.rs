@@ -51,6 +51,9 @@ pub struct TransferConfig {
     pub min_timeout: Duration,
     /// Retransmissions of one packet or window before the transfer is given up.
     pub max_retries: u32,
+    /// Retransmissions of a read's first answer (OACK or DATA 1) before the client has
+    /// acknowledged anything: a spoofed request draws at most this many (SPECS §3.5).
+    pub max_retries_unconfirmed: u32,
     /// Largest file served in netascii mode (converted in memory, since its netascii size
     /// is unknown until converted).
     pub max_netascii_size: u64,
@@ -63,6 +66,7 @@ impl Default for TransferConfig {
             timeout: Duration::from_secs(1),
             min_timeout: Duration::from_millis(50),
             max_retries: 8,
+            max_retries_unconfirmed: 3,
             max_netascii_size: 64 << 20,
         }
     }

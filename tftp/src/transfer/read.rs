@@ -44,6 +44,9 @@ pub struct ReadTransfer {
     /// The time of the latest input, used to stamp what is sent after it.
     now: Instant,
     max_retries: u32,
+    max_retries_unconfirmed: u32,
+    /// The client has acknowledged something: its address is real.
+    confirmed: bool,
     /// Absolute number of the final (short, possibly empty) block.
     last_block: u64,
     /// Highest block acknowledged.
@@ -128,6 +131,8 @@ impl ReadTransfer {
             probe: None,
             now,
             max_retries: config.max_retries,
+            max_retries_unconfirmed: config.max_retries_unconfirmed.min(config.max_retries),
+            confirmed: false,
             last_block: 0,
             acked: 0,
             next: 1,
@@ -282,6 +287,7 @@ impl ReadTransfer {
     fn on_ack(&mut self, now: Instant, block: u16) {
         if self.oack.is_some() {
             if block == 0 {
+                self.confirmed = true;
                 self.oack = None;
                 self.oack_due = false;
                 self.retries = 0;
@@ -305,6 +311,7 @@ impl ReadTransfer {
             self.probe = None;
         }
         self.acked = abs;
+        self.confirmed = true;
         self.retries = 0;
         if abs == self.last_block {
             self.finish(Outcome::Completed);
@@ -329,7 +336,12 @@ impl ReadTransfer {
         if self.outcome.is_some() {
             return;
         }
-        match expire(self.deadline, now, &mut self.retries, self.max_retries) {
+        let max = if self.confirmed {
+            self.max_retries
+        } else {
+            self.max_retries_unconfirmed
+        };
+        match expire(self.deadline, now, &mut self.retries, max) {
             Expiry::NotYet => return,
             Expiry::GiveUp(e) => return self.finish(Outcome::Failed(e)),
             Expiry::Retry => {}
