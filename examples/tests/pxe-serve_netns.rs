@@ -371,6 +371,26 @@ fn helper_pxe(item: Option<u16>, proxies: usize) {
     sock.send_to(&boot.encode(), (SERVER.parse::<Ipv4Addr>().unwrap(), 4011))
         .unwrap();
     collect(&sock, boot.xid, Duration::from_secs(10), |g| !g.is_empty());
+    // EDK2 sends the same request from port 4011: the answer must come back there.
+    let edk2 = UdpSocket::bind((leased, 4011)).unwrap();
+    let boot = client.boot_request(0x5eed_0004, leased, item);
+    edk2.send_to(&boot.encode(), (SERVER.parse::<Ipv4Addr>().unwrap(), 4011))
+        .unwrap();
+    collect(&edk2, boot.xid, Duration::from_secs(10), |g| !g.is_empty());
+}
+
+/// An iPXE client (77 = "iPXE", 175 present) broadcasts a DISCOVER.
+fn helper_ipxe() {
+    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 68)).unwrap();
+    sock.set_broadcast(true).unwrap();
+    let mut client = profile(VendorKind::PxeClient);
+    client.ipxe = true;
+    let mut discover = client.discover(0x5eed_0030);
+    discover.flags |= FLAG_BROADCAST;
+    broadcast(&sock, &discover);
+    collect(&sock, discover.xid, Duration::from_secs(10), |g| {
+        g.iter().any(|(_, m)| is_proxy(m))
+    });
 }
 
 fn helper_plain() {
@@ -429,6 +449,7 @@ fn client_helper() {
         Ok("pxe-two-proxies") => helper_pxe(None, 2),
         Ok("pxe-menu-b") => helper_pxe(Some(0x8001), 1),
         Ok("plain") => helper_plain(),
+        Ok("ipxe") => helper_ipxe(),
         Ok("malformed") => helper_malformed(),
         _ => {}
     }
@@ -475,6 +496,8 @@ fn proxy_mode_beside_a_plain_dhcp_server() {
         "bios=undionly.kpxe",
         "--boot-file",
         "efi-x64=ipxe.efi",
+        "--ipxe-script",
+        "http://10.77.0.1/boot.ipxe",
     ]);
 
     let lines = lab.client(&c, "pxe");
@@ -502,9 +525,10 @@ fn proxy_mode_beside_a_plain_dhcp_server() {
     // The address came from dnsmasq.
     let theirs = from_server(&lines, "10.77.0.2");
     assert!(
-        theirs
-            .iter()
-            .any(|l| l.contains("type=Some(Offer)") && field(l, "yiaddr").starts_with("10.77.0.5")),
+        theirs.iter().any(|l| l.contains("type=Some(Offer)")
+            && field(l, "yiaddr")
+                .parse::<Ipv4Addr>()
+                .is_ok_and(|a| (50..=60).contains(&a.octets()[3]))),
         "{lines:?}"
     );
     let lease = lines
@@ -520,6 +544,23 @@ fn proxy_mode_beside_a_plain_dhcp_server() {
     assert_eq!(field(ack, "file"), "undionly.kpxe");
     assert_eq!(field(ack, "siaddr"), SERVER);
     assert!(!lease.is_empty());
+    let acks: Vec<_> = ours
+        .iter()
+        .filter(|l| l.contains("type=Some(Ack)"))
+        .collect();
+    assert_eq!(
+        acks.len(),
+        2,
+        "one ACK to port 68, one to port 4011 (EDK2): {acks:?}"
+    );
+
+    // iPXE gets the script, not undionly.kpxe again.
+    let lines = lab.client(&c, "ipxe");
+    let offer = from_server(&lines, SERVER)
+        .into_iter()
+        .find(|l| l.contains("type=Some(Offer)"))
+        .expect("our offer to iPXE");
+    assert_eq!(field(offer, "file"), "http://10.77.0.1/boot.ipxe");
 
     // A client without option 60 gets nothing from us, but its address from dnsmasq.
     let lines = lab.client(&c, "plain");
@@ -847,7 +888,10 @@ fn qemu_pxe_rom_boots_from_our_menu() {
     let text = wait_console(&serial, "PXE-QEMU-ENTRY-B-OK", Duration::from_secs(90));
     assert!(text.contains("entry-b.ipxe"), "{text}");
     assert!(
-        text.contains("10.77.0.5"),
+        text.lines().any(|l| l
+            .strip_prefix("net0: 10.77.0.")
+            .and_then(|rest| rest.split('/').next()?.parse::<u8>().ok())
+            .is_some_and(|o| (50..=60).contains(&o))),
         "the address comes from dnsmasq (10.77.0.50-60):\n{text}"
     );
 

@@ -166,8 +166,8 @@ fn main() {
                 "--dhcp-range=10.77.0.0,proxy,255.255.255.0",
                 "--pxe-service=x86PC,Boot,undionly",
                 "--leasefile-ro",
-        "--quiet-dhcp",
-        "--log-facility=/dev/null",
+                "--quiet-dhcp",
+                "--log-facility=/dev/null",
             ]),
     );
     std::thread::sleep(Duration::from_millis(500));
