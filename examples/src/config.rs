@@ -23,6 +23,8 @@ pub struct Config {
     pub tftp: Tftp,
     /// What the per-device iPXE scripts boot.
     pub boot: Boot,
+    /// The admin API and metrics.
+    pub api: Api,
     /// Logging.
     pub log: Log,
 }
@@ -81,6 +83,28 @@ pub struct Boot {
     pub menu_timeout: u32,
 }
 
+/// `[api]`: the admin HTTP API and the Prometheus `/metrics` endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Api {
+    /// Serve the API at all.
+    pub enabled: bool,
+    /// Address and port; loopback by default.
+    pub listen: SocketAddr,
+    /// Bearer token every request must carry; required when `listen` is not loopback.
+    pub token: String,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 10810)),
+            token: String::new(),
+        }
+    }
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -97,6 +121,7 @@ impl Default for Config {
             sessions: SessionsConfig::default(),
             tftp: Tftp::default(),
             boot: Boot::default(),
+            api: Api::default(),
             log: Log::default(),
         }
     }
@@ -168,6 +193,16 @@ impl Config {
             config.tftp.root = dir.join(&config.tftp.root);
         }
         config.session_settings()?;
+        if config.api.enabled
+            && !config.api.listen.ip().is_loopback()
+            && config.api.token.is_empty()
+        {
+            return Err(format!(
+                "{}: api.listen {} is not loopback, so api.token must be set",
+                path.display(),
+                config.api.listen
+            ));
+        }
         if !matches!(config.log.format.as_str(), "text" | "json") {
             return Err(format!(
                 "{}: log.format must be \"text\" or \"json\"",

@@ -1,10 +1,11 @@
 //! What the provision binaries share: size arguments, log set-up, tables and
-//! progress bars, and the `provisiond.toml` configuration.
+//! progress bars, the `provisiond.toml` configuration, and the admin API's HTTP.
 //!
 //! The binaries themselves live in `src/bin/`; each parses its arguments, loads its
 //! configuration and composes the libraries' drivers, nothing more.
 
 pub mod config;
+pub mod http;
 pub mod output;
 
 use std::fmt;
