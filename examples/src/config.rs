@@ -2,7 +2,8 @@
 //! to find the store). Every field has a default, so an empty
 //! file is a valid configuration (store `./store`, NBD on 127.0.0.1:10809).
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ pub struct Config {
     pub sessions: SessionsConfig,
     /// The TFTP service: per-device boot files and a folder of boot files.
     pub tftp: Tftp,
+    /// The ProxyDHCP service: answers the PXE clients of known devices.
+    pub dhcp: Dhcp,
     /// What the per-device iPXE scripts boot.
     pub boot: Boot,
     /// The admin API and metrics.
@@ -64,6 +67,34 @@ pub struct Tftp {
     /// Folder of boot files (iPXE binaries, kernels, initrds), relative to the config
     /// file; requests cannot leave it.
     pub root: PathBuf,
+}
+
+/// `[dhcp]`: ProxyDHCP beside the site's DHCP server (which hands out the addresses):
+/// PXE and HTTP-boot clients of known, enabled devices get iPXE for their architecture,
+/// then iPXE gets the device's script `provision/<mac>.ipxe` from `[tftp]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dhcp {
+    /// Serve ProxyDHCP at all.
+    pub enabled: bool,
+    /// The boot network's interface; the sockets are bound to it. Required when enabled.
+    pub interface: String,
+    /// Our IPv4 address on that interface: option 54 and the TFTP server (`siaddr`).
+    /// Required when enabled.
+    pub server_ip: Option<Ipv4Addr>,
+    /// What PXE ROMs and UEFI firmware (not yet iPXE) boot, by architecture name
+    /// (`bios`, `efi-x64`, `efi-bc`, `efi-arm64`, `efi-x64-http`, ... or the option 93
+    /// number): a file in the TFTP folder, or an `http(s)://` URI for HTTP boot.
+    pub boot_files: BTreeMap<String, String>,
+    /// Answer IPv6 router solicitations on the interface with a lifetime-0 router
+    /// advertisement (saves iPXE about 14 s on IPv4-only networks).
+    pub router_advertisements: bool,
+    /// DHCP server port (67).
+    pub dhcp_port: u16,
+    /// PXE boot server port (4011): ProxyDHCP REQUESTs.
+    pub boot_port: u16,
+    /// The clients' port (68): broadcast replies go there.
+    pub client_port: u16,
 }
 
 /// `[boot]`: how per-device iPXE scripts boot a vDisk (`{vdisk}` is replaced by its name).
@@ -120,6 +151,7 @@ impl Default for Config {
             nbd: Nbd::default(),
             sessions: SessionsConfig::default(),
             tftp: Tftp::default(),
+            dhcp: Dhcp::default(),
             boot: Boot::default(),
             api: Api::default(),
             log: Log::default(),
@@ -153,6 +185,26 @@ impl Default for Tftp {
             enabled: false,
             listen: SocketAddr::from(([0, 0, 0, 0], 69)),
             root: PathBuf::from("tftp"),
+        }
+    }
+}
+
+impl Default for Dhcp {
+    fn default() -> Self {
+        let defaults = provision_core::adapters::pxe::DhcpSettings::new(Ipv4Addr::UNSPECIFIED);
+        Self {
+            enabled: false,
+            interface: String::new(),
+            server_ip: None,
+            boot_files: defaults
+                .boot_files
+                .into_iter()
+                .map(|b| (b.arch.name(), b.file))
+                .collect(),
+            router_advertisements: false,
+            dhcp_port: 67,
+            boot_port: 4011,
+            client_port: 68,
         }
     }
 }
@@ -193,6 +245,12 @@ impl Config {
             config.tftp.root = dir.join(&config.tftp.root);
         }
         config.session_settings()?;
+        if config.dhcp.enabled {
+            config
+                .dhcp
+                .settings(&config.boot.settings().prefix)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
         if config.api.enabled
             && !config.api.listen.ip().is_loopback()
             && config.api.token.is_empty()
@@ -236,5 +294,49 @@ impl Boot {
             cmdline: self.cmdline.clone(),
             menu_timeout_secs: self.menu_timeout,
         }
+    }
+}
+
+impl Dhcp {
+    /// The settings of the ProxyDHCP policy; the per-device scripts live under `prefix`.
+    pub fn settings(
+        &self,
+        prefix: &str,
+    ) -> Result<provision_core::adapters::pxe::DhcpSettings, String> {
+        if self.interface.is_empty() {
+            return Err("dhcp.interface is required when dhcp.enabled is true".into());
+        }
+        let server_ip = self
+            .server_ip
+            .ok_or("dhcp.server_ip is required when dhcp.enabled is true")?;
+        let mut settings = provision_core::adapters::pxe::DhcpSettings::new(server_ip);
+        settings.prefix = prefix.to_owned();
+        settings.boot_files = self
+            .boot_files
+            .iter()
+            .map(|(name, file)| {
+                let arch = pxe::options::ClientArch::from_name(name).ok_or_else(|| {
+                    format!(
+                        "dhcp.boot_files: unknown architecture `{name}` (try bios, efi-x64, \
+                         efi-bc, efi-arm64, efi-x64-http or the option 93 number)"
+                    )
+                })?;
+                Ok(pxe::policy::BootFile {
+                    arch,
+                    file: file.clone(),
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(settings)
+    }
+
+    /// The driver's sockets: ports, interface, router advertisements.
+    pub fn driver_config(&self) -> pxe::driver::DriverConfig {
+        let mut config = pxe::driver::DriverConfig::new(Some(self.interface.clone()));
+        config.dhcp_port = self.dhcp_port;
+        config.boot_port = Some(self.boot_port);
+        config.client_port = self.client_port;
+        config.router_advertisements = self.router_advertisements;
+        config
     }
 }

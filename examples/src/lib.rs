@@ -4,6 +4,7 @@
 //! The binaries themselves live in `src/bin/`; each parses its arguments, loads its
 //! configuration and composes the libraries' drivers, nothing more.
 
+pub mod admin;
 pub mod config;
 pub mod http;
 pub mod output;

@@ -114,13 +114,15 @@ fn cli_and_server_work_together() {
 
     let port = testkit::free_tcp_port();
     let tftp_port = testkit::free_udp_port();
+    let api_port = testkit::free_tcp_port();
     let config = dir.path().join("provisiond.toml");
     std::fs::write(
         &config,
         format!(
             "store = \"store\"\n[nbd]\nlisten = \"127.0.0.1:{port}\"\n\
              [tftp]\nenabled = true\nlisten = \"127.0.0.1:{tftp_port}\"\n\
-             [boot]\nnbd_server = \"10.1.2.3:10809\"\n"
+             [boot]\nnbd_server = \"10.1.2.3:10809\"\n\
+             [api]\nlisten = \"127.0.0.1:{api_port}\"\ntoken = \"s3cret\"\n"
         ),
     )
     .unwrap();
@@ -163,12 +165,92 @@ fn cli_and_server_work_together() {
     let file = testkit::run(Command::new(&curl).args(["-s", &format!("{tftp}/undionly.kpxe")]));
     assert_eq!(file, "not really iPXE");
 
-    // A new version made while the server runs, promoted to test: seat-2 (a test
-    // device, but private) keeps its own disk.
-    ok(&store, &["version", "new", "os", "--note", "v1"]);
-    let versions: serde_json::Value =
-        serde_json::from_str(&ok(&store, &["--json", "version", "list", "os"])).unwrap();
+    // A new version made through the API while the server runs (the CLI finds the
+    // API and its token in the config file); the audit log names who made it.
+    let api = |args: &[&str]| {
+        testkit::run_output(
+            Command::new(PROVISION)
+                .arg("--config")
+                .arg(&config)
+                .args(["--actor", "tester"])
+                .args(args),
+            testkit::DEFAULT_TIMEOUT,
+        )
+    };
+    let out = api(&["version", "new", "os", "--note", "v1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = api(&["--json", "version", "list", "os"]);
+    let versions: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(versions[1]["state"], "maintenance");
+    let audit = String::from_utf8(api(&["audit", "--limit", "1"]).stdout).unwrap();
+    assert!(audit.contains("api:tester"), "{audit}");
+    // Errors keep their exit codes over the API.
+    assert_eq!(api(&["device", "show", "nobody"]).status.code(), Some(3));
+    assert_eq!(
+        api(&["version", "promote", "nothing"]).status.code(),
+        Some(3)
+    );
+    // Without the token: refused.
+    let out = testkit::run_output(
+        Command::new(PROVISION).args([
+            "--api",
+            &format!("http://127.0.0.1:{api_port}"),
+            "device",
+            "list",
+        ]),
+        testkit::DEFAULT_TIMEOUT,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Metrics name what each device did; a reset drops seat-1's write cache.
+    let metrics = testkit::run(Command::new(&curl).args([
+        "-s",
+        "-H",
+        "Authorization: Bearer s3cret",
+        &format!("http://127.0.0.1:{api_port}/metrics"),
+    ]));
+    let line = |name: &str, mac: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{mac=\"{mac}\"")))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} for {mac} in\n{metrics}"))
+    };
+    assert_eq!(
+        line("provision_device_write_bytes_total", "52:54:00:aa:00:01"),
+        4096
+    );
+    assert_eq!(
+        line("provision_device_write_bytes_total", "52:54:00:aa:00:02"),
+        512
+    );
+    // Fetching its iPXE script above started seat-1's next boot: no cache left.
+    assert_eq!(line("provision_write_cache_bytes", "52:54:00:aa:00:01"), 0);
+    assert!(
+        metrics.contains("provision_tftp_transfers_total 3\n"),
+        "{metrics}"
+    );
+    assert!(qemu_io_ok(
+        &qemu_io,
+        &one,
+        &["write -P 0x63 0 4096", "read -P 0x63 0 4096"]
+    ));
+    let out = api(&["--json", "sessions", "reset", "seat-1"]);
+    let reset: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reset["write_caches_dropped"], 1, "{reset}");
+    assert!(
+        qemu_io_ok(&qemu_io, &one, &["read -P 0 0 4096"]),
+        "seat-1's writes survived a reset"
+    );
 
     let status = server
         .terminate(Duration::from_secs(20))
@@ -190,29 +272,35 @@ fn the_demo_command_works_as_printed() {
     let qemu_img = testkit::require_peer!("qemu-img");
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("demo");
-    let mut server = ChildGuard::spawn(
-        Command::new(PROVISIOND)
-            .arg("--demo")
-            .arg(&demo)
-            .args(["--nbd-listen", "127.0.0.1:0"]),
-    );
+    let mut server = ChildGuard::spawn(Command::new(PROVISIOND).arg("--demo").arg(&demo).args([
+        "--nbd-listen",
+        "127.0.0.1:0",
+        "--api-listen",
+        "127.0.0.1:0",
+    ]));
     let stdout = server.child().stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let url = lines
-        .by_ref()
-        .take(40)
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.trim()
-                .strip_prefix("qemu-img info ")
-                .map(str::to_owned)
-        })
-        .expect("the demo printed no qemu-img line");
+    let mut printed = Vec::new();
+    for line in lines.by_ref().take(40).map_while(Result::ok) {
+        let last = line.starts_with("Stop with");
+        printed.push(line);
+        if last {
+            break;
+        }
+    }
+    let after = |prefix: &str| {
+        printed
+            .iter()
+            .find_map(|line| line.trim().strip_prefix(prefix).map(str::to_owned))
+            .unwrap_or_else(|| panic!("the demo printed no `{prefix}` line: {printed:?}"))
+    };
+    let url = after("qemu-img info ");
+    let manage = after("Manage it with: provision ");
     // Keep reading, as a terminal would.
     std::thread::spawn(move || lines.for_each(drop));
     let info = testkit::run(Command::new(&qemu_img).args(["info", &url]));
     assert!(info.contains("64 MiB"), "{info}");
-    let devices = ok(&demo.join("store"), &["device", "list"]);
+    let devices = testkit::run(Command::new(PROVISION).args(manage.split(' ')));
     assert!(devices.contains("demo-vm"), "{devices}");
     let status = server
         .terminate(Duration::from_secs(20))
@@ -240,6 +328,11 @@ fn the_sample_config_loads_and_names_every_setting() {
         "cache_quota",
         "grace_seconds",
         "format",
+        "token",
+        "interface",
+        "server_ip",
+        "router_advertisements",
+        "boot_port",
     ] {
         assert!(
             text.contains(&format!("\n{key} = ")),

@@ -15,17 +15,19 @@ use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
 use crate::full::FullDhcp;
-use crate::policy::Policy;
+use crate::policy::{BootPolicy, Policy};
 use crate::proxy::{self, Ignored};
 use crate::reply::{self, Destination, Reply};
 use crate::rivals::Rivals;
 use crate::wire::{Message, Op};
 
 /// What the server answers.
-#[derive(Debug)]
 pub enum Mode {
     /// ProxyDHCP: boot information only, never addresses.
     Proxy(Policy),
+    /// ProxyDHCP with each client's policy from the embedder (a device database): the
+    /// driver asks it about every PXE or HTTP boot client, holding no lock meanwhile.
+    ProxyFrom(Arc<dyn BootPolicy>),
     /// Full DHCP: addresses and boot information; leases saved to the file if given.
     Full {
         /// The server state.
@@ -35,11 +37,32 @@ pub enum Mode {
     },
 }
 
-impl Mode {
-    fn policy(&self) -> &Policy {
+impl std::fmt::Debug for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Mode::Proxy(p) => p,
-            Mode::Full { server, .. } => server.policy(),
+            Mode::Proxy(p) => f.debug_tuple("Proxy").field(p).finish(),
+            Mode::ProxyFrom(p) => f
+                .debug_tuple("ProxyFrom")
+                .field(&format_args!("server {}", p.server_ip()))
+                .finish(),
+            Mode::Full {
+                server,
+                leases_path,
+            } => f
+                .debug_struct("Full")
+                .field("server", server)
+                .field("leases_path", leases_path)
+                .finish(),
+        }
+    }
+}
+
+impl Mode {
+    fn server_ip(&self) -> Ipv4Addr {
+        match self {
+            Mode::Proxy(p) => p.server_ip,
+            Mode::ProxyFrom(p) => p.server_ip(),
+            Mode::Full { server, .. } => server.policy().server_ip,
         }
     }
 }
@@ -78,15 +101,28 @@ impl DriverConfig {
     }
 }
 
+/// Full mode's mutable state: one lock, taken per message.
+struct FullState {
+    server: Box<FullDhcp>,
+    leases_path: Option<PathBuf>,
+}
+
+/// Who decides the answers. Proxy policies are shared without a lock, so a slow
+/// per-client lookup never serialises the sockets behind a mutex.
+enum Answers {
+    Proxy(Arc<dyn BootPolicy>),
+    Full(Mutex<FullState>),
+}
+
 struct State {
-    mode: Mode,
-    rivals: Rivals,
+    answers: Answers,
+    rivals: Mutex<Rivals>,
 }
 
 /// A bound server; [`Driver::run`] serves until an I/O error or until dropped.
 pub struct Driver {
     config: DriverConfig,
-    state: Arc<Mutex<State>>,
+    state: Arc<State>,
     dhcp: UdpSocket,
     boot: Option<UdpSocket>,
     watch: Option<UdpSocket>,
@@ -166,12 +202,23 @@ impl Driver {
             }
             _ => None,
         };
-        let ours = [mode.policy().server_ip];
-        Ok(Driver {
-            state: Arc::new(Mutex::new(State {
-                mode,
-                rivals: Rivals::new(ours),
+        let ours = [mode.server_ip()];
+        let answers = match mode {
+            Mode::Proxy(policy) => Answers::Proxy(Arc::new(policy)),
+            Mode::ProxyFrom(policy) => Answers::Proxy(policy),
+            Mode::Full {
+                server,
+                leases_path,
+            } => Answers::Full(Mutex::new(FullState {
+                server,
+                leases_path,
             })),
+        };
+        Ok(Driver {
+            state: Arc::new(State {
+                answers,
+                rivals: Mutex::new(Rivals::new(ours)),
+            }),
             config,
             dhcp,
             boot,
@@ -261,46 +308,47 @@ enum Port {
 }
 
 fn decide(
-    state: &Mutex<State>,
+    state: &State,
     port: Port,
     msg: &Message,
     src: SocketAddrV4,
 ) -> Option<Result<Reply, Ignored>> {
-    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-    let st = &mut *st;
     if port == Port::Watch || msg.op == Op::BootReply {
-        if let Some(report) = st.rivals.observe(*src.ip(), msg) {
+        let mut rivals = state.rivals.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(report) = rivals.observe(*src.ip(), msg) {
             warn!(rival = %report.server, proxy = report.proxy, boot_server = report.is_boot_server(), "another DHCP server answers on this segment: {report}");
         }
         return None;
     }
-    Some(match (port, &mut st.mode) {
-        (Port::Dhcp, Mode::Proxy(policy)) => proxy::offer(msg, policy),
-        (
-            Port::Dhcp,
-            Mode::Full {
+    Some(match &state.answers {
+        Answers::Proxy(policy) if port == Port::Dhcp => proxy::offer(msg, &**policy),
+        Answers::Proxy(policy) => proxy::boot_ack(msg, src, &**policy),
+        Answers::Full(full) => {
+            let mut full = full.lock().unwrap_or_else(|p| p.into_inner());
+            let FullState {
                 server,
                 leases_path,
-            },
-        ) => {
-            let r = server.handle(now_unix(), msg);
-            if server.take_dirty()
-                && let Some(path) = leases_path
-                && let Err(e) = server.leases().save(path)
-            {
-                warn!(error = %e, "cannot save the lease file");
+            } = &mut *full;
+            if port == Port::Boot {
+                proxy::boot_ack(msg, src, server.policy())
+            } else {
+                let r = server.handle(now_unix(), msg);
+                if server.take_dirty()
+                    && let Some(path) = leases_path
+                    && let Err(e) = server.leases().save(path)
+                {
+                    warn!(error = %e, "cannot save the lease file");
+                }
+                r
             }
-            r
         }
-        (Port::Boot, mode) => proxy::boot_ack(msg, src, mode.policy()),
-        (Port::Watch, _) => return None,
     })
 }
 
 async fn serve(
     sock: Arc<UdpSocket>,
     port: Port,
-    state: Arc<Mutex<State>>,
+    state: Arc<State>,
     config: Arc<DriverConfig>,
 ) -> Result<()> {
     let mut buf = vec![0u8; 65536];

@@ -3,8 +3,9 @@
 //! What it is: the DHCP message and option codec (unknown options round-trip byte for
 //! byte, option overload, RFC 3396 long options), typed PXE options (60, 93, 94, 97,
 //! 77, 43, 175), ProxyDHCP and boot-service decisions as pure functions of a request and
-//! a [`Policy`], a full DHCP mode for isolated segments, rival-server detection, and,
-//! behind the `server` feature, a tokio UDP driver.
+//! a [`Policy`] (fixed, or per client from the embedder through [`BootPolicy`]), a full
+//! DHCP mode for isolated segments, rival-server detection, and, behind the `server`
+//! feature, a tokio UDP driver.
 //!
 //! What it is not: a general-purpose DHCP server for a whole site (no DNS updates, no
 //! failover, no DHCPv6); it answers boot clients, politely beside the site's server.
@@ -59,7 +60,7 @@ pub mod proxy;
 pub mod reply;
 pub mod request;
 
-pub use policy::{BootPlan, Menu, MenuEntry, Policy, Silence};
+pub use policy::{BootPlan, BootPolicy, Menu, MenuEntry, Policy, Silence};
 pub use reply::{Destination, Reply};
 pub use request::ClientInfo;
 #[cfg(feature = "server")]

@@ -11,7 +11,11 @@
 //!   boot file for its arch (or default) ──▶ File
 //!   otherwise ────────────────────────────▶ silent (NoBootFile)
 //! ```
+//!
+//! The policy may be fixed (a [`Policy`]) or come per client from the embedder through
+//! [`BootPolicy`] (a device database: per-device scripts, unknown devices refused).
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
@@ -121,6 +125,58 @@ impl Policy {
     }
 }
 
+/// Where the decisions get the policy of one client: a fixed [`Policy`] (which
+/// implements this trait by answering every client alike), or the embedder's lookup
+/// (a device database) that answers per client, or stays silent with a reason.
+///
+/// The ProxyDHCP functions ([`crate::proxy::offer`], [`crate::proxy::boot_ack`]) ask
+/// only about PXE or HTTP boot clients (option 60) sending a message type their port
+/// answers, so the site's ordinary DHCP traffic never reaches the lookup. The answer then
+/// goes through the same [`plan`] as a fixed policy, chainload-loop guard included.
+///
+/// The driver calls it from its socket tasks and holds none of its own locks meanwhile:
+/// a quick blocking lookup (an SQLite read) is fine, waiting on the network is not.
+///
+/// ```
+/// use std::borrow::Cow;
+/// use std::net::Ipv4Addr;
+/// use pxe::{BootPolicy, ClientInfo, Policy, Silence};
+///
+/// /// Answers one MAC only, with its own script.
+/// struct OneDevice(Policy, [u8; 6]);
+///
+/// impl BootPolicy for OneDevice {
+///     fn server_ip(&self) -> Ipv4Addr {
+///         self.0.server_ip
+///     }
+///     fn policy_for(&self, client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
+///         if client.mac != Some(self.1) {
+///             return Err(Silence::Refused("unknown device"));
+///         }
+///         let mut p = self.0.clone();
+///         p.ipxe_script = Some(format!("scripts/{}.ipxe", client.mac_text()));
+///         Ok(Cow::Owned(p))
+///     }
+/// }
+/// ```
+pub trait BootPolicy: Send + Sync {
+    /// Our address on the boot interface (option 54), the same for every client.
+    fn server_ip(&self) -> Ipv4Addr;
+
+    /// The policy for `client`, or why it gets no answer.
+    fn policy_for(&self, client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence>;
+}
+
+impl BootPolicy for Policy {
+    fn server_ip(&self) -> Ipv4Addr {
+        self.server_ip
+    }
+
+    fn policy_for(&self, _client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
+        Ok(Cow::Borrowed(self))
+    }
+}
+
 fn item_type(index: usize, entry: &MenuEntry) -> u16 {
     if entry.boot_file.is_none() {
         crate::options::pxe_vendor::LOCAL_BOOT
@@ -167,6 +223,9 @@ pub enum Silence {
     Recorded,
     /// An iPXE client would be handed an iPXE binary again (no script configured).
     ChainloadLoop,
+    /// The embedder's [`BootPolicy`] refused the client (an unknown or disabled device,
+    /// a failed lookup).
+    Refused(&'static str),
 }
 
 impl std::fmt::Display for Silence {
@@ -187,6 +246,7 @@ impl std::fmt::Display for Silence {
                 f,
                 "iPXE client would get an iPXE binary again; configure an iPXE script"
             ),
+            Silence::Refused(why) => write!(f, "refused by the boot policy: {why}"),
         }
     }
 }

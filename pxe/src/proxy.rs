@@ -16,7 +16,7 @@ use crate::options::pxe_vendor::{
     self, BootItem, BootServer, MenuItem, MenuPrompt, PxeSubOption, PxeVendor,
 };
 use crate::options::vendor_class::{HTTP_CLIENT, PXE_CLIENT};
-use crate::policy::{BootPlan, Policy, Silence, item_boot_file, plan};
+use crate::policy::{BootPlan, BootPolicy, Policy, Silence, item_boot_file, plan};
 use crate::reply::{self, Destination, Reply};
 use crate::request::ClientInfo;
 use crate::wire::{Message, MessageType};
@@ -135,15 +135,21 @@ pub(crate) fn add_boot_plan(
 ///
 /// Contains yiaddr 0, option 53 OFFER, 54 (us), 60 `PXEClient` (or `HTTPClient`), 97
 /// echoed, and the boot plan; no lease time and no IP configuration. Sent broadcast.
-pub fn offer(request: &Message, policy: &Policy) -> Result<Reply, Ignored> {
+/// `policy` is a [`Policy`] or the embedder's per-client [`BootPolicy`]; it is asked
+/// only about boot clients.
+pub fn offer<P: BootPolicy + ?Sized>(request: &Message, policy: &P) -> Result<Reply, Ignored> {
     let client = ClientInfo::from_message(request)?;
     if client.message_type != MessageType::Discover {
         return Err(Silence::NotForUs.into());
     }
-    let plan = plan(&client, policy)?;
+    if !client.is_boot_client() {
+        return Err(Silence::NotBootClient.into());
+    }
+    let policy = policy.policy_for(&client)?;
+    let plan = plan(&client, &policy)?;
     let mut m = reply::skeleton(request, MessageType::Offer, policy.server_ip);
     reply::force_broadcast(&mut m);
-    add_boot_plan(&mut m, &client, policy, &plan)?;
+    add_boot_plan(&mut m, &client, &policy, &plan)?;
     let message = reply::finish(m, request)?;
     let to = if request.giaddr.is_unspecified() {
         Destination::Broadcast(reply::CLIENT_PORT)
@@ -158,10 +164,10 @@ pub fn offer(request: &Message, policy: &Policy) -> Result<Reply, Ignored> {
 /// With a boot item (43.71) it is a boot server reply: the item's file, yiaddr =
 /// ciaddr, 43.71 echoed. Without, it is a ProxyDHCP ACK carrying the boot plan. The
 /// reply goes back to the request's source address and port (iPXE uses 68, EDK2 4011).
-pub fn boot_ack(
+pub fn boot_ack<P: BootPolicy + ?Sized>(
     request: &Message,
     source: SocketAddrV4,
-    policy: &Policy,
+    policy: &P,
 ) -> Result<Reply, Ignored> {
     let client = ClientInfo::from_message(request)?;
     if !matches!(
@@ -171,10 +177,15 @@ pub fn boot_ack(
         return Err(Silence::NotForUs.into());
     }
     if let Some(id) = client.server_id
-        && id != policy.server_ip
+        && id != policy.server_ip()
     {
         return Err(Silence::OtherServer(id).into());
     }
+    if !client.is_boot_client() {
+        return Err(Silence::NotBootClient.into());
+    }
+    let policy = policy.policy_for(&client)?;
+    let policy: &Policy = &policy;
     let plan = plan(&client, policy)?;
     let mut m = reply::skeleton(request, MessageType::Ack, policy.server_ip);
     m.ciaddr = request.ciaddr;
@@ -210,4 +221,127 @@ pub fn boot_ack(
         Destination::Unicast(source)
     };
     Ok(Reply { message, to })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::collections::BTreeMap;
+    use std::net::Ipv4Addr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::client::ClientProfile;
+    use crate::options::{ClientArch, VendorKind};
+
+    const SERVER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+    const KNOWN: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
+    const UNKNOWN: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
+
+    /// A per-device policy as an embedder would write it: scripts by MAC, counted calls.
+    struct Devices {
+        base: Policy,
+        scripts: BTreeMap<[u8; 6], String>,
+        calls: AtomicUsize,
+    }
+
+    impl BootPolicy for Devices {
+        fn server_ip(&self) -> Ipv4Addr {
+            self.base.server_ip
+        }
+
+        fn policy_for(&self, client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let script = client
+                .mac
+                .and_then(|m| self.scripts.get(&m))
+                .ok_or(Silence::Refused("unknown device"))?;
+            let mut p = self.base.clone();
+            p.ipxe_script = Some(script.clone());
+            Ok(Cow::Owned(p))
+        }
+    }
+
+    fn devices() -> Devices {
+        Devices {
+            base: Policy::new(SERVER).with_boot_file(ClientArch::X86Bios, "undionly.kpxe"),
+            scripts: [(KNOWN, "provision/52:54:00:00:00:01.ipxe".to_owned())].into(),
+            calls: AtomicUsize::new(0),
+        }
+    }
+
+    fn file(reply: &Result<Reply, Ignored>) -> Option<String> {
+        reply.as_ref().ok().and_then(|r| r.message.file_name())
+    }
+
+    #[test]
+    fn the_embedder_decides_per_client() {
+        let hook = devices();
+        let mut ipxe = ClientProfile::bios(KNOWN);
+        ipxe.ipxe = true;
+        let reply = offer(&ipxe.discover(1), &hook);
+        assert_eq!(
+            file(&reply).as_deref(),
+            Some("provision/52:54:00:00:00:01.ipxe")
+        );
+        assert_eq!(reply.unwrap().message.siaddr, SERVER);
+        // The PXE ROM before iPXE gets the boot file of its architecture.
+        let rom = ClientProfile::bios(KNOWN);
+        assert_eq!(
+            file(&offer(&rom.discover(2), &hook)).as_deref(),
+            Some("undionly.kpxe")
+        );
+        // The 4011 ProxyDHCP REQUEST asks the hook too.
+        let ack = boot_ack(
+            &ipxe.boot_request(3, Ipv4Addr::new(10, 77, 0, 50), None),
+            SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 50), 68),
+            &hook,
+        );
+        assert_eq!(
+            file(&ack).as_deref(),
+            Some("provision/52:54:00:00:00:01.ipxe")
+        );
+        assert_eq!(hook.calls.load(Ordering::Relaxed), 3);
+
+        // An unknown device is refused with the hook's reason.
+        let reply = offer(&ClientProfile::bios(UNKNOWN).discover(4), &hook);
+        assert!(
+            matches!(
+                reply,
+                Err(Ignored::Silent(Silence::Refused("unknown device")))
+            ),
+            "{reply:?}"
+        );
+        assert_eq!(hook.calls.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn the_embedder_never_sees_other_traffic() {
+        let hook = devices();
+        let mut plain = ClientProfile::bios(KNOWN);
+        plain.kind = VendorKind::Other;
+        assert!(matches!(
+            offer(&plain.discover(1), &hook),
+            Err(Ignored::Silent(Silence::NotBootClient))
+        ));
+        // A REQUEST on port 67 is the site server's business.
+        let pxe = ClientProfile::bios(KNOWN);
+        let request = pxe.boot_request(2, Ipv4Addr::UNSPECIFIED, None);
+        assert!(matches!(
+            offer(&request, &hook),
+            Err(Ignored::Silent(Silence::NotForUs))
+        ));
+        // A 4011 request addressed to another server.
+        let mut other = pxe.boot_request(3, Ipv4Addr::new(10, 77, 0, 50), None);
+        other.options.set(codes::SERVER_ID, &[10, 77, 0, 9]);
+        assert!(matches!(
+            boot_ack(
+                &other,
+                SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 50), 68),
+                &hook
+            ),
+            Err(Ignored::Silent(Silence::OtherServer(_)))
+        ));
+        assert_eq!(hook.calls.load(Ordering::Relaxed), 0);
+    }
 }

@@ -2,13 +2,15 @@
 //! must never leave a namespace the test owns. Malformed packets of every kind are
 //! dropped and the server keeps answering.
 
+use std::borrow::Cow;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pxe::client::ClientProfile;
 use pxe::driver::{Driver, DriverConfig, Mode};
 use pxe::options::{ClientArch, codes};
-use pxe::{Message, MessageType, Policy};
+use pxe::{BootPolicy, ClientInfo, Message, MessageType, Policy, Silence};
 
 const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
@@ -85,5 +87,74 @@ fn boot_server_answers_on_loopback_after_malformed_packets() {
     assert_eq!(ack.xid, 0xabcd);
     assert_eq!(ack.message_type(), Some(MessageType::Ack));
     assert_eq!(ack.file_name().as_deref(), Some("undionly.kpxe"));
+    rt.shutdown_background();
+}
+
+/// Answers MAC 02:00:00:00:00:02 only, with a script of its own.
+struct OneDevice(Policy);
+
+impl BootPolicy for OneDevice {
+    fn server_ip(&self) -> Ipv4Addr {
+        self.0.server_ip
+    }
+
+    fn policy_for(&self, client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
+        if client.mac != Some([2, 0, 0, 0, 0, 2]) {
+            return Err(Silence::Refused("unknown device"));
+        }
+        let mut p = self.0.clone();
+        p.ipxe_script = Some(format!("scripts/{}.ipxe", client.mac_text()));
+        Ok(Cow::Owned(p))
+    }
+}
+
+#[test]
+fn embedder_policy_answers_per_client() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = UdpSocket::bind((LO, 0)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut config = DriverConfig::new(None);
+    config.listen = LO;
+    config.dhcp_port = 0;
+    config.boot_port = Some(0);
+    config.client_port = client.local_addr().unwrap().port();
+    config.watch_rivals = false;
+    let hook = OneDevice(Policy::new(LO).with_boot_file(ClientArch::X86Bios, "undionly.kpxe"));
+    let driver = rt
+        .block_on(Driver::bind(config, Mode::ProxyFrom(Arc::new(hook))))
+        .unwrap();
+    let boot = SocketAddrV4::new(LO, driver.boot_port().unwrap());
+    let _task = rt.spawn(driver.run());
+
+    let mut buf = [0u8; 1500];
+    let mut stranger = ClientProfile::bios([2, 0, 0, 0, 0, 1]);
+    stranger.ipxe = true;
+    client
+        .send_to(&stranger.boot_request(1, LO, None).encode(), boot)
+        .unwrap();
+    assert!(
+        client.recv_from(&mut buf).is_err(),
+        "an unknown device gets no answer"
+    );
+    let mut known = ClientProfile::bios([2, 0, 0, 0, 0, 2]);
+    known.ipxe = true;
+    client
+        .send_to(&known.boot_request(2, LO, None).encode(), boot)
+        .unwrap();
+    let (n, _) = client
+        .recv_from(&mut buf)
+        .expect("an ACK for the known device");
+    let ack = Message::parse(&buf[..n]).unwrap();
+    assert_eq!(ack.xid, 2);
+    assert_eq!(
+        ack.file_name().as_deref(),
+        Some("scripts/02:00:00:00:00:02.ipxe")
+    );
     rt.shutdown_background();
 }

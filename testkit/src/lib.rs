@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod boot_assets;
+
 /// Directories searched after `PATH`: daemons such as dnsmasq live in `sbin`.
 const EXTRA_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/local/sbin"];
 
@@ -54,6 +56,13 @@ fn package_of(program: &str) -> &str {
         "vhdiinfo" | "vhdimount" => "libvhdi-utils",
         "qemu-system-x86_64" => "qemu-system-x86",
         "ip" => "iproute2",
+        "busybox" => "busybox-static",
+        "sfdisk" => "fdisk",
+        "mkfs.fat" => "dosfstools",
+        "mkfs.ext4" => "e2fsprogs",
+        "mcopy" => "mtools",
+        "modinfo" => "kmod",
+        "apt-get" => "apt",
         other => other,
     }
 }

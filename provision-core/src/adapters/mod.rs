@@ -1,5 +1,6 @@
 //! Adapters from the domain to the protocol crates: vDisk sessions as NBD exports,
-//! per-device boot files over TFTP.
+//! per-device boot files over TFTP, the devices' boot policy as a ProxyDHCP policy.
 
 pub mod nbd;
+pub mod pxe;
 pub mod tftp;

@@ -1,30 +1,46 @@
 //! `provision`: the administration command. Manages vDisks, versions, devices,
-//! collections, assignments and personality in a provision store.
+//! collections, assignments and personality, through provisiond's admin API or on a
+//! store folder directly.
 
-mod commands;
-mod render;
+mod remote;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use provision_core::{ErrorKind, Store};
+use provision_core::Store;
+use provision_examples::admin;
+use provision_examples::config::Config;
 
-/// Administer a provision store: vDisks and their versions, devices, assignments.
+/// Administer provision: vDisks and their versions, devices, assignments, sessions.
 ///
-/// Works on the store folder directly (SQLite database plus vDisk files); changes take
-/// effect at each device's next boot, also while provisiond runs. The store is found
-/// with --store, or from provisiond's configuration file.
+/// Talks to the running provisiond's admin API (--api, or the [api] section of its
+/// configuration file), or works on a store folder directly (--store; the SQLite
+/// database plus vDisk files). Either way, changes take effect at each device's next
+/// boot. `sessions` and `status` need the API.
 ///
-/// Exit codes: 0 success, 1 storage or I/O failure, 2 bad arguments or values,
-/// 3 not found, 4 conflict with the current state, 5 refused.
+/// Exit codes: 0 success, 1 storage, I/O or connection failure, 2 bad arguments or
+/// values, 3 not found, 4 conflict with the current state, 5 refused.
 #[derive(Debug, Parser)]
 #[command(name = "provision", version, about, long_about)]
 struct Args {
-    /// The store folder.
-    #[arg(long, global = true, value_name = "DIR")]
+    /// Work on this store folder directly instead of through provisiond.
+    #[arg(long, global = true, value_name = "DIR", conflicts_with = "api")]
     store: Option<PathBuf>,
-    /// provisiond's configuration file, read to find the store when --store is absent.
+    /// provisiond's admin API, e.g. http://127.0.0.1:10810.
+    #[arg(long, global = true, value_name = "URL", env = "PROVISION_API")]
+    api: Option<String>,
+    /// The API's bearer token (default: the configuration file's api.token).
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKEN",
+        env = "PROVISION_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// provisiond's configuration file, read when neither --store nor --api is given:
+    /// its API when enabled, else its store.
     #[arg(
         long,
         short,
@@ -40,52 +56,95 @@ struct Args {
     #[arg(long, global = true, value_name = "NAME")]
     actor: Option<String>,
     #[command(subcommand)]
-    command: commands::Command,
+    command: admin::Command,
+}
+
+/// Where commands run.
+enum Target {
+    Store(PathBuf),
+    Api { url: String, token: Option<String> },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     provision_examples::init_logging_at(false, "warn");
-    let store = match open_store(&args) {
-        Ok(store) => store,
-        Err(message) => {
-            eprintln!("provision: {message}");
-            return ExitCode::from(1);
-        }
-    };
-    match commands::run(&store, args.command, args.json) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("provision: {e}");
-            ExitCode::from(match e.kind() {
-                ErrorKind::Invalid => 2,
-                ErrorKind::NotFound => 3,
-                ErrorKind::Conflict => 4,
-                ErrorKind::Refused => 5,
-                _ => 1,
-            })
-        }
-    }
-}
-
-fn open_store(args: &Args) -> Result<Store, String> {
-    let dir = match &args.store {
-        Some(dir) => dir.clone(),
-        None => {
-            provision_examples::config::Config::load(&args.config)
-                .map_err(|e| format!("{e}\n(give the store folder with --store DIR)"))?
-                .store
-        }
-    };
     let actor = args
         .actor
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "provision".to_owned());
-    Store::open(&dir)
-        .map(|s| s.with_actor(&actor))
-        .map_err(|e| format!("cannot open the store {}: {e}", dir.display()))
+    let target = match target(&args) {
+        Ok(target) => target,
+        Err(message) => return fail(1, &message),
+    };
+    let outcome = match target {
+        Target::Api { url, token } => remote::run(
+            &url,
+            token.as_deref(),
+            &actor,
+            remote::forwarded_args(),
+            args.json,
+        ),
+        Target::Store(dir) => local(&dir, &actor, args.command, args.json),
+    };
+    match outcome {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err((code, message)) => fail(code, &message),
+    }
+}
+
+fn fail(code: u8, message: &str) -> ExitCode {
+    eprintln!("provision: {}", message.trim_end());
+    ExitCode::from(code)
+}
+
+fn target(args: &Args) -> Result<Target, String> {
+    if let Some(dir) = &args.store {
+        return Ok(Target::Store(dir.clone()));
+    }
+    if let Some(url) = &args.api {
+        return Ok(Target::Api {
+            url: url.clone(),
+            token: args.token.clone(),
+        });
+    }
+    let config = Config::load(&args.config).map_err(|e| {
+        format!("{e}\n(give provisiond's API with --api URL, or a store with --store DIR)")
+    })?;
+    Ok(if config.api.enabled {
+        Target::Api {
+            url: format!("http://{}", config.api.listen),
+            token: args
+                .token
+                .clone()
+                .or((!config.api.token.is_empty()).then_some(config.api.token)),
+        }
+    } else {
+        Target::Store(config.store)
+    })
+}
+
+/// Runs the command on the store folder itself, with progress bars for disk work.
+fn local(
+    dir: &std::path::Path,
+    actor: &str,
+    command: admin::Command,
+    json: bool,
+) -> Result<String, (u8, String)> {
+    let store = Store::open(dir)
+        .map(|s| s.with_actor(actor))
+        .map_err(|e| (1, format!("cannot open the store {}: {e}", dir.display())))?;
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let result = admin::run(&store, command, json, &mut |what, done, total| {
+        let bar = bar.get_or_insert_with(|| provision_examples::output::progress_bar(what));
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    result.map_err(|e| (admin::exit_code(&e), e.to_string()))
 }

@@ -67,6 +67,9 @@ store = "store"
 enabled = true
 listen = "127.0.0.1:10809"
 
+[api]
+listen = "127.0.0.1:10810"
+
 [sessions]
 cache_ram = "64M"
 cache_quota = "1G"
@@ -74,8 +77,22 @@ grace_seconds = 120
 "#;
 
 /// What to print once the demo server listens.
-pub fn instructions(nbd: std::net::SocketAddr, dir: &Path) -> String {
+pub fn instructions(
+    nbd: std::net::SocketAddr,
+    api: Option<std::net::SocketAddr>,
+    dir: &Path,
+) -> String {
     let url = format!("nbd://{nbd}/{DEMO_MAC}/{DEMO_VDISK}");
+    let manage = match api {
+        Some(api) => format!(
+            "Manage it with: provision --api http://{api} device list\n\
+             \x20 (sessions: provision --api http://{api} sessions list; metrics: curl http://{api}/metrics)\n"
+        ),
+        None => format!(
+            "Manage it with: provision --store {} device list\n",
+            dir.join("store").display()
+        ),
+    };
     format!(
         "\nprovisiond demo is running (store: {store}).\n\
          The demo device {DEMO_MAC} has the vDisk `{DEMO_VDISK}` in standard mode:\n\
@@ -86,7 +103,7 @@ pub fn instructions(nbd: std::net::SocketAddr, dir: &Path) -> String {
          \x20 nbdinfo {url}\n\
          \x20 qemu-system-x86_64 -m 512 -drive file={url},format=raw \\\n\
          \x20     -nic user,mac={DEMO_MAC}\n\n\
-         Manage it with: provision --store {store} device list\n\
+         {manage}\
          Stop with Ctrl-C.\n",
         store = dir.join("store").display()
     )

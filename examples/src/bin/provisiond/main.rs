@@ -3,7 +3,9 @@
 //!
 //! This binary parses arguments, loads `provisiond.toml` and composes the drivers.
 
+mod api;
 mod demo;
+mod metrics;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,10 +16,14 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use nbd_proto::driver::server::{Server, ServerConfig};
 use provision_core::adapters::nbd::SessionExports;
+use provision_core::adapters::pxe::StorePolicy;
 use provision_core::adapters::tftp::DeviceFiles;
 use provision_core::{Sessions, Store, leftover_files};
+use pxe::driver::{Driver as DhcpDriver, Mode as DhcpMode};
 
 use provision_examples::config::Config;
+
+use crate::metrics::{Counted, TftpCounters};
 
 /// The provision streaming server.
 ///
@@ -30,6 +36,13 @@ use provision_examples::config::Config;
 /// Over TFTP, `provision/<mac>.ipxe` is the device's iPXE script (a menu when several
 /// vDisks are assigned) and `provision/<mac>.personality` its personality; other paths
 /// come from the TFTP folder.
+///
+/// With `[dhcp]` enabled it answers PXE clients itself, beside the site's DHCP server
+/// (ProxyDHCP on ports 67 and 4011): firmware of a known device gets iPXE, iPXE gets the
+/// device's script.
+///
+/// The admin API (for `provision --api`, loopback port 10810 by default) also serves
+/// Prometheus metrics at `/metrics`.
 ///
 /// Exit codes: 0 after a clean shutdown (SIGINT or SIGTERM), 1 when the server
 /// cannot start or fails, 2 for bad arguments.
@@ -53,6 +66,9 @@ struct Args {
     /// free port).
     #[arg(long, value_name = "ADDR:PORT")]
     nbd_listen: Option<std::net::SocketAddr>,
+    /// Listen for the admin API on this address instead of the configured one.
+    #[arg(long, value_name = "ADDR:PORT")]
+    api_listen: Option<std::net::SocketAddr>,
     /// Log format on stderr (overrides the config file).
     #[arg(long, value_parser = ["text", "json"])]
     log_format: Option<String>,
@@ -73,6 +89,9 @@ fn main() -> ExitCode {
     };
     if let Some(listen) = args.nbd_listen {
         config.nbd.listen = listen;
+    }
+    if let Some(listen) = args.api_listen {
+        config.api.listen = listen;
     }
     let json = args.log_format.as_deref().unwrap_or(&config.log.format) == "json";
     provision_examples::init_logging(json);
@@ -107,6 +126,8 @@ async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
     let store = Arc::new(store);
     let sessions =
         Sessions::new(store.clone(), config.session_settings()?).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let tftp_counters = Arc::new(TftpCounters::default());
 
     let expiry = {
         let sessions = sessions.clone();
@@ -124,12 +145,54 @@ async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
 
     let tftp = if config.tftp.enabled {
         Some(tokio::spawn(
-            serve_tftp(&config, store.clone(), sessions.clone()).await?,
+            serve_tftp(
+                &config,
+                store.clone(),
+                sessions.clone(),
+                tftp_counters.clone(),
+            )
+            .await?,
         ))
     } else {
         None
     };
     let _stop_tftp = AbortOnDrop(tftp);
+
+    let dhcp = if config.dhcp.enabled {
+        Some(tokio::spawn(
+            serve_dhcp(&config, store.clone(), sessions.clone()).await?,
+        ))
+    } else {
+        None
+    };
+    let _stop_dhcp = AbortOnDrop(dhcp);
+
+    let mut api_addr = None;
+    let api = if config.api.enabled {
+        let listener = tokio::net::TcpListener::bind(config.api.listen)
+            .await
+            .map_err(|e| format!("cannot listen for the API on {}: {e}", config.api.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, token = !config.api.token.is_empty(), "admin API listening");
+        api_addr = Some(addr);
+        let api = api::Api {
+            store_dir: config.store.clone(),
+            sessions: sessions.clone(),
+            token: (!config.api.token.is_empty()).then(|| config.api.token.clone()),
+            started,
+            services: serde_json::json!({
+                "nbd": config.nbd.enabled.then(|| config.nbd.listen.to_string()),
+                "tftp": config.tftp.enabled.then(|| config.tftp.listen.to_string()),
+                "dhcp": config.dhcp.enabled.then(|| format!("proxy on {}", config.dhcp.interface)),
+                "api": addr.to_string(),
+            }),
+            tftp: tftp_counters.clone(),
+        };
+        Some(tokio::spawn(api::serve(listener, Arc::new(api))))
+    } else {
+        None
+    };
+    let _stop_api = AbortOnDrop(api);
 
     if !config.nbd.enabled {
         tracing::warn!("no service is enabled in the configuration; waiting for a signal");
@@ -152,7 +215,11 @@ async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
     tracing::info!(%addr, "NBD service listening");
     if let Some(dir) = &demo {
         // Not println!: a closed stdout (`provisiond --demo | head`) must not stop the server.
-        let _ = writeln!(std::io::stdout(), "{}", demo::instructions(addr, dir));
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}",
+            demo::instructions(addr, api_addr, dir)
+        );
     }
     let serve = server.serve(listener);
     tokio::pin!(serve);
@@ -181,6 +248,7 @@ async fn serve_tftp(
     config: &Config,
     store: Arc<Store>,
     sessions: Sessions,
+    counters: Arc<TftpCounters>,
 ) -> Result<impl std::future::Future<Output = ()> + Send + 'static, String> {
     let root = &config.tftp.root;
     std::fs::create_dir_all(root)
@@ -190,7 +258,7 @@ async fn serve_tftp(
     let files = DeviceFiles::new(store, Some(sessions), config.boot.settings());
     let server = tftp::Server::bind(
         config.tftp.listen,
-        tftp::Fallback::new(files, folder),
+        Counted::new(tftp::Fallback::new(files, folder), counters),
         tftp::ServerConfig::default(),
     )
     .await
@@ -200,6 +268,41 @@ async fn serve_tftp(
     Ok(async move {
         if let Err(e) = server.run().await {
             tracing::error!(error = %e, "TFTP service stopped");
+        }
+    })
+}
+
+/// Binds the ProxyDHCP service: the devices of the store answered per client.
+async fn serve_dhcp(
+    config: &Config,
+    store: Arc<Store>,
+    sessions: Sessions,
+) -> Result<impl std::future::Future<Output = ()> + Send + 'static, String> {
+    let dhcp = &config.dhcp;
+    let settings = dhcp.settings(&config.boot.settings().prefix)?;
+    if !config.tftp.enabled {
+        tracing::warn!(
+            "dhcp is enabled but tftp is not: devices will be sent to a TFTP server that does not answer"
+        );
+    }
+    let policy = StorePolicy::new(store, Some(sessions), settings);
+    let driver = DhcpDriver::bind(dhcp.driver_config(), DhcpMode::ProxyFrom(Arc::new(policy)))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot start ProxyDHCP on {} (ports {} and {}): {e}",
+                dhcp.interface, dhcp.dhcp_port, dhcp.boot_port
+            )
+        })?;
+    tracing::info!(
+        interface = %dhcp.interface,
+        server_ip = ?dhcp.server_ip,
+        router_advertisements = dhcp.router_advertisements,
+        "ProxyDHCP service listening"
+    );
+    Ok(async move {
+        if let Err(e) = driver.run().await {
+            tracing::error!(error = %e, "ProxyDHCP service stopped");
         }
     })
 }

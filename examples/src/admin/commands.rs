@@ -2,13 +2,22 @@
 
 use std::path::PathBuf;
 
-use clap::Subcommand;
+use clap::{Parser, Subcommand};
 use provision_core::{
     CollectionSettings, DeviceType, DeviceUpdate, Error, ErrorKind, Mac, Mode, Result, Store,
     create_vdisk, import_vdisk, leftover_files, merge_version, new_version,
 };
 
-use crate::render;
+use super::{Progress, render};
+
+/// One command line without the global options: what `provision --api` sends to
+/// provisiond, which parses it exactly as `provision` does.
+#[derive(Debug, Parser)]
+#[command(name = "provision", no_binary_name = true, disable_version_flag = true)]
+pub struct Line {
+    #[command(subcommand)]
+    pub command: Command,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -66,6 +75,23 @@ pub enum Command {
         /// How many entries.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+    },
+    /// Sessions of the running provisiond (needs --api).
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// The running provisiond: services, sessions, write caches (needs --api).
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// The open sessions, with their traffic and write-cache use.
+    List,
+    /// Start a device's next boot now: drop its standard-mode write caches (open
+    /// sessions keep theirs until they end).
+    Reset {
+        /// Device MAC or name.
+        device: String,
     },
 }
 
@@ -267,7 +293,7 @@ fn parse<T: std::str::FromStr<Err = Error>>(text: &str) -> std::result::Result<T
 }
 
 fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    provision_examples::parse_size(text).map_err(|e| e.to_string())
+    crate::parse_size(text).map_err(|e| e.to_string())
 }
 
 fn parse_pair(text: &str) -> std::result::Result<(String, String), String> {
@@ -276,12 +302,13 @@ fn parse_pair(text: &str) -> std::result::Result<(String, String), String> {
         .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))
 }
 
-/// Runs one command; returns what to print.
-pub fn run(store: &Store, command: Command, json: bool) -> Result<String> {
+/// Runs one command on `store`; returns what to print. Sessions and status belong to
+/// the running server, which answers them itself.
+pub fn run(store: &Store, command: Command, json: bool, progress: Progress<'_>) -> Result<String> {
     let out = render::Out { json };
     match command {
-        Command::Vdisk(c) => vdisk(store, c, out),
-        Command::Version(c) => version(store, c, out),
+        Command::Vdisk(c) => vdisk(store, c, out, progress),
+        Command::Version(c) => version(store, c, out, progress),
         Command::Device(c) => device(store, c, out),
         Command::Assign {
             device,
@@ -301,22 +328,31 @@ pub fn run(store: &Store, command: Command, json: bool) -> Result<String> {
         Command::Personality(c) => personality(store, c, out),
         Command::Store(StoreCommand::Check { clean }) => check(store, clean, out),
         Command::Audit { limit } => Ok(out.audit(&store.audit_log(limit)?)),
+        Command::Sessions(_) | Command::Status => Err(Error::Domain {
+            kind: ErrorKind::Refused,
+            message: "sessions and status live in the running provisiond: use --api URL \
+                      (or its configuration file) instead of --store"
+                .into(),
+        }),
     }
 }
 
-fn vdisk(store: &Store, command: VdiskCommand, out: render::Out) -> Result<String> {
+fn vdisk(
+    store: &Store,
+    command: VdiskCommand,
+    out: render::Out,
+    progress: Progress<'_>,
+) -> Result<String> {
     match command {
         VdiskCommand::Import {
             name,
             file,
             description,
         } => {
-            let bar = provision_examples::output::progress_bar(&format!("importing {name}"));
+            let what = format!("importing {name}");
             let vdisk = import_vdisk(store, &name, &file, &description, &mut |done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
+                progress(&what, done, total);
             })?;
-            bar.finish_and_clear();
             Ok(out.vdisks(&[vdisk]))
         }
         VdiskCommand::Create {
@@ -338,7 +374,12 @@ fn vdisk(store: &Store, command: VdiskCommand, out: render::Out) -> Result<Strin
     }
 }
 
-fn version(store: &Store, command: VersionCommand, out: render::Out) -> Result<String> {
+fn version(
+    store: &Store,
+    command: VersionCommand,
+    out: render::Out,
+    progress: Progress<'_>,
+) -> Result<String> {
     match command {
         VersionCommand::New { vdisk, note } => {
             Ok(out.versions(&[new_version(store, &vdisk, &note)?]))
@@ -347,13 +388,10 @@ fn version(store: &Store, command: VersionCommand, out: render::Out) -> Result<S
         VersionCommand::Promote { vdisk } => Ok(out.versions(&[store.promote(&vdisk)?])),
         VersionCommand::Rollback { vdisk } => Ok(out.versions(&[store.rollback(&vdisk)?])),
         VersionCommand::Merge { vdisk, version } => {
-            let bar =
-                provision_examples::output::progress_bar(&format!("merging {vdisk} v{version}"));
+            let what = format!("merging {vdisk} v{version}");
             let copied = merge_version(store, &vdisk, version, &mut |done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
+                progress(&what, done, total);
             })?;
-            bar.finish_and_clear();
             Ok(out.message(&format!(
                 "version {version} of `{vdisk}` is now a base ({copied} bytes of data)"
             )))

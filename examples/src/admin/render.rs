@@ -1,7 +1,9 @@
 //! Output of `provision`: a table for people or JSON for scripts, per record type.
 
-use provision_core::{Assignment, AuditEntry, Collection, Device, VDisk, Version};
-use provision_examples::output::{human_bytes, table, utc_time};
+use crate::output::{human_bytes, table, utc_time};
+use provision_core::{
+    Assignment, AuditEntry, Collection, Device, SessionInfo, SessionMode, Usage, VDisk, Version,
+};
 use serde_json::{Value, json};
 
 /// Chooses tables or JSON.
@@ -222,4 +224,91 @@ impl Out {
             },
         )
     }
+
+    /// Open sessions with their device's traffic and write-cache use on that vDisk.
+    pub fn sessions(&self, list: &[SessionInfo], usage: &[Usage]) -> String {
+        let usage_of =
+            |s: &SessionInfo| usage.iter().find(|u| u.mac == s.mac && u.vdisk == s.vdisk);
+        self.pick(
+            || {
+                list.iter()
+                    .map(|s| {
+                        let u = usage_of(s);
+                        json!({
+                            "id": s.id, "device": s.device, "mac": s.mac.to_string(),
+                            "vdisk": s.vdisk, "version": s.version, "mode": mode_str(s.mode),
+                            "opened_at": unix_secs(s.opened_at),
+                            "reads": u.map_or(0, |u| u.stats.reads),
+                            "read_bytes": u.map_or(0, |u| u.stats.read_bytes),
+                            "writes": u.map_or(0, |u| u.stats.writes),
+                            "write_bytes": u.map_or(0, |u| u.stats.write_bytes),
+                            "errors": u.map_or(0, |u| u.stats.errors),
+                            "cache_bytes": u.map_or(0, |u| u.cache_bytes),
+                        })
+                    })
+                    .collect()
+            },
+            || {
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|s| {
+                        let u = usage_of(s);
+                        let bytes = |f: fn(&Usage) -> u64| {
+                            u.map_or_else(|| "-".into(), |u| human_bytes(f(u)))
+                        };
+                        vec![
+                            s.id.to_string(),
+                            s.device.clone(),
+                            s.mac.to_string(),
+                            s.vdisk.clone(),
+                            s.version.to_string(),
+                            mode_str(s.mode).into(),
+                            utc_time(unix_secs(s.opened_at)),
+                            bytes(|u| u.stats.read_bytes),
+                            bytes(|u| u.stats.write_bytes),
+                            bytes(|u| u.cache_bytes),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "ID", "DEVICE", "MAC", "VDISK", "VERSION", "MODE", "OPENED", "READ",
+                        "WRITTEN", "CACHE",
+                    ],
+                    &rows,
+                )
+            },
+        )
+    }
+
+    /// A JSON object as `key: value` lines, or as itself.
+    pub fn object(&self, value: &Value) -> String {
+        self.pick(
+            || value.clone(),
+            || match value.as_object() {
+                Some(map) => map
+                    .iter()
+                    .map(|(k, v)| match v {
+                        Value::String(s) => format!("{k}: {s}\n"),
+                        other => format!("{k}: {other}\n"),
+                    })
+                    .collect(),
+                None => format!("{value}\n"),
+            },
+        )
+    }
+}
+
+/// The mode's word in listings.
+pub fn mode_str(mode: SessionMode) -> &'static str {
+    match mode {
+        SessionMode::Standard => "standard",
+        SessionMode::Private => "private",
+        SessionMode::Maintenance => "maintenance",
+    }
+}
+
+fn unix_secs(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -1,0 +1,393 @@
+//! The admin HTTP API and the Prometheus `/metrics` endpoint.
+//!
+//! Every route answers JSON (`/metrics` answers Prometheus text). When a token is
+//! configured, every request must carry `Authorization: Bearer <token>`.
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `GET /metrics` | sessions, traffic, errors, write caches, TFTP |
+//! | `GET /v1/status` | version, uptime, services, sessions |
+//! | `GET /v1/sessions` | open sessions with traffic and write-cache use |
+//! | `POST /v1/sessions/{device}/reset` | the device's next boot starts now |
+//! | `GET /v1/vdisks`, `/v1/vdisks/{name}`, `/v1/vdisks/{name}/versions` | vDisks |
+//! | `GET /v1/devices`, `/v1/devices/{mac or name}` | devices |
+//! | `GET /v1/collections`, `GET /v1/audit` | collections, audit log |
+//! | `POST /v1/command` | any `provision` command: `{"args": [...], "json": bool}` |
+//!
+//! `POST /v1/command` answers a stream of JSON lines: `{"progress": {...}}` while disk
+//! work runs, then `{"exit": 0, "output": "..."}` or `{"exit": N, "error": "..."}`,
+//! with `provision`'s exit codes. Other routes answer 200, or 400/404/409/403/500 with
+//! `{"error": "..."}`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use provision_core::{Error, Mac, Sessions, Store};
+use provision_examples::admin::{self, Command, Line, Out, SessionsCommand};
+use provision_examples::http::{self, MAX_BODY, MAX_HEAD, Request};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::metrics::{self, TftpCounters};
+
+/// Connections served at once; more wait in the listen queue.
+const MAX_CONNECTIONS: usize = 64;
+/// Time a client has to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the API serves from.
+pub struct Api {
+    /// The store folder; each command opens it with the caller as the audit actor.
+    pub store_dir: PathBuf,
+    pub sessions: Sessions,
+    /// Required bearer token, if any.
+    pub token: Option<String>,
+    pub started: Instant,
+    /// The services' addresses, for `/v1/status`.
+    pub services: Value,
+    pub tftp: Arc<TftpCounters>,
+}
+
+/// Serves the API until the task is dropped.
+pub async fn serve(listener: TcpListener, api: Arc<Api>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "API: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let api = api.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = connection(stream, &api).await {
+                tracing::debug!(%peer, error = %e, "API connection ended");
+            }
+        });
+    }
+}
+
+async fn connection(mut stream: TcpStream, api: &Arc<Api>) -> std::io::Result<()> {
+    let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
+        Ok(Ok(request)) => request,
+        Ok(Err(status)) => {
+            return reply(
+                &mut stream,
+                status,
+                json!({"error": "a malformed or oversized request"}),
+            )
+            .await;
+        }
+        Err(_) => {
+            return reply(
+                &mut stream,
+                400,
+                json!({"error": "request not received in time"}),
+            )
+            .await;
+        }
+    };
+    let (req, body) = request;
+    if let Some(token) = &api.token
+        && !same(req.bearer.as_deref().unwrap_or(""), token)
+    {
+        return reply(
+            &mut stream,
+            401,
+            json!({"error": "missing or wrong bearer token"}),
+        )
+        .await;
+    }
+    let segments: Vec<String> = req
+        .path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    tracing::debug!(method = req.method, path = req.path, "API request");
+    let args: Vec<&str> = match (req.method.as_str(), segments.as_slice()) {
+        ("GET", ["metrics"]) => {
+            let text = metrics::render(&api.sessions, &api.tftp, api.started.elapsed());
+            let response = http::response(200, "text/plain; version=0.0.4", &text);
+            return stream.write_all(&response).await;
+        }
+        ("POST", ["v1", "command"]) => return command(stream, api, &req, &body).await,
+        ("GET", ["v1", "status"]) => vec!["status"],
+        ("GET", ["v1", "sessions"]) => vec!["sessions", "list"],
+        ("POST", ["v1", "sessions", device, "reset"]) => vec!["sessions", "reset", device],
+        ("GET", ["v1", "vdisks"]) => vec!["vdisk", "list"],
+        ("GET", ["v1", "vdisks", name]) => vec!["vdisk", "show", name],
+        ("GET", ["v1", "vdisks", name, "versions"]) => vec!["version", "list", name],
+        ("GET", ["v1", "devices"]) => vec!["device", "list"],
+        ("GET", ["v1", "devices", device]) => vec!["device", "show", device],
+        ("GET", ["v1", "collections"]) => vec!["collection", "list"],
+        ("GET", ["v1", "audit"]) => vec!["audit"],
+        (
+            _,
+            ["metrics"]
+            | [
+                "v1",
+                "command" | "status" | "sessions" | "vdisks" | "devices" | "collections" | "audit",
+                ..,
+            ],
+        ) => {
+            return reply(
+                &mut stream,
+                405,
+                json!({"error": format!("{} is not allowed on {}", req.method, req.path)}),
+            )
+            .await;
+        }
+        _ => {
+            return reply(
+                &mut stream,
+                404,
+                json!({"error": format!("no route {}", req.path)}),
+            )
+            .await;
+        }
+    };
+    let args = args.into_iter().map(str::to_owned).collect();
+    let (api2, actor) = (api.clone(), actor(&req));
+    let outcome =
+        tokio::task::spawn_blocking(move || execute(&api2, args, true, &actor, &mut |_, _, _| {}))
+            .await
+            .unwrap_or_else(|e| Err((1, format!("the command failed: {e}"))));
+    match outcome {
+        Ok(output) => {
+            let body = serde_json::from_str(&output).unwrap_or(Value::String(output));
+            reply(&mut stream, 200, body).await
+        }
+        Err((code, message)) => {
+            let status = match code {
+                2 => 400,
+                3 => 404,
+                4 => 409,
+                5 => 403,
+                _ => 500,
+            };
+            reply(&mut stream, status, json!({"error": message})).await
+        }
+    }
+}
+
+/// `POST /v1/command`: runs one `provision` command line and streams its progress.
+async fn command(
+    mut stream: TcpStream,
+    api: &Arc<Api>,
+    req: &Request,
+    body: &[u8],
+) -> std::io::Result<()> {
+    let parsed: Result<(Vec<String>, bool), String> = serde_json::from_slice::<Value>(body)
+        .map_err(|e| e.to_string())
+        .and_then(|v| {
+            let args =
+                serde_json::from_value(v["args"].clone()).map_err(|e| format!("args: {e}"))?;
+            Ok((args, v["json"].as_bool().unwrap_or(false)))
+        });
+    let (args, json_out) =
+        match parsed {
+            Ok(parsed) => parsed,
+            Err(e) => return reply(
+                &mut stream,
+                400,
+                json!({"error": format!("body must be {{\"args\": [...], \"json\": bool}}: {e}")}),
+            )
+            .await,
+        };
+    stream
+        .write_all(&http::streaming_head(200, "application/x-ndjson"))
+        .await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let (api2, actor) = (api.clone(), actor(req));
+    let task = tokio::task::spawn_blocking(move || {
+        let mut last = Instant::now();
+        let mut progress = |what: &str, done: u64, total: u64| {
+            if done >= total || last.elapsed() >= Duration::from_millis(200) {
+                last = Instant::now();
+                let _ = tx.send(json!({"progress": {"what": what, "done": done, "total": total}}));
+            }
+        };
+        let line = match execute(&api2, args, json_out, &actor, &mut progress) {
+            Ok(output) => json!({"exit": 0, "output": output}),
+            Err((code, error)) => json!({"exit": code, "error": error}),
+        };
+        let _ = tx.send(line);
+    });
+    while let Some(line) = rx.recv().await {
+        // A client that went away does not stop the command: it runs to its end.
+        if stream
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = task.await;
+    Ok(())
+}
+
+/// Runs one command line; `Err((exit code, message))` on failure.
+fn execute(
+    api: &Api,
+    args: Vec<String>,
+    json_out: bool,
+    actor: &str,
+    progress: admin::Progress<'_>,
+) -> Result<String, (u8, String)> {
+    let line = Line::try_parse_from(args).map_err(|e| (2, e.render().to_string()))?;
+    let fail = |e: Error| (admin::exit_code(&e), e.to_string());
+    let out = Out { json: json_out };
+    let store = || {
+        Store::open(&api.store_dir)
+            .map(|s| s.with_actor(actor))
+            .map_err(fail)
+    };
+    match line.command {
+        Command::Status => Ok(out.object(&status(api))),
+        Command::Sessions(SessionsCommand::List) => {
+            Ok(out.sessions(&api.sessions.list(), &api.sessions.usage()))
+        }
+        Command::Sessions(SessionsCommand::Reset { device }) => {
+            let mac: Mac = match device.parse() {
+                Ok(mac) => mac,
+                Err(_) => store()?.device(&device).map_err(fail)?.mac,
+            };
+            let dropped = api.sessions.new_boot(mac);
+            tracing::info!(%mac, dropped, actor, "write caches reset through the API");
+            Ok(out.object(&json!({"device": mac.to_string(), "write_caches_dropped": dropped})))
+        }
+        command => admin::run(&store()?, command, json_out, progress).map_err(fail),
+    }
+}
+
+fn status(api: &Api) -> Value {
+    let live = api.sessions.list();
+    let cache: u64 = api.sessions.usage().iter().map(|u| u.cache_bytes).sum();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": api.started.elapsed().as_secs(),
+        "store": api.store_dir.display().to_string(),
+        "services": api.services,
+        "sessions": live.len(),
+        "write_cache_bytes": cache,
+    })
+}
+
+fn actor(req: &Request) -> String {
+    let who = req.actor.as_deref().unwrap_or("anonymous");
+    format!(
+        "api:{}",
+        who.chars()
+            .filter(|c| !c.is_control())
+            .take(64)
+            .collect::<String>()
+    )
+}
+
+/// Compares in time independent of where the first difference is.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads a request head and its body; `Err(status)` when malformed or too large.
+async fn read_request(stream: &mut TcpStream) -> Result<(Request, Vec<u8>), u16> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(413);
+        }
+        let n = stream.read(&mut chunk).await.map_err(|_| 400u16)?;
+        if n == 0 {
+            return Err(400);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let req = http::parse_request(&buf[..head_end - 2]).ok_or(400u16)?;
+    if req.content_length > MAX_BODY {
+        return Err(413);
+    }
+    let mut body = buf.split_off(head_end);
+    while body.len() < req.content_length {
+        let n = stream.read(&mut chunk).await.map_err(|_| 400u16)?;
+        if n == 0 {
+            return Err(400);
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    body.truncate(req.content_length);
+    Ok((req, body))
+}
+
+async fn reply(stream: &mut TcpStream, status: u16, body: Value) -> std::io::Result<()> {
+    stream
+        .write_all(&http::response(
+            status,
+            "application/json",
+            &format!("{body}\n"),
+        ))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{percent_decode, same};
+
+    #[test]
+    fn path_segments_are_decoded() {
+        assert_eq!(percent_decode("52%3A54%3a00"), "52:54:00");
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same("s3cret", "s3cret"));
+        assert!(!same("s3cre", "s3cret"));
+        assert!(!same("s3creT", "s3cret"));
+    }
+}

@@ -1,0 +1,374 @@
+//! The ProxyDHCP policy from the store: which PXE and HTTP-boot clients get an answer
+//! and what they boot, as a [`pxe::BootPolicy`] the `pxe` driver asks per client.
+//!
+//! ```text
+//!   not PXEClient/HTTPClient ─────────────▶ silent (the driver never asks us)
+//!   no Ethernet MAC / unknown device ─────▶ silent   (unless a collection has auto-add
+//!   disabled device ──────────────────────▶ silent    on: then the store adds it)
+//!   iPXE (77 "iPXE" or 175) ──────────────▶ <prefix>/<mac>.ipxe, the device's script
+//!                                            served by the TFTP adapter; never iPXE again
+//!   PXE ROM / UEFI ───────────────────────▶ the boot file of its architecture
+//!                                            (undionly.kpxe, ipxe.efi), which is iPXE
+//! ```
+//!
+//! A DISCOVER from a known device marks its new boot (its standard-mode write caches are
+//! dropped), as fetching the script does in the TFTP adapter: both happen before the
+//! boot's first NBD session, so marking twice changes nothing, and a boot that never
+//! fetches the script (an HTTP-boot URI) is still a new boot. Only DISCOVERs mark: the
+//! port 4011 REQUEST belongs to the same boot.
+
+use std::borrow::Cow;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use pxe::options::ClientArch;
+use pxe::policy::BootFile;
+use pxe::{BootPolicy, ClientInfo, MessageType, Policy, Silence};
+
+use crate::error::ErrorKind;
+use crate::mac::Mac;
+use crate::session::Sessions;
+use crate::store::Store;
+
+/// What the ProxyDHCP answers carry besides the per-device script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpSettings {
+    /// Our address on the boot network (option 54; `siaddr` unless `tftp_server`).
+    pub server_ip: Ipv4Addr,
+    /// The TFTP server handed out as `siaddr`; `None` means `server_ip`.
+    pub tftp_server: Option<Ipv4Addr>,
+    /// What a PXE ROM or UEFI firmware (not yet iPXE) gets, per architecture: an iPXE
+    /// binary from the TFTP folder, or an `http(s)://` URI for HTTP-boot architectures.
+    pub boot_files: Vec<BootFile>,
+    /// The TFTP folder of the per-device files, as the TFTP adapter serves them
+    /// ([`crate::adapters::tftp::BootSettings::prefix`]).
+    pub prefix: String,
+}
+
+impl DhcpSettings {
+    /// Debian's iPXE binaries for BIOS (`undionly.kpxe`) and EFI x64 and EFI BC
+    /// (`ipxe.efi`), scripts under `provision/`.
+    pub fn new(server_ip: Ipv4Addr) -> Self {
+        Self {
+            server_ip,
+            tftp_server: None,
+            boot_files: [
+                (ClientArch::X86Bios, "undionly.kpxe"),
+                (ClientArch::EfiX64, "ipxe.efi"),
+                (ClientArch::EfiBc, "ipxe.efi"),
+            ]
+            .into_iter()
+            .map(|(arch, file)| BootFile {
+                arch,
+                file: file.into(),
+            })
+            .collect(),
+            prefix: "provision".into(),
+        }
+    }
+}
+
+/// The TFTP path of a device's iPXE script, exactly as
+/// [`DeviceFiles`](crate::adapters::tftp::DeviceFiles) serves it: `<prefix>/<mac>.ipxe`.
+///
+/// ```
+/// use provision_core::Mac;
+/// use provision_core::adapters::pxe::script_path;
+/// let mac = Mac([0x52, 0x54, 0, 0xab, 0xcd, 0xef]);
+/// assert_eq!(script_path("provision", mac), "provision/52:54:00:ab:cd:ef.ipxe");
+/// ```
+pub fn script_path(prefix: &str, mac: Mac) -> String {
+    format!("{}/{mac}.ipxe", prefix.trim_matches('/'))
+}
+
+/// The ProxyDHCP policy of the devices in a store.
+pub struct StorePolicy {
+    store: Arc<Store>,
+    sessions: Option<Sessions>,
+    base: Policy,
+    prefix: String,
+}
+
+impl std::fmt::Debug for StorePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorePolicy")
+            .field("base", &self.base)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StorePolicy {
+    /// Answers the devices of `store`; with `sessions`, a DISCOVER marks a new boot.
+    pub fn new(store: Arc<Store>, sessions: Option<Sessions>, settings: DhcpSettings) -> Self {
+        let mut base = Policy::new(settings.server_ip);
+        base.tftp_server = settings.tftp_server;
+        for b in settings.boot_files {
+            base = base.with_boot_file(b.arch, b.file);
+        }
+        Self {
+            store,
+            sessions,
+            base,
+            prefix: settings.prefix,
+        }
+    }
+}
+
+impl BootPolicy for StorePolicy {
+    fn server_ip(&self) -> Ipv4Addr {
+        self.base.server_ip
+    }
+
+    fn policy_for(&self, client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
+        let mac = Mac(client
+            .mac
+            .ok_or(Silence::Refused("no Ethernet address in chaddr"))?);
+        // Known and enabled, or added now when a collection has auto-add on.
+        let device = self
+            .store
+            .device_for_boot(mac)
+            .map_err(|e| match e.kind() {
+                ErrorKind::NotFound | ErrorKind::Refused => {
+                    tracing::debug!(mac = %mac, error = %e, "no ProxyDHCP answer");
+                    Silence::Refused("unknown or disabled device")
+                }
+                _ => {
+                    tracing::warn!(mac = %mac, error = %e, "store lookup for a PXE client failed");
+                    Silence::Refused("store failure")
+                }
+            })?;
+        if client.message_type == MessageType::Discover
+            && let Some(sessions) = &self.sessions
+        {
+            sessions.new_boot(mac);
+        }
+        tracing::debug!(mac = %mac, device = %device.name, ipxe = client.is_ipxe(), "PXE client of a known device");
+        let mut policy = self.base.clone();
+        // iPXE gets its script, never an iPXE binary again (`pxe::policy::plan`).
+        policy.ipxe_script = Some(script_path(&self.prefix, mac));
+        Ok(Cow::Owned(policy))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use pxe::client::ClientProfile;
+    use pxe::proxy::{Ignored, offer};
+    use pxe::{Message, Reply};
+    use tftp::Provider;
+
+    use super::*;
+    use crate::adapters::tftp::{BootSettings, DeviceFiles};
+    use crate::{CollectionSettings, DeviceType, DeviceUpdate, Mode, SessionSettings};
+
+    const SERVER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+    const SEAT: Mac = Mac([0x52, 0x54, 0, 0x77, 0, 1]);
+    const STRANGER: Mac = Mac([0x52, 0x54, 0, 0x77, 0, 9]);
+
+    fn store() -> Arc<Store> {
+        let store = Store::in_memory().unwrap();
+        store.add_vdisk("lab", 1 << 20, "", "lab/v0.vhd").unwrap();
+        store
+            .add_device(SEAT, "seat-1", None, DeviceType::Production)
+            .unwrap();
+        store.assign("seat-1", "lab", Mode::Standard, None).unwrap();
+        Arc::new(store)
+    }
+
+    fn policy(store: &Arc<Store>) -> StorePolicy {
+        StorePolicy::new(store.clone(), None, DhcpSettings::new(SERVER))
+    }
+
+    fn client(mac: Mac, arch: ClientArch, ipxe: bool) -> ClientProfile {
+        let mut c = ClientProfile::bios(mac.0);
+        c.arch = arch;
+        c.ipxe = ipxe;
+        c
+    }
+
+    fn answer(policy: &StorePolicy, discover: &Message) -> Result<Reply, Ignored> {
+        offer(discover, policy)
+    }
+
+    fn file(reply: Result<Reply, Ignored>) -> String {
+        reply
+            .expect("an offer")
+            .message
+            .file_name()
+            .expect("a file name")
+    }
+
+    #[test]
+    fn firmware_gets_ipxe_for_its_architecture() {
+        let store = store();
+        let p = policy(&store);
+        for (arch, want) in [
+            (ClientArch::X86Bios, "undionly.kpxe"),
+            (ClientArch::EfiX64, "ipxe.efi"),
+            (ClientArch::EfiBc, "ipxe.efi"),
+        ] {
+            let reply = answer(&p, &client(SEAT, arch, false).discover(1));
+            assert_eq!(file(reply), want, "{arch:?}");
+        }
+        // An architecture without a boot file gets no answer.
+        let reply = answer(&p, &client(SEAT, ClientArch::EfiArm64, false).discover(1));
+        assert!(
+            matches!(reply, Err(Ignored::Silent(Silence::NoBootFile(_)))),
+            "{reply:?}"
+        );
+        // The settings choose the files.
+        let mut settings = DhcpSettings::new(SERVER);
+        settings.boot_files = vec![BootFile {
+            arch: ClientArch::EfiArm64,
+            file: "arm64/ipxe.efi".into(),
+        }];
+        settings.tftp_server = Some(Ipv4Addr::new(10, 77, 0, 5));
+        let p = StorePolicy::new(store, None, settings);
+        let reply = answer(&p, &client(SEAT, ClientArch::EfiArm64, false).discover(1)).unwrap();
+        assert_eq!(reply.message.file_name().as_deref(), Some("arm64/ipxe.efi"));
+        assert_eq!(reply.message.siaddr, Ipv4Addr::new(10, 77, 0, 5));
+    }
+
+    #[test]
+    fn ipxe_gets_the_device_script_the_tftp_adapter_serves() {
+        let store = store();
+        let p = policy(&store);
+        let mut scripts = Vec::new();
+        for arch in [ClientArch::X86Bios, ClientArch::EfiX64] {
+            let reply = answer(&p, &client(SEAT, arch, true).discover(1)).unwrap();
+            assert_eq!(reply.message.siaddr, SERVER);
+            scripts.push(reply.message.file_name().unwrap());
+        }
+        assert_eq!(
+            scripts, ["provision/52:54:00:77:00:01.ipxe"; 2],
+            "never an iPXE binary again"
+        );
+        // The 4011 ProxyDHCP REQUEST gets the same.
+        let at = Ipv4Addr::new(10, 77, 0, 50);
+        let ack = pxe::proxy::boot_ack(
+            &client(SEAT, ClientArch::X86Bios, true).boot_request(2, at, None),
+            std::net::SocketAddrV4::new(at, 68),
+            &p,
+        )
+        .unwrap();
+        assert_eq!(ack.message.file_name().unwrap(), scripts[0]);
+        // That path is the one the TFTP adapter serves, with the device's script.
+        let files = DeviceFiles::new(store, None, BootSettings::new("10.77.0.1:10809"));
+        let peer: SocketAddr = "10.77.0.50:2000".parse().unwrap();
+        let source = files.open(&scripts[0], peer).expect("the script is served");
+        let mut buf = vec![0; source.len() as usize];
+        source.read_at(0, &mut buf).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        assert!(text.starts_with("#!ipxe\n"), "{text}");
+        assert!(text.contains("/52:54:00:77:00:01/lab"), "{text}");
+    }
+
+    #[test]
+    fn unknown_and_disabled_devices_get_no_answer() {
+        let store = store();
+        let p = policy(&store);
+        let reply = answer(
+            &p,
+            &client(STRANGER, ClientArch::X86Bios, false).discover(1),
+        );
+        assert!(
+            matches!(
+                reply,
+                Err(Ignored::Silent(Silence::Refused(
+                    "unknown or disabled device"
+                )))
+            ),
+            "{reply:?}"
+        );
+        assert!(
+            store.device(&STRANGER.to_string()).is_err(),
+            "not added: auto-add is off"
+        );
+        store
+            .set_device(
+                "seat-1",
+                &DeviceUpdate {
+                    enabled: Some(false),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let reply = answer(&p, &client(SEAT, ClientArch::X86Bios, true).discover(1));
+        assert!(
+            matches!(reply, Err(Ignored::Silent(Silence::Refused(_)))),
+            "{reply:?}"
+        );
+        // Clients that are not PXE never reach the store.
+        let mut plain = client(STRANGER, ClientArch::X86Bios, false);
+        plain.kind = pxe::options::VendorKind::Other;
+        let reply = answer(&p, &plain.discover(1));
+        assert!(
+            matches!(reply, Err(Ignored::Silent(Silence::NotBootClient))),
+            "{reply:?}"
+        );
+    }
+
+    #[test]
+    fn auto_add_collections_admit_unknown_devices() {
+        let store = store();
+        store
+            .add_collection(
+                "lab-room",
+                &CollectionSettings {
+                    auto_add: true,
+                    default_vdisk: Some("lab".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let p = policy(&store);
+        let reply = answer(&p, &client(STRANGER, ClientArch::X86Bios, true).discover(1));
+        assert_eq!(file(reply), "provision/52:54:00:77:00:09.ipxe");
+        let added = store.device(&STRANGER.to_string()).unwrap();
+        assert_eq!(added.name, "auto-525400770009");
+        assert_eq!(added.collection.as_deref(), Some("lab-room"));
+        assert_eq!(store.assignments("auto-525400770009").unwrap().len(), 1);
+        // The second DISCOVER finds it; nothing is added twice.
+        let again = answer(
+            &p,
+            &client(STRANGER, ClientArch::X86Bios, false).discover(2),
+        );
+        assert_eq!(file(again), "undionly.kpxe");
+        assert_eq!(store.devices().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_discover_marks_a_new_boot() {
+        use vhd::Disk;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        crate::create_vdisk(&store, "lab", 1 << 20, "").unwrap();
+        store
+            .add_device(SEAT, "seat-1", None, DeviceType::Production)
+            .unwrap();
+        store.assign("seat-1", "lab", Mode::Standard, None).unwrap();
+        let sessions = Sessions::new(store.clone(), SessionSettings::default()).unwrap();
+        let p = StorePolicy::new(store, Some(sessions.clone()), DhcpSettings::new(SERVER));
+
+        let session = sessions.open(SEAT, None).unwrap();
+        session.write_at(&[7; 512], 0).unwrap();
+        drop(session);
+        // The 4011 REQUEST of a boot in progress keeps the cache ...
+        let at = Ipv4Addr::new(10, 77, 0, 50);
+        let request = client(SEAT, ClientArch::X86Bios, false).boot_request(1, at, None);
+        pxe::proxy::boot_ack(&request, std::net::SocketAddrV4::new(at, 68), &p).unwrap();
+        let session = sessions.open(SEAT, None).unwrap();
+        let mut buf = [0; 512];
+        session.read_at(&mut buf, 0).unwrap();
+        assert_eq!(buf, [7; 512]);
+        drop(session);
+        // ... a DISCOVER starts a new boot: the write cache is gone.
+        answer(&p, &client(SEAT, ClientArch::X86Bios, false).discover(2)).unwrap();
+        let session = sessions.open(SEAT, None).unwrap();
+        session.read_at(&mut buf, 0).unwrap();
+        assert_eq!(buf, [0; 512]);
+    }
+}
