@@ -6,6 +6,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -117,6 +118,28 @@ enum Answers {
 struct State {
     answers: Answers,
     rivals: Mutex<Rivals>,
+    stats: Arc<DriverStats>,
+}
+
+/// What a running driver did, for metrics. Counters only grow.
+#[derive(Debug, Default)]
+pub struct DriverStats {
+    /// Replies sent (offers, ACKs, NAKs).
+    pub replies: AtomicU64,
+    /// Requests left unanswered on purpose (not a boot client, unknown device, ...).
+    pub silent: AtomicU64,
+    /// Malformed packets dropped.
+    pub malformed: AtomicU64,
+    /// Other DHCP or ProxyDHCP servers seen answering on the segment (distinct).
+    pub rivals: AtomicU64,
+    /// IPv6 router solicitations answered.
+    pub router_advertisements: AtomicU64,
+}
+
+impl DriverStats {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A bound server; [`Driver::run`] serves until an I/O error or until dropped.
@@ -218,6 +241,7 @@ impl Driver {
             state: Arc::new(State {
                 answers,
                 rivals: Mutex::new(Rivals::new(ours)),
+                stats: Arc::default(),
             }),
             config,
             dhcp,
@@ -225,6 +249,11 @@ impl Driver {
             watch,
             ra,
         })
+    }
+
+    /// The driver's counters; they keep counting while [`Driver::run`] serves.
+    pub fn stats(&self) -> Arc<DriverStats> {
+        self.state.stats.clone()
     }
 
     /// The local port of the DHCP socket (useful when bound to port 0 in tests).
@@ -276,7 +305,7 @@ impl Driver {
         }
         if let Some(r) = ra {
             let iface = config.interface.clone().unwrap_or_default();
-            tasks.spawn(answer_solicitations(r, iface));
+            tasks.spawn(answer_solicitations(r, iface, state.stats.clone()));
         }
         info!(
             interface = config.interface.as_deref().unwrap_or("*"),
@@ -316,6 +345,8 @@ fn decide(
     if port == Port::Watch || msg.op == Op::BootReply {
         let mut rivals = state.rivals.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(report) = rivals.observe(*src.ip(), msg) {
+            let seen = rivals.seen().count() as u64;
+            state.stats.rivals.fetch_max(seen, Ordering::Relaxed);
             warn!(rival = %report.server, proxy = report.proxy, boot_server = report.is_boot_server(), "another DHCP server answers on this segment: {report}");
         }
         return None;
@@ -364,6 +395,7 @@ async fn serve(
         let msg = match Message::parse(&buf[..n]) {
             Ok(m) => m,
             Err(e) => {
+                DriverStats::bump(&state.stats.malformed);
                 warn!(%src, bytes = n, error = %e, "dropping malformed DHCP packet");
                 continue;
             }
@@ -375,17 +407,27 @@ async fn serve(
             .mac()
             .map(|m| crate::request::format_mac(&m))
             .unwrap_or_default();
+        let stats = &state.stats;
         match outcome {
-            Ok(reply) => send(&sock, &reply, &config, &mac).await,
+            Ok(reply) => {
+                if send(&sock, &reply, &config, &mac).await {
+                    DriverStats::bump(&stats.replies);
+                }
+            }
             Err(Ignored::Malformed(e)) => {
+                DriverStats::bump(&stats.malformed);
                 warn!(%src, %mac, error = %e, "dropping malformed DHCP message")
             }
-            Err(Ignored::Silent(why)) => debug!(%src, %mac, xid = msg.xid, "not answering: {why}"),
+            Err(Ignored::Silent(why)) => {
+                DriverStats::bump(&stats.silent);
+                debug!(%src, %mac, xid = msg.xid, "not answering: {why}")
+            }
         }
     }
 }
 
-async fn send(sock: &UdpSocket, reply: &Reply, config: &DriverConfig, mac: &str) {
+/// Sends a reply; false when the send failed (logged).
+async fn send(sock: &UdpSocket, reply: &Reply, config: &DriverConfig, mac: &str) -> bool {
     let to = match reply.to {
         Destination::Broadcast(p) => {
             let p = if p == reply::CLIENT_PORT {
@@ -403,17 +445,27 @@ async fn send(sock: &UdpSocket, reply: &Reply, config: &DriverConfig, mac: &str)
     let bytes = reply.message.encode();
     let kind = reply.message.message_type();
     match sock.send_to(&bytes, to).await {
-        Ok(_) => info!(
-            %to, %mac, xid = reply.message.xid, kind = ?kind,
-            yiaddr = %reply.message.yiaddr,
-            file = reply.message.file_name().unwrap_or_default(),
-            "reply sent"
-        ),
-        Err(e) => warn!(%to, %mac, error = %e, "sending reply failed"),
+        Ok(_) => {
+            info!(
+                %to, %mac, xid = reply.message.xid, kind = ?kind,
+                yiaddr = %reply.message.yiaddr,
+                file = reply.message.file_name().unwrap_or_default(),
+                "reply sent"
+            );
+            true
+        }
+        Err(e) => {
+            warn!(%to, %mac, error = %e, "sending reply failed");
+            false
+        }
     }
 }
 
-async fn answer_solicitations(sock: UdpSocket, interface: String) -> Result<()> {
+async fn answer_solicitations(
+    sock: UdpSocket,
+    interface: String,
+    stats: Arc<DriverStats>,
+) -> Result<()> {
     let index: u32 = std::fs::read_to_string(format!("/sys/class/net/{interface}/ifindex"))
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -432,7 +484,10 @@ async fn answer_solicitations(sock: UdpSocket, interface: String) -> Result<()> 
             continue;
         }
         match sock.send_to(&ra, all_nodes).await {
-            Ok(_) => info!(%src, "router solicitation answered (router lifetime 0)"),
+            Ok(_) => {
+                DriverStats::bump(&stats.router_advertisements);
+                info!(%src, "router solicitation answered (router lifetime 0)")
+            }
             Err(e) => warn!(%src, error = %e, "sending router advertisement failed"),
         }
     }

@@ -27,6 +27,7 @@ use clap::Parser;
 use provision_core::{Error, Mac, Sessions, Store};
 use provision_examples::admin::{self, Command, Line, Out, SessionsCommand};
 use provision_examples::http::{self, MAX_BODY, MAX_HEAD, Request};
+use pxe::driver::DriverStats;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -50,6 +51,8 @@ pub struct Api {
     /// The services' addresses, for `/v1/status`.
     pub services: Value,
     pub tftp: Arc<TftpCounters>,
+    /// The ProxyDHCP service's counters, when it runs.
+    pub dhcp: Option<Arc<DriverStats>>,
 }
 
 /// Serves the API until the task is dropped.
@@ -118,7 +121,12 @@ async fn connection(mut stream: TcpStream, api: &Arc<Api>) -> std::io::Result<()
     tracing::debug!(method = req.method, path = req.path, "API request");
     let args: Vec<&str> = match (req.method.as_str(), segments.as_slice()) {
         ("GET", ["metrics"]) => {
-            let text = metrics::render(&api.sessions, &api.tftp, api.started.elapsed());
+            let text = metrics::render(
+                &api.sessions,
+                &api.tftp,
+                api.dhcp.as_deref(),
+                api.started.elapsed(),
+            );
             let response = http::response(200, "text/plain; version=0.0.4", &text);
             return stream.write_all(&response).await;
         }

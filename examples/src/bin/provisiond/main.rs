@@ -19,7 +19,7 @@ use provision_core::adapters::nbd::SessionExports;
 use provision_core::adapters::pxe::StorePolicy;
 use provision_core::adapters::tftp::DeviceFiles;
 use provision_core::{Sessions, Store, leftover_files};
-use pxe::driver::{Driver as DhcpDriver, Mode as DhcpMode};
+use pxe::driver::{Driver as DhcpDriver, DriverStats, Mode as DhcpMode};
 
 use provision_examples::config::Config;
 
@@ -158,9 +158,10 @@ async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
     };
     let _stop_tftp = AbortOnDrop(tftp);
 
+    let mut dhcp_stats = None;
     let dhcp = if config.dhcp.enabled {
         Some(tokio::spawn(
-            serve_dhcp(&config, store.clone(), sessions.clone()).await?,
+            serve_dhcp(&config, store.clone(), sessions.clone(), &mut dhcp_stats).await?,
         ))
     } else {
         None
@@ -187,6 +188,7 @@ async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
                 "api": addr.to_string(),
             }),
             tftp: tftp_counters.clone(),
+            dhcp: dhcp_stats,
         };
         Some(tokio::spawn(api::serve(listener, Arc::new(api))))
     } else {
@@ -277,6 +279,7 @@ async fn serve_dhcp(
     config: &Config,
     store: Arc<Store>,
     sessions: Sessions,
+    stats: &mut Option<Arc<DriverStats>>,
 ) -> Result<impl std::future::Future<Output = ()> + Send + 'static, String> {
     let dhcp = &config.dhcp;
     let settings = dhcp.settings(&config.boot.settings().prefix)?;
@@ -294,6 +297,7 @@ async fn serve_dhcp(
                 dhcp.interface, dhcp.dhcp_port, dhcp.boot_port
             )
         })?;
+    *stats = Some(driver.stats());
     tracing::info!(
         interface = %dhcp.interface,
         server_ip = ?dhcp.server_ip,

@@ -1,5 +1,6 @@
 //! What provisiond counts and how `/metrics` renders it (Prometheus text format 0.0.4):
-//! sessions, traffic and errors by device and vDisk, write-cache use, TFTP transfers.
+//! sessions, traffic and errors by device and vDisk, write-cache use, TFTP transfers,
+//! ProxyDHCP replies and rival servers.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use provision_core::{SessionMode, Sessions, Usage};
+use pxe::driver::DriverStats;
 use tftp::{Error, Provider, Source};
 
 /// TFTP requests served and refused, counted by [`Counted`].
@@ -46,6 +48,9 @@ impl<P: Provider> Provider for Counted<P> {
 /// A per-device metric family: name, type, help, and its value in a usage record.
 type PerDevice = (&'static str, &'static str, &'static str, fn(&Usage) -> u64);
 
+/// A service counter: name, type, help, value.
+type Counter<'a> = (&'static str, &'static str, &'static str, &'a AtomicU64);
+
 /// Escapes a label value (backslash, double quote, newline).
 fn label(value: &str) -> String {
     value
@@ -59,7 +64,12 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// The whole `/metrics` page.
-pub fn render(sessions: &Sessions, tftp: &TftpCounters, uptime: Duration) -> String {
+pub fn render(
+    sessions: &Sessions,
+    tftp: &TftpCounters,
+    dhcp: Option<&DriverStats>,
+    uptime: Duration,
+) -> String {
     let mut out = String::new();
     family(
         &mut out,
@@ -144,28 +154,58 @@ pub fn render(sessions: &Sessions, tftp: &TftpCounters, uptime: Duration) -> Str
         }
     }
 
-    family(
-        &mut out,
-        "provision_tftp_transfers_total",
-        "counter",
-        "TFTP read requests served.",
-    );
-    let _ = writeln!(
-        out,
-        "provision_tftp_transfers_total {}",
-        tftp.transfers.load(Ordering::Relaxed)
-    );
-    family(
-        &mut out,
-        "provision_tftp_refused_total",
-        "counter",
-        "TFTP read requests refused.",
-    );
-    let _ = writeln!(
-        out,
-        "provision_tftp_refused_total {}",
-        tftp.refused.load(Ordering::Relaxed)
-    );
+    let mut counters: Vec<Counter<'_>> = vec![
+        (
+            "provision_tftp_transfers_total",
+            "counter",
+            "TFTP read requests served.",
+            &tftp.transfers,
+        ),
+        (
+            "provision_tftp_refused_total",
+            "counter",
+            "TFTP read requests refused.",
+            &tftp.refused,
+        ),
+    ];
+    if let Some(dhcp) = dhcp {
+        counters.extend([
+            (
+                "provision_dhcp_replies_total",
+                "counter",
+                "ProxyDHCP replies sent (offers, ACKs).",
+                &dhcp.replies,
+            ),
+            (
+                "provision_dhcp_ignored_total",
+                "counter",
+                "DHCP requests left unanswered on purpose (not a PXE client, unknown device).",
+                &dhcp.silent,
+            ),
+            (
+                "provision_dhcp_malformed_total",
+                "counter",
+                "Malformed DHCP packets dropped.",
+                &dhcp.malformed,
+            ),
+            (
+                "provision_dhcp_rival_servers",
+                "gauge",
+                "Other DHCP or ProxyDHCP servers seen answering on the segment.",
+                &dhcp.rivals,
+            ),
+            (
+                "provision_router_advertisements_total",
+                "counter",
+                "IPv6 router solicitations answered (lifetime 0).",
+                &dhcp.router_advertisements,
+            ),
+        ]);
+    }
+    for (name, kind, help, value) in counters {
+        family(&mut out, name, kind, help);
+        let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+    }
     out
 }
 
