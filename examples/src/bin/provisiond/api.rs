@@ -19,6 +19,7 @@
 //! with `provision`'s exit codes. Other routes answer 200, or 400/404/409/403/500 with
 //! `{"error": "..."}`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,8 +56,22 @@ pub struct Api {
     pub dhcp: Option<Arc<DriverStats>>,
 }
 
+/// Binds `listen` and serves the API in a task; returns it and the bound address.
+pub async fn start(
+    listen: SocketAddr,
+    mut api: Api,
+) -> Result<(tokio::task::JoinHandle<()>, SocketAddr), String> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen for the API on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    api.services["api"] = addr.to_string().into();
+    tracing::info!(%addr, token = api.token.is_some(), "admin API listening");
+    Ok((tokio::spawn(serve(listener, Arc::new(api))), addr))
+}
+
 /// Serves the API until the task is dropped.
-pub async fn serve(listener: TcpListener, api: Arc<Api>) {
+async fn serve(listener: TcpListener, api: Arc<Api>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {

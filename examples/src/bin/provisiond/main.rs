@@ -168,14 +168,7 @@ async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
     };
     let _stop_dhcp = AbortOnDrop(dhcp);
 
-    let mut api_addr = None;
-    let api = if config.api.enabled {
-        let listener = tokio::net::TcpListener::bind(config.api.listen)
-            .await
-            .map_err(|e| format!("cannot listen for the API on {}: {e}", config.api.listen))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!(%addr, token = !config.api.token.is_empty(), "admin API listening");
-        api_addr = Some(addr);
+    let (api, api_addr) = if config.api.enabled {
         let api = api::Api {
             store_dir: config.store.clone(),
             sessions: sessions.clone(),
@@ -185,19 +178,19 @@ async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
                 "nbd": config.nbd.enabled.then(|| config.nbd.listen.to_string()),
                 "tftp": config.tftp.enabled.then(|| config.tftp.listen.to_string()),
                 "dhcp": config.dhcp.enabled.then(|| format!("proxy on {}", config.dhcp.interface)),
-                "api": addr.to_string(),
             }),
             tftp: tftp_counters.clone(),
             dhcp: dhcp_stats,
         };
-        Some(tokio::spawn(api::serve(listener, Arc::new(api))))
+        let (task, addr) = api::start(config.api.listen, api).await?;
+        (Some(task), Some(addr))
     } else {
-        None
+        (None, None)
     };
     let _stop_api = AbortOnDrop(api);
 
     if !config.nbd.enabled {
-        tracing::warn!("no service is enabled in the configuration; waiting for a signal");
+        tracing::warn!("NBD is off in the configuration; the other services run until a signal");
         wait_for_signal().await;
         return Ok(());
     }
