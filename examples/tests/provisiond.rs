@@ -186,6 +186,27 @@ fn cli_and_server_work_together() {
     let out = api(&["--json", "version", "list", "os"]);
     let versions: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(versions[1]["state"], "maintenance");
+    // Disk work streams its progress, then the result.
+    let merged = testkit::run(Command::new(&curl).args([
+        "-s",
+        "-H",
+        "Authorization: Bearer s3cret",
+        "-d",
+        r#"{"args": ["version", "merge", "os", "1"], "json": true}"#,
+        &format!("http://127.0.0.1:{api_port}/v1/command"),
+    ]));
+    let lines: Vec<serde_json::Value> = merged
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (last, progress) = lines.split_last().expect("an answer");
+    assert_eq!(last["exit"], 0, "{merged}");
+    assert!(
+        progress
+            .last()
+            .is_some_and(|p| p["progress"]["done"] == p["progress"]["total"]),
+        "{merged}"
+    );
     let audit = String::from_utf8(api(&["audit", "--limit", "1"]).stdout).unwrap();
     assert!(audit.contains("api:tester"), "{audit}");
     // Errors keep their exit codes over the API.
