@@ -2,10 +2,12 @@
 //! store still opens, what was acknowledged survives, leftovers are reported and can
 //! be cleaned.
 
+use std::fs::File;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use testkit::ChildGuard;
 
@@ -30,11 +32,47 @@ fn ok(store: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Starts `provision args` and kills it with SIGKILL after `delay`.
-fn kill_after(store: &Path, args: &[&str], delay: Duration) {
+/// Starts `provision args` and kills it with SIGKILL after `delay`. Returns false when
+/// it had finished by then (the kill interrupted nothing).
+fn kill_after(store: &Path, args: &[&str], delay: Duration) -> bool {
     let mut child = ChildGuard::spawn(Command::new(PROVISION).arg("--store").arg(store).args(args));
     std::thread::sleep(delay);
+    let running = matches!(child.child().try_wait(), Ok(None));
     child.child().kill().ok();
+    child.child().wait().ok();
+    running
+}
+
+/// How long `provision args` takes when nothing kills it.
+fn time_of(store: &Path, args: &[&str]) -> Duration {
+    let started = Instant::now();
+    ok(store, args);
+    started.elapsed()
+}
+
+/// Points in an operation's run time to kill it at, as fractions of it, the middle
+/// first. The loops below stop at the first kill that caught the work half done.
+const KILL_POINTS: [f64; 12] = [
+    0.5, 0.65, 0.35, 0.8, 0.2, 0.9, 0.55, 0.45, 0.72, 0.28, 0.6, 0.4,
+];
+
+/// The number of versions `vdisk` has.
+fn version_count(store: &Path, vdisk: &str) -> usize {
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(store, &["--json", "version", "list", vdisk])).unwrap();
+    list.as_array().unwrap().len()
+}
+
+/// Flattens the chain of `image` to raw `out` and compares it with `expected` (raw).
+fn assert_reads_as(qemu_img: &Path, image: &Path, out: &Path, expected: &Path) {
+    let chain = vhd::OpenOptions::new(true).open(image).unwrap();
+    vhd::convert(&chain, out, vhd::Target::Raw, &mut |_, _| {}).unwrap();
+    testkit::run(
+        Command::new(qemu_img)
+            .args(["compare", "-f", "raw", "-F", "raw"])
+            .arg(expected)
+            .arg(out),
+    );
 }
 
 /// After a crash the store opens, `check` reports or passes, and `--clean` leaves a
@@ -97,31 +135,83 @@ fn killed_operations_leave_a_consistent_store() {
         "no kill interrupted an import: the test proves nothing"
     );
 
-    // A whole import, then a version and a merge, each killed.
-    ok(&store, &["vdisk", "import", "os", source.to_str().unwrap()]);
-    kill_after(&store, &["version", "new", "os"], Duration::from_millis(2));
-    recover(&store);
-    let versions: serde_json::Value =
-        serde_json::from_str(&ok(&store, &["--json", "version", "list", "os"])).unwrap();
-    if versions.as_array().unwrap().len() == 1 {
-        ok(&store, &["version", "new", "os"]);
+    // Version creation, killed at points spread over its run time until a kill left
+    // its file half made (a partial file, or a file the store does not name yet). Over
+    // a 2000 GiB base the new image has a 4 MiB table to write and sync: a window
+    // worth aiming at.
+    ok(&store, &["vdisk", "create", "big", "--size", "2000G"]);
+    let took = time_of(&store, &["version", "new", "big"]);
+    ok(&store, &["version", "remove", "big"]);
+    assert!(recover(&store), "a removed version's file is a leftover");
+    let mut caught = 0;
+    for point in KILL_POINTS {
+        let running = kill_after(&store, &["version", "new", "big"], took.mul_f64(point));
+        let leftovers = recover(&store);
+        caught += usize::from(running && leftovers);
+        match version_count(&store, "big") {
+            1 => {}
+            2 => {
+                // Recorded means whole: a differencing image over the base.
+                let v1 = vhd::OpenOptions::new(true)
+                    .open(&store.join("big/v1.vhd"))
+                    .unwrap();
+                assert!(v1.parent().is_some(), "version 1 has no parent");
+                ok(&store, &["version", "remove", "big"]);
+                recover(&store);
+            }
+            n => panic!("{n} versions after one `version new`"),
+        }
+        eprintln!(
+            "version new killed at {point} of {took:?}: running {running}, leftovers {leftovers}"
+        );
+        if caught > 0 {
+            break;
+        }
     }
-    kill_after(
-        &store,
-        &["version", "merge", "os", "1"],
-        Duration::from_millis(100),
+    assert!(
+        caught > 0,
+        "no kill caught `version new` half done (it takes {took:?}): the test proves nothing"
     );
-    recover(&store);
+
+    // Merge, killed the same way: 192 MiB of data to copy into the new base. After
+    // each kill the version reads as the source, merged or not.
+    ok(&store, &["vdisk", "import", "os", source.to_str().unwrap()]);
+    ok(&store, &["version", "new", "os"]);
+    let took = time_of(&store, &["version", "merge", "os", "1"]);
     let flat = dir.path().join("flat.raw");
-    let chain = vhd::OpenOptions::new(true)
-        .open(&store.join("os/v1.vhd"))
-        .unwrap();
-    vhd::convert(&chain, &flat, vhd::Target::Raw, &mut |_, _| {}).unwrap();
-    testkit::run(
-        Command::new(&qemu_img)
-            .args(["compare", "-f", "raw", "-F", "raw"])
-            .arg(&source)
-            .arg(&flat),
+    assert_reads_as(&qemu_img, &store.join("os/v1.vhd"), &flat, &source);
+    let mut caught = 0;
+    for (n, point) in (2u32..).zip(KILL_POINTS.into_iter().take(6)) {
+        ok(&store, &["version", "promote", "os"]);
+        ok(&store, &["version", "new", "os"]);
+        let file = store.join(format!("os/v{n}.vhd"));
+        let running = kill_after(
+            &store,
+            &["version", "merge", "os", &n.to_string()],
+            took.mul_f64(point),
+        );
+        let leftovers = recover(&store);
+        let merged = vhd::OpenOptions::new(true)
+            .open(&file)
+            .unwrap()
+            .parent()
+            .is_none();
+        assert!(
+            !(leftovers && merged),
+            "version {n} was merged, yet the merge left files behind"
+        );
+        caught += usize::from(running && leftovers);
+        assert_reads_as(&qemu_img, &file, &flat, &source);
+        eprintln!(
+            "merge killed at {point} of {took:?}: running {running}, leftovers {leftovers}, merged {merged}"
+        );
+        if caught > 0 {
+            break;
+        }
+    }
+    assert!(
+        caught > 0,
+        "no kill caught a merge half done (it takes {took:?}): the test proves nothing"
     );
 }
 
@@ -162,4 +252,137 @@ fn flushed_private_writes_survive_a_killed_server() {
         server.child().kill().unwrap();
         server.child().wait().unwrap();
     }
+}
+
+/// The rounds (write, flush, read back) a qemu-io run finished: a round counts when its
+/// write succeeded and the read after its flush did too (a failed flush prints a line
+/// in between). Panics on a pattern mismatch, which no kill explains.
+fn flushed_rounds(output: &str, offset_of: impl Fn(u64) -> u64, rounds: u64) -> Vec<u64> {
+    assert!(
+        !output.contains("Pattern verification failed"),
+        "a read-back differed while the server ran:\n{output}"
+    );
+    let events: Vec<&str> = output
+        .lines()
+        .filter(|l| l.starts_with("wrote ") || l.starts_with("read ") || l.contains("failed"))
+        .collect();
+    (0..rounds)
+        .filter(|&i| {
+            let offset = offset_of(i);
+            let wrote = format!("wrote {CHUNK}/{CHUNK} bytes at offset {offset}");
+            let read = format!("read {CHUNK}/{CHUNK} bytes at offset {offset}");
+            events.windows(2).any(|w| w[0] == wrote && w[1] == read)
+        })
+        .collect()
+}
+
+/// Bytes per write of the in-flight test.
+const CHUNK: u64 = 64 << 10;
+
+#[test]
+fn private_writes_in_flight_survive_a_killed_server() {
+    let qemu_io = testkit::require_peer!("qemu-io");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    ok(&store, &["vdisk", "create", "os", "--size", "64M"]);
+    ok(&store, &["device", "add", "52:54:00:bb:00:02", "seat"]);
+    ok(&store, &["assign", "seat", "os", "--mode", "private"]);
+    let port = testkit::free_tcp_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = dir.path().join("provisiond.toml");
+    std::fs::write(
+        &config,
+        format!("store = \"store\"\n[nbd]\nlisten = \"{addr}\"\n"),
+    )
+    .unwrap();
+    let url = format!("nbd://{addr}/52:54:00:bb:00:02");
+    let private = store.join("private/525400bb0002/os.vhd");
+    // 896 rounds of 64 KiB: 56 MiB, far more than is written before the kill.
+    const ROUNDS: u64 = 896;
+    let offset_of = |i: u64| i * CHUNK;
+    let pattern = |i: u64| i % 250 + 1;
+
+    let mut caught = false;
+    for attempt in 1..=3 {
+        let mut server = ChildGuard::spawn(Command::new(PROVISIOND).arg("--config").arg(&config));
+        testkit::wait_for_tcp(addr, Duration::from_secs(20));
+        let size_before = std::fs::metadata(&private).map_or(0, |m| m.len());
+        // A client writing continuously, each write followed by a flush and a read-back.
+        let log = dir.path().join(format!("client-{attempt}.log"));
+        let mut cmd = Command::new(&qemu_io);
+        cmd.args(["-f", "raw"]);
+        for i in 0..ROUNDS {
+            let (p, o) = (pattern(i), offset_of(i));
+            cmd.arg("-c").arg(format!("write -P {p} {o} {CHUNK}"));
+            cmd.args(["-c", "flush"]);
+            cmd.arg("-c").arg(format!("read -P {p} {o} {CHUNK}"));
+        }
+        let log_file = File::create(&log).unwrap();
+        let mut client = cmd
+            .arg(&url)
+            .stdin(Stdio::null())
+            .stderr(log_file.try_clone().unwrap())
+            .stdout(log_file)
+            .spawn()
+            .unwrap();
+        // Kill the server once the private disk has grown by 8 MiB: mid-stream.
+        let started = Instant::now();
+        while std::fs::metadata(&private).map_or(0, |m| m.len()) < size_before + (8 << 20)
+            && matches!(client.try_wait(), Ok(None))
+            && started.elapsed() < Duration::from_secs(30)
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let client_was_writing = matches!(client.try_wait(), Ok(None));
+        server.child().kill().unwrap();
+        server.child().wait().unwrap();
+        // The client must notice promptly, not hang.
+        let waited = Instant::now();
+        while matches!(client.try_wait(), Ok(None)) {
+            if waited.elapsed() > Duration::from_secs(60) {
+                client.kill().ok();
+                client.wait().ok();
+                panic!("qemu-io hung after the server was killed");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let output = std::fs::read_to_string(&log).unwrap();
+        let flushed = flushed_rounds(&output, offset_of, ROUNDS);
+
+        // After a restart every flushed round reads back.
+        let server = ChildGuard::spawn(Command::new(PROVISIOND).arg("--config").arg(&config));
+        testkit::wait_for_tcp(addr, Duration::from_secs(20));
+        let mut check = Command::new(&qemu_io);
+        check.args(["-f", "raw"]);
+        for &i in &flushed {
+            let cmd = format!("read -P {} {} {CHUNK}", pattern(i), offset_of(i));
+            check.arg("-c").arg(cmd);
+        }
+        let out = testkit::run(check.arg(&url));
+        assert!(
+            !out.contains("fail"),
+            "attempt {attempt}: flushed writes lost in the kill:\n{out}"
+        );
+        drop(server);
+
+        // Interrupted for real: some rounds were flushed, the client was still
+        // writing when the server died, and its next request failed.
+        let interrupted = (flushed.len() as u64) < ROUNDS && output.contains("failed");
+        eprintln!(
+            "attempt {attempt}: {} of {ROUNDS} rounds flushed before the kill",
+            flushed.len()
+        );
+        if client_was_writing && !flushed.is_empty() && interrupted {
+            caught = true;
+            break;
+        }
+        eprintln!(
+            "attempt {attempt}: the kill did not land mid-stream ({} rounds flushed, client writing: {client_was_writing})",
+            flushed.len()
+        );
+    }
+    assert!(
+        caught,
+        "no kill landed while the client was writing: the test proves nothing"
+    );
 }

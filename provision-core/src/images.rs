@@ -152,3 +152,91 @@ pub fn leftover_files(store: &Store) -> Result<Vec<String>> {
     leftovers.sort();
     Ok(leftovers)
 }
+
+/// What [`clean_leftover_files`] did, by file relative to the store folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cleanup {
+    /// Leftover files deleted.
+    pub removed: Vec<String>,
+    /// Leftover files kept because a session or a private disk still needs them; a
+    /// later clean deletes them once nothing does.
+    pub kept: Vec<String>,
+}
+
+/// Deletes the [`leftover_files`] that nothing needs any more: it keeps those that
+/// `in_use` reports (the running sessions: pass [`Sessions::file_in_use`], or use
+/// [`Sessions::clean_leftover_files`]) and those in the chain of a private disk (a
+/// private disk made over a version that was removed since still reads it).
+///
+/// Fails, deleting nothing, when a private disk cannot be opened to tell which files
+/// it needs.
+///
+/// [`Sessions::file_in_use`]: crate::Sessions::file_in_use
+/// [`Sessions::clean_leftover_files`]: crate::Sessions::clean_leftover_files
+pub fn clean_leftover_files(store: &Store, in_use: &dyn Fn(&str) -> bool) -> Result<Cleanup> {
+    let dir = store_dir(store)?;
+    let leftovers = leftover_files(store)?;
+    if leftovers.is_empty() {
+        return Ok(Cleanup::default());
+    }
+    let needed = private_chains(dir)?;
+    let mut cleanup = Cleanup::default();
+    for file in leftovers {
+        let path = dir.join(&file);
+        let chained = path
+            .canonicalize()
+            .is_ok_and(|canonical| needed.contains(&canonical));
+        if chained || in_use(&file) {
+            tracing::info!(file, chained, "leftover file still in use: kept");
+            cleanup.kept.push(file);
+            continue;
+        }
+        std::fs::remove_file(&path).map_err(io_error(&path))?;
+        tracing::info!(file, "leftover file deleted");
+        cleanup.removed.push(file);
+    }
+    Ok(cleanup)
+}
+
+/// Canonical paths of every image the private disks of the store read through (their
+/// parents, grandparents and so on).
+fn private_chains(dir: &Path) -> Result<std::collections::HashSet<PathBuf>> {
+    let mut needed = std::collections::HashSet::new();
+    let private = dir.join(crate::session::PRIVATE_DIR);
+    let devices = match std::fs::read_dir(&private) {
+        Ok(devices) => devices,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(needed),
+        Err(e) => return Err(io_error(&private)(e)),
+    };
+    let options = vhd::OpenOptions {
+        root: Some(dir.to_path_buf()),
+        ..vhd::OpenOptions::new(true)
+    };
+    for device in devices {
+        let device = device.map_err(io_error(&private))?.path();
+        if !device.is_dir() {
+            continue;
+        }
+        for disk in std::fs::read_dir(&device).map_err(io_error(&device))? {
+            let disk = disk.map_err(io_error(&device))?.path();
+            if disk.extension().is_none_or(|e| e != "vhd") {
+                continue;
+            }
+            let image = options.open(&disk).map_err(|e| {
+                Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "cannot tell which files the private disk {} needs ({e}); nothing was deleted",
+                        disk.display()
+                    ),
+                )
+            })?;
+            for layer in image.chain().into_iter().skip(1) {
+                if let Some(canonical) = layer.path().and_then(|p| p.canonicalize().ok()) {
+                    needed.insert(canonical);
+                }
+            }
+        }
+    }
+    Ok(needed)
+}

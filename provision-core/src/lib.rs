@@ -39,7 +39,9 @@ mod session;
 mod store;
 
 pub use error::{Error, ErrorKind, Result};
-pub use images::{create_vdisk, import_vdisk, leftover_files, new_version};
+pub use images::{
+    Cleanup, clean_leftover_files, create_vdisk, import_vdisk, leftover_files, new_version,
+};
 pub use mac::Mac;
 pub use merge::merge_version;
 pub use model::{

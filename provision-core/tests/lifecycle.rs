@@ -1,16 +1,17 @@
 //! The whole life of a vDisk through real NBD clients: import, standard and private
-//! devices, a maintenance version, test, promote, roll back, server restarts.
+//! devices, a maintenance version, test, promote, roll back, merge, server restarts.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nbd_proto::driver::server::{Server, ShutdownHandle};
 use provision_core::adapters::nbd::SessionExports;
 use provision_core::{
     DeviceType, Mac, Mode, SessionMode, SessionSettings, Sessions, Store, VersionState,
-    import_vdisk, leftover_files, new_version,
+    import_vdisk, leftover_files, merge_version, new_version,
 };
 
 const SIZE: u64 = 6 << 20;
@@ -207,6 +208,92 @@ fn versions_devices_and_restarts() {
         qemu_io(&qio, &running.url(PROD), &["read -P 0x11 0 64K"]),
         "rollback did not take"
     );
+
+    // Merge version 1 into a new base while a session still reads the old chain:
+    // every version (and the private disk over version 0) reads the same before and
+    // after, through NBD, and the merged file itself matches for qemu's VHD reader.
+    let read_all = |stage: &str| {
+        let mut files = Vec::new();
+        for (mac, what) in [(PROD, "v0"), (TEST, "v1"), (PRIVATE, "private")] {
+            boot(&running, mac);
+            let raw = dir.path().join(format!("{what}-{stage}.raw"));
+            testkit::run(
+                Command::new(&qemu_img)
+                    .args(["convert", "-f", "raw", "-O", "raw"])
+                    .arg(running.url(mac))
+                    .arg(&raw),
+            );
+            files.push(raw);
+        }
+        files
+    };
+    let compare = |format: &str, a: &Path, b: &Path| {
+        testkit::run(
+            Command::new(&qemu_img)
+                .args(["compare", "-f", format, "-F", "raw"])
+                .arg(a)
+                .arg(b),
+        );
+    };
+    let versions = store.versions("os").unwrap();
+    assert_eq!(
+        versions.iter().map(|v| v.state).collect::<Vec<_>>(),
+        [VersionState::Production, VersionState::Test]
+    );
+    let before = read_all("before");
+    let v1_before = std::fs::read(&before[1]).unwrap();
+    assert_ne!(v1_before, std::fs::read(&before[0]).unwrap());
+    let test_mac: Mac = TEST.parse().unwrap();
+    let old_chain = Arc::new(running.sessions.open(test_mac, Some("os")).unwrap());
+    assert_eq!(old_chain.info().version, 1);
+    let merged = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (session, done, expected) = (old_chain.clone(), merged.clone(), v1_before.clone());
+        std::thread::spawn(move || {
+            let mut passes = 0u32;
+            let mut buf = vec![0u8; 256 << 10];
+            // Whole passes during the merge, and the last one wholly after it.
+            loop {
+                let merged = done.load(Ordering::SeqCst);
+                for (i, want) in expected.chunks(buf.len()).enumerate() {
+                    let offset = (i * buf.len()) as u64;
+                    vhd::Disk::read_at(session.as_ref(), &mut buf, offset).unwrap();
+                    assert!(buf == want, "the old chain changed at {offset}");
+                }
+                passes += 1;
+                if merged {
+                    return passes;
+                }
+            }
+        })
+    };
+    let mut progress = (0, 0);
+    merge_version(&store, "os", 1, &mut |done, total| progress = (done, total)).unwrap();
+    assert_eq!(progress, (SIZE, SIZE));
+    merged.store(true, Ordering::SeqCst);
+    assert!(reader.join().unwrap() >= 1);
+    drop(old_chain);
+    boot(&running, TEST);
+    assert!(
+        !running.sessions.file_in_use("os/v1.vhd"),
+        "the old chain is still open: the reads after the merge would not see the new base"
+    );
+    let v1 = store_dir.join(&versions[1].file);
+    assert!(
+        vhd::OpenOptions::new(true)
+            .open(&v1)
+            .unwrap()
+            .parent()
+            .is_none(),
+        "version 1 is still a differencing image"
+    );
+    let after = read_all("after");
+    for (b, a) in before.iter().zip(&after) {
+        compare("raw", b, a);
+    }
+    // The merged base and the untouched version 0, read by qemu's own VHD driver.
+    compare("vpc", &v1, &before[1]);
+    compare("vpc", &store_dir.join(&versions[0].file), &before[0]);
     running.stop();
     assert!(leftover_files(&store).unwrap().is_empty());
 }

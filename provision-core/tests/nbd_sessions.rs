@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use provision_core::adapters::nbd::SessionExports;
 use provision_core::{DeviceType, Mac, Mode, SessionSettings, Sessions, Store};
@@ -104,4 +105,273 @@ fn devices_read_and_write_their_own_sessions_over_nbd() {
         base_before,
         "the shared base changed"
     );
+}
+
+/// Runs qemu-io commands on `url` within `timeout`; returns (exit success, stdout and
+/// stderr together).
+fn qemu_io_all(qemu_io: &Path, url: &str, commands: &[&str], timeout: Duration) -> (bool, String) {
+    let mut cmd = Command::new(qemu_io);
+    cmd.args(["-f", "raw"]);
+    for c in commands {
+        cmd.args(["-c", c]);
+    }
+    let out = testkit::run_output(cmd.arg(url), timeout);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// True when every qemu-io command succeeded (a `read -P` mismatch counts as failure).
+fn all_ok(qemu_io: &Path, url: &str, commands: &[&str]) -> bool {
+    let (ok, text) = qemu_io_all(qemu_io, url, commands, testkit::DEFAULT_TIMEOUT);
+    ok && !text.contains("fail") && !text.contains("error")
+}
+
+#[test]
+fn a_full_write_cache_returns_enospc_to_nbd_clients() {
+    let qemu_io_bin = testkit::require_peer!("qemu-io");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("store")).unwrap());
+    provision_core::create_vdisk(&store, "lab", SIZE, "").unwrap();
+    for n in 1..=2u8 {
+        let name = format!("seat-{n}");
+        store
+            .add_device(
+                Mac([0x52, 0x54, 0, 0, 0, n]),
+                &name,
+                None,
+                DeviceType::Production,
+            )
+            .unwrap();
+        store.assign(&name, "lab", Mode::Standard, None).unwrap();
+    }
+    // 64 KiB in RAM, then the spill file, 256 KiB in all per device.
+    let settings = SessionSettings {
+        cache_ram_bytes: 64 << 10,
+        cache_quota_bytes: 256 << 10,
+        ..SessionSettings::default()
+    };
+    let sessions = Sessions::new(store, settings).unwrap();
+    let (addr, shutdown) = serve(sessions.clone());
+    let one = format!("nbd://{addr}/52:54:00:00:00:01/lab");
+    let two = format!("nbd://{addr}/52:54:00:00:00:02/lab");
+    let seat_one = Mac([0x52, 0x54, 0, 0, 0, 1]);
+
+    // 192 KiB fit (RAM and spill file); the next 128 KiB do not: ENOSPC on that write,
+    // promptly, and the same connection goes on reading what it wrote.
+    let started = Instant::now();
+    let (_, text) = qemu_io_all(
+        &qemu_io_bin,
+        &one,
+        &[
+            "write -P 0x11 0 192K",
+            "write -P 0x22 1M 128K",
+            "read -P 0x11 0 192K",
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the full cache stalled the client"
+    );
+    let wrote = text.find("wrote 196608/196608 bytes at offset 0");
+    let refused = text.find("write failed: No space left on device");
+    let read = text.find("read 196608/196608 bytes at offset 0");
+    assert!(
+        wrote < refused && refused < read && wrote.is_some() && !text.contains("1048576"),
+        "expected: write ok, ENOSPC, read ok; qemu-io said:\n{text}"
+    );
+    assert_eq!(sessions.cache_usage(seat_one, "lab"), Some(192 << 10));
+
+    // A new connection of the full device: still ENOSPC for new blocks, and a rewrite
+    // of blocks it already holds still succeeds (the quota counts blocks, not writes).
+    let (_, text) = qemu_io_all(
+        &qemu_io_bin,
+        &one,
+        &["write -P 0x33 2M 128K", "write -P 0x44 0 64K"],
+        Duration::from_secs(30),
+    );
+    let refused = text.find("write failed: No space left on device");
+    let rewrote = text.find("wrote 65536/65536 bytes at offset 0");
+    assert!(refused.is_some() && refused < rewrote, "{text}");
+
+    // The other device goes on: its own cache, the base underneath.
+    assert!(
+        all_ok(
+            &qemu_io_bin,
+            &two,
+            &[
+                "read -P 0 0 64K",
+                "write -P 0x55 0 192K",
+                "read -P 0x55 0 192K",
+                "read -P 0 1M 128K",
+            ]
+        ),
+        "the second device was affected by the first's full cache"
+    );
+    // And the first device's data is intact, nothing of the refused writes landed.
+    assert!(all_ok(
+        &qemu_io_bin,
+        &one,
+        &[
+            "read -P 0x44 0 64K",
+            "read -P 0x11 64K 128K",
+            "read -P 0 2M 128K"
+        ]
+    ));
+    // Its next boot starts with an empty cache and can write again.
+    sessions.new_boot(seat_one);
+    assert!(all_ok(
+        &qemu_io_bin,
+        &one,
+        &["write -P 0x66 1M 128K", "read -P 0x66 1M 128K"]
+    ));
+    shutdown.shutdown();
+}
+
+/// The private disk file of a device for a vDisk, relative to the store folder.
+fn private_file(mac: &str, vdisk: &str) -> String {
+    format!("private/{}/{vdisk}.vhd", mac.replace(':', ""))
+}
+
+#[test]
+fn devices_open_only_what_is_assigned_to_them_over_nbd() {
+    let qemu_io_bin = testkit::require_peer!("qemu-io");
+    let nbdinfo = testkit::require_peer!("nbdinfo");
+    const A: &str = "52:54:00:00:00:0a";
+    const B: &str = "52:54:00:00:00:0b";
+    const OFF: &str = "52:54:00:00:00:0c";
+    const STRANGER: &str = "52:54:00:00:00:0d";
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let store = Arc::new(Store::open(&store_dir).unwrap());
+    provision_core::create_vdisk(&store, "os", SIZE, "").unwrap();
+    provision_core::create_vdisk(&store, "lab", SIZE, "").unwrap();
+    for (mac, name) in [(A, "a"), (B, "b"), (OFF, "off")] {
+        store
+            .add_device(mac.parse().unwrap(), name, None, DeviceType::Production)
+            .unwrap();
+    }
+    store.assign("a", "lab", Mode::Standard, None).unwrap();
+    store.assign("b", "os", Mode::Private, None).unwrap();
+    store.assign("off", "lab", Mode::Standard, None).unwrap();
+    store
+        .set_device(
+            "off",
+            &provision_core::DeviceUpdate {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let (addr, shutdown) = serve(Sessions::new(store.clone(), SessionSettings::default()).unwrap());
+    let url = |export: &str| format!("nbd://{addr}/{export}");
+    // nbdinfo connects, negotiates the export and prints its size: refused or served.
+    let served = |export: &str| {
+        let out = testkit::run_output(
+            Command::new(&nbdinfo).args(["--size", &url(export)]),
+            Duration::from_secs(30),
+        );
+        out.status.success()
+    };
+
+    // B writes its private disk.
+    assert!(all_ok(
+        &qemu_io_bin,
+        &url(&format!("{B}/os")),
+        &["write -P 0xbb 0 64K", "flush", "read -P 0xbb 0 64K"]
+    ));
+    assert!(store_dir.join(private_file(B, "os")).is_file());
+
+    // A names B's vDisk (private to B, not assigned to A): refused, whatever the
+    // spelling; so are names that try to reach files, and vDisks no one has.
+    for export in [
+        format!("{A}/os"),
+        format!("{A}/../{}", private_file(B, "os")),
+        format!("{A}/{}", private_file(B, "os")),
+        format!("{A}/lab/../os"),
+        format!("{A}/os/"),
+        format!("{A}/nothing"),
+        format!("{}/os", A.replace(':', "-").to_uppercase()),
+    ] {
+        assert!(!served(&export), "`{export}` was served to A");
+    }
+    let (ok, text) = qemu_io_all(
+        &qemu_io_bin,
+        &url(&format!("{A}/os")),
+        &["read 0 512"],
+        Duration::from_secs(30),
+    );
+    assert!(!ok && !text.contains("read 512/512"), "{text}");
+    assert!(
+        !store_dir.join(private_file(A, "os")).exists(),
+        "a refused open created a private disk"
+    );
+    // A's own vDisk, by name and as its default, is served.
+    assert!(served(&format!("{A}/lab")) && served(A));
+
+    // Disabled and unknown devices are refused ...
+    assert!(!served(&format!("{OFF}/lab")) && !served(OFF));
+    assert!(!served(&format!("{STRANGER}/lab")) && !served(STRANGER));
+    assert!(!served("not-a-mac/lab") && !served(""));
+    // ... until the device is enabled again, or auto-add takes the unknown one in.
+    store
+        .set_device(
+            "off",
+            &provision_core::DeviceUpdate {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(served(&format!("{OFF}/lab")));
+    store
+        .add_collection(
+            "lobby",
+            &provision_core::CollectionSettings {
+                auto_add: true,
+                default_vdisk: Some("lab".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(
+        served(STRANGER),
+        "auto-add did not take the unknown device in"
+    );
+    let added = store.device(STRANGER).unwrap();
+    assert_eq!(added.collection.as_deref(), Some("lobby"));
+    // An auto-added device gets the collection's vDisk, not B's.
+    assert!(!served(&format!("{STRANGER}/os")));
+
+    // A's own private assignment of the same vDisk is A's own disk, not B's.
+    store.assign("a", "os", Mode::Private, None).unwrap();
+    assert!(
+        all_ok(&qemu_io_bin, &url(&format!("{A}/os")), &["read -P 0 0 64K"]),
+        "A sees B's private writes"
+    );
+    assert!(all_ok(
+        &qemu_io_bin,
+        &url(&format!("{A}/os")),
+        &["write -P 0xaa 0 4K", "flush"]
+    ));
+    assert!(all_ok(
+        &qemu_io_bin,
+        &url(&format!("{B}/os")),
+        &["write -P 0xb2 64K 4K", "flush", "read -P 0xbb 0 64K"]
+    ));
+    assert!(
+        all_ok(
+            &qemu_io_bin,
+            &url(&format!("{A}/os")),
+            &["read -P 0xaa 0 4K", "read -P 0 4K 60K", "read -P 0 64K 4K"]
+        ),
+        "A's private disk is not its own"
+    );
+    assert_ne!(private_file(A, "os"), private_file(B, "os"));
+    assert!(store_dir.join(private_file(A, "os")).is_file());
+    shutdown.shutdown();
 }

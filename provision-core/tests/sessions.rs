@@ -216,3 +216,83 @@ fn usage_counts_requests_of_open_and_ended_sessions() {
     );
     assert!(u.cache_bytes >= 4096, "cache holds {} bytes", u.cache_bytes);
 }
+
+#[test]
+fn leftover_files_are_deleted_only_when_nothing_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let store = Arc::new(Store::open(&store_dir).unwrap());
+    provision_core::create_vdisk(&store, "os", 1 << 20, "").unwrap();
+    for (n, name, device_type, mode) in [
+        (1, "maint", DeviceType::Maintenance, Mode::Standard),
+        (2, "tester", DeviceType::Test, Mode::Standard),
+        (3, "private-tester", DeviceType::Test, Mode::Private),
+    ] {
+        store.add_device(mac(n), name, None, device_type).unwrap();
+        store.assign(name, "os", mode, None).unwrap();
+    }
+    let sessions = Sessions::new(store.clone(), SessionSettings::default()).unwrap();
+    let v1 = provision_core::new_version(&store, "os", "").unwrap();
+    let maint = sessions.open(mac(1), None).unwrap();
+    maint.write_at(&[0x33; 4096], 0).unwrap();
+    drop(maint);
+    store.promote("os").unwrap(); // test
+
+    // A standard session and a private disk over version 1.
+    let tester = sessions.open(mac(2), None).unwrap();
+    assert_eq!(tester.info().version, 1);
+    let private = sessions.open(mac(3), None).unwrap();
+    assert_eq!(private.info().mode, SessionMode::Private);
+    private.write_at(&[0x77; 4096], 4096).unwrap();
+    drop(private);
+
+    // Version 1 is removed while they use it; a crash left a partial file.
+    assert_eq!(store.remove_newest_version("os").unwrap().file, v1.file);
+    std::fs::write(store_dir.join("os/v7.vhd.partial"), b"half a file").unwrap();
+    let leftovers = provision_core::leftover_files(&store).unwrap();
+    assert_eq!(leftovers, [v1.file.as_str(), "os/v7.vhd.partial"]);
+
+    // The caller decides what is in use; everything is, nothing goes.
+    let all_busy = provision_core::clean_leftover_files(&store, &|_| true).unwrap();
+    assert_eq!(
+        (all_busy.removed.len(), all_busy.kept),
+        (0, leftovers.clone())
+    );
+
+    // The sessions keep version 1 (read by `tester`); the partial file goes.
+    let cleanup = sessions.clean_leftover_files().unwrap();
+    assert_eq!(cleanup.removed, ["os/v7.vhd.partial"]);
+    assert_eq!(cleanup.kept, [v1.file.as_str()]);
+    assert_eq!(read(&tester, 0, 4), [0x33; 4]);
+
+    // No session reads it now, but the private disk still does: kept.
+    drop(tester);
+    assert_eq!(sessions.new_boot(mac(2)), 1);
+    assert!(!sessions.file_in_use(&v1.file));
+    let cleanup = sessions.clean_leftover_files().unwrap();
+    assert_eq!((cleanup.removed.len(), cleanup.kept.len()), (0, 1));
+    let private = sessions.open(mac(3), None).unwrap();
+    assert_eq!(read(&private, 0, 4), [0x33; 4]);
+    assert_eq!(read(&private, 4096, 4), [0x77; 4]);
+    drop(private);
+
+    // A private disk that cannot be opened stops the clean before it deletes anything.
+    let private_file = store_dir.join("private/525400000003/os.vhd");
+    let kept_aside = dir.path().join("os.vhd");
+    std::fs::rename(&private_file, &kept_aside).unwrap();
+    std::fs::write(&private_file, b"not a vhd").unwrap();
+    std::fs::write(store_dir.join("os/v8.vhd.partial"), b"junk").unwrap();
+    let err = sessions.clean_leftover_files().unwrap_err();
+    assert!(err.to_string().contains("private"), "{err}");
+    assert!(store_dir.join("os/v8.vhd.partial").exists());
+    assert!(store_dir.join(&v1.file).exists());
+
+    // Once the private disk is gone as well, version 1's file is deleted.
+    std::fs::remove_file(&private_file).unwrap();
+    let cleanup = sessions.clean_leftover_files().unwrap();
+    assert_eq!(cleanup.removed, [v1.file.as_str(), "os/v8.vhd.partial"]);
+    assert!(cleanup.kept.is_empty());
+    assert!(!store_dir.join(&v1.file).exists());
+    assert!(provision_core::leftover_files(&store).unwrap().is_empty());
+    assert!(kept_aside.exists());
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use provision_core::{
     CollectionSettings, DeviceType, DeviceUpdate, Error, ErrorKind, Mac, Mode, Result, Store,
-    create_vdisk, import_vdisk, leftover_files, merge_version, new_version,
+    clean_leftover_files, create_vdisk, import_vdisk, leftover_files, merge_version, new_version,
 };
 
 use super::{Progress, render};
@@ -326,7 +326,8 @@ pub fn run(store: &Store, command: Command, json: bool, progress: Progress<'_>) 
         } => Ok(out.assignments(&store.pin(&device, &vdisk, version)?)),
         Command::Collection(c) => collection(store, c, out),
         Command::Personality(c) => personality(store, c, out),
-        Command::Store(StoreCommand::Check { clean }) => check(store, clean, out),
+        // On the store directly no session runs here; provisiond asks its own.
+        Command::Store(StoreCommand::Check { clean }) => check(store, clean, &|_| false, out),
         Command::Audit { limit } => Ok(out.audit(&store.audit_log(limit)?)),
         Command::Sessions(_) | Command::Status => Err(Error::Domain {
             kind: ErrorKind::Refused,
@@ -486,19 +487,26 @@ fn personality(store: &Store, command: PersonalityCommand, out: render::Out) -> 
     }
 }
 
-fn check(store: &Store, clean: bool, out: render::Out) -> Result<String> {
-    let leftovers = leftover_files(store)?;
-    let dir = store.dir().expect("a store opened from a folder");
+/// `store check`: lists the files no version names, or with `clean` deletes those
+/// that nothing needs: `in_use` tells which files running sessions still read.
+pub fn check(
+    store: &Store,
+    clean: bool,
+    in_use: &dyn Fn(&str) -> bool,
+    out: render::Out,
+) -> Result<String> {
     if clean {
-        for file in &leftovers {
-            let path = dir.join(file);
-            std::fs::remove_file(&path).map_err(|source| Error::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
+        let cleanup = clean_leftover_files(store, in_use)?;
+        let mut text = format!("{} leftover file(s) removed", cleanup.removed.len());
+        if !cleanup.kept.is_empty() {
+            text.push_str(&format!(
+                "; kept, still in use (a later clean removes them): {}",
+                cleanup.kept.join(", ")
+            ));
         }
-        return Ok(out.message(&format!("{} leftover file(s) removed", leftovers.len())));
+        return Ok(out.message(&text));
     }
+    let leftovers = leftover_files(store)?;
     if leftovers.is_empty() {
         return Ok(out.message("the store is consistent: every file belongs to a version"));
     }

@@ -5,6 +5,23 @@
 //! default (first assigned) vDisk. A device can open only what is assigned to it.
 //! Several connections of one device to one vDisk share one session (so
 //! `CAN_MULTI_CONN` holds and exclusive private disks admit parallel connections).
+//!
+//! # Trust model
+//!
+//! A device is identified by the MAC **it names** in the export name; the peer's
+//! address plays no part. This is identification, not authentication: any client
+//! that reaches the NBD port can claim any MAC, and so read (and, in private or
+//! maintenance mode, write) whatever is assigned to that device. The rules enforced
+//! here — an unknown or disabled device is refused (unless auto-add is on), a device
+//! opens only the vDisks assigned to it, and a private disk is only ever its own
+//! device's — hold between honest devices and against mistakes, not against a
+//! client that lies about its MAC.
+//!
+//! Operators therefore keep NBD on an isolated boot network (a VLAN or segment that
+//! only provisioned devices and the server reach) and bind the NBD listener to the
+//! server's address on that network (`[nbd] listen` in `provisiond.toml`), never to a
+//! routed or public interface. Refusals name the device and vDisk concerned, and
+//! exports are not listed (`NBD_OPT_LIST` answers an empty list).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -371,6 +371,13 @@ impl Sessions {
         let path = self.inner.dir.join(file);
         self.inner.bases.in_use(&path) || self.inner.lock().writers.contains(&path)
     }
+
+    /// Deletes the files of the store that no version names (a removed version, a
+    /// removed vDisk's files, what a crash left) unless a session of these sessions or
+    /// a private disk still reads them; see [`crate::clean_leftover_files`].
+    pub fn clean_leftover_files(&self) -> Result<crate::Cleanup> {
+        crate::images::clean_leftover_files(&self.inner.store, &|file| self.file_in_use(file))
+    }
 }
 
 impl Inner {

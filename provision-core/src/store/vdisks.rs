@@ -113,7 +113,9 @@ impl Store {
     }
 
     /// Removes a vDisk that no device has assigned; returns its version files (relative
-    /// to the store folder) for the caller to delete once no session uses them.
+    /// to the store folder), which stay on disk as leftovers until
+    /// [`crate::Sessions::clean_leftover_files`] (or [`crate::clean_leftover_files`])
+    /// deletes them once no session uses them.
     pub fn remove_vdisk(&self, name: &str) -> Result<Vec<String>> {
         self.change("vdisk.remove", name, "", |tx| {
             let vdisk = vdisk_in(tx, name)?;
@@ -239,8 +241,10 @@ impl Store {
         })
     }
 
-    /// Removes the newest version (never the base nor the production version); returns
-    /// its file for the caller to delete once no session uses it.
+    /// Removes the newest version (never the base nor the production version). Its file
+    /// stays on disk, for sessions that still read it, as a leftover that
+    /// [`crate::Sessions::clean_leftover_files`] deletes once no session and no private
+    /// disk needs it.
     pub fn remove_newest_version(&self, vdisk: &str) -> Result<Version> {
         self.change("version.remove", vdisk, "", |tx| {
             let (id, newest) = Self::newest(tx, vdisk)?;
