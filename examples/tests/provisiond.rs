@@ -207,8 +207,9 @@ fn cli_and_server_work_together() {
             .is_some_and(|p| p["progress"]["done"] == p["progress"]["total"]),
         "{merged}"
     );
-    let audit = String::from_utf8(api(&["audit", "--limit", "1"]).stdout).unwrap();
-    assert!(audit.contains("api:tester"), "{audit}");
+    let audit = String::from_utf8(api(&["audit", "--limit", "2"]).stdout).unwrap();
+    assert!(audit.contains("api:anonymous") && audit.contains("version.merge"), "{audit}");
+    assert!(audit.contains("api:tester") && audit.contains("version.new"), "{audit}");
     // Errors keep their exit codes over the API.
     assert_eq!(api(&["device", "show", "nobody"]).status.code(), Some(3));
     assert_eq!(

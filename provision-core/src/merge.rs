@@ -60,6 +60,7 @@ pub fn merge_version(
         source,
     })?;
     tracing::info!(vdisk, number, copied, "chain merged into a new base");
+    store.record_merge(vdisk, number, copied)?;
     Ok(copied)
 }
 

@@ -213,6 +213,12 @@ impl Store {
         })
     }
 
+    /// Records in the audit log that version `number` of `vdisk` became a base.
+    pub(crate) fn record_merge(&self, vdisk: &str, number: u32, copied: u64) -> Result<()> {
+        let detail = format!("version {number}: {copied} bytes of data");
+        self.change("version.merge", vdisk, &detail, |_| Ok(()))
+    }
+
     /// Makes the previous production version current again; the rolled-back version
     /// returns to test. Returns the version that is now in production.
     pub fn rollback(&self, vdisk: &str) -> Result<Version> {
