@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -41,6 +41,10 @@ pub struct ServerConfig {
     /// fast when the export answers from memory or the page cache. Set 0 for exports
     /// whose calls may block for long (network storage).
     pub inline_max_len: u32,
+    /// How long a client may go silent in the middle of a request (part of a request
+    /// header, or of a WRITE payload, received) before its connection is closed. Time
+    /// between requests is not limited: idle clients stay connected.
+    pub request_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +55,7 @@ impl Default for ServerConfig {
             max_in_flight_bytes: 64 << 20,
             max_in_flight_requests: 64,
             inline_max_len: 64 << 10,
+            request_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -234,8 +239,14 @@ async fn transmission(
                 Err(e) => break Err(e),
             }
             buf.reserve(REQUEST_HEADER_LEN * 32);
+            // Part of a header already here: the rest must follow within the timeout
+            // (restarted by every read that brings bytes).
+            let partial = !buf.is_empty();
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => break Ok(None),
+                _ = tokio::time::sleep(config.request_timeout), if partial => {
+                    break Err(Error::Timeout("the rest of a request header"));
+                }
                 n = rd.read_buf(&mut buf) => match n {
                     Ok(0) => break Err(Error::Closed),
                     Ok(_) => {}
@@ -263,8 +274,11 @@ async fn transmission(
         let Ok(count_permit) = count.clone().acquire_owned().await else {
             break Ok(());
         };
-        let payload = match read_payload(&mut rd, &mut buf, req.payload_len()).await {
-            Ok(p) => p,
+        let len = req.payload_len();
+        let payload = match read_payload(&mut rd, &mut buf, len, &config, &mut stop).await {
+            Ok(Some(p)) => p,
+            // Shutting down: the half-received WRITE is dropped, never applied.
+            Ok(None) => break Ok(()),
             Err(e) => break Err(e),
         };
         let permits = [byte_permit, count_permit];
@@ -325,23 +339,37 @@ fn inline(session: &Transmission, req: &Request, max_len: u32) -> bool {
 }
 
 /// Reads a WRITE payload: what is already buffered, then straight from the socket into
-/// the payload vector (no second copy).
-async fn read_payload(rd: &mut OwnedReadHalf, buf: &mut BytesMut, len: usize) -> Result<Vec<u8>> {
+/// the payload vector (no second copy). `None` when the server shuts down meanwhile.
+///
+/// The vector's capacity is reserved but not filled in advance, so its pages are touched
+/// only as bytes arrive: a client that announces a large WRITE and stalls costs the
+/// server what it sent, not what it announced, and only until `request_timeout`.
+async fn read_payload(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    len: usize,
+    config: &ServerConfig,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Option<Vec<u8>>> {
     if len == 0 {
-        return Ok(Vec::new());
+        return Ok(Some(Vec::new()));
     }
     let have = buf.len().min(len);
     let mut payload = Vec::with_capacity(len);
     payload.extend_from_slice(&buf[..have]);
     buf.advance(have);
-    payload.resize(len, 0);
-    rd.read_exact(&mut payload[have..])
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => Error::Closed,
-            _ => e.into(),
-        })?;
-    Ok(payload)
+    while payload.len() < len {
+        let want = len - payload.len();
+        let mut room = (&mut payload).limit(want);
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return Ok(None),
+            _ = tokio::time::sleep(config.request_timeout) => {
+                return Err(Error::Timeout("the rest of a WRITE payload"));
+            }
+            n = rd.read_buf(&mut room) => if n? == 0 { return Err(Error::Closed) },
+        }
+    }
+    Ok(Some(payload))
 }
 
 async fn write_replies(
