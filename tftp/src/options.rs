@@ -1,6 +1,10 @@
 //! Transfer options (RFC 2347 negotiation; blksize RFC 2348, timeout and tsize RFC 2349,
 //! windowsize RFC 7440): reading them from a request and choosing what a server accepts.
 
+use std::num::IntErrorKind;
+use std::ops::RangeInclusive;
+
+use crate::error::{Error, ErrorCode};
 use crate::packet::MAX_BLKSIZE;
 
 /// The options this crate understands, each `None` when absent or unusable.
@@ -25,14 +29,78 @@ pub const TSIZE: &str = "tsize";
 /// See [`BLKSIZE`].
 pub const WINDOWSIZE: &str = "windowsize";
 
+/// The values each RFC allows: blksize 8..=65464 (RFC 2348), timeout 1..=255 (RFC 2349),
+/// tsize any size (RFC 2349), windowsize 1..=65535 (RFC 7440).
+pub const RANGES: [(&str, RangeInclusive<u64>); 4] = [
+    (BLKSIZE, 8..=MAX_BLKSIZE as u64),
+    (TIMEOUT, 1..=255),
+    (TSIZE, 0..=u64::MAX),
+    (WINDOWSIZE, 1..=u16::MAX as u64),
+];
+
+/// At most this many characters of a refused value are quoted back in the ERROR message.
+const QUOTED_VALUE_MAX: usize = 24;
+
 impl Options {
-    /// Reads the options we understand from a request's or an OACK's pairs.
+    /// Reads the options of a request as a server does: names compare without regard to
+    /// case and unknown options are ignored (RFC 2347: the server omits them from its
+    /// OACK); a known option whose value is not a number, or is outside the range its RFC
+    /// allows ([`RANGES`]), refuses the whole request.
+    ///
+    /// A value inside the RFC's range but above what the server grants (a blksize of
+    /// 65464 from a server that sends 1468) is not an error: [`Options::accept`] lowers
+    /// it, which is what negotiation means (RFC 2348).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Refused`] with ERROR 8 (option negotiation failed, RFC 2347) and a
+    /// message naming the option, the value and the allowed range, such as
+    /// `option blksize: 7 is out of range 8-65464`.
+    pub fn from_request(pairs: &[(String, String)]) -> Result<Self, Error> {
+        let mut o = Self::default();
+        for (name, value) in pairs {
+            let Some((option, range)) = RANGES.iter().find(|(n, _)| name.eq_ignore_ascii_case(n))
+            else {
+                continue;
+            };
+            let refuse = |what: String| {
+                let message = format!("option {option}: {what}");
+                Err(Error::refused(ErrorCode::OptionRefused, message))
+            };
+            let allowed = if *range.end() == u64::MAX {
+                "a size in bytes".to_owned()
+            } else {
+                format!("{}-{}", range.start(), range.end())
+            };
+            let text = value.trim();
+            let n = match text.parse::<u64>() {
+                Ok(n) if range.contains(&n) => n,
+                Ok(n) => return refuse(format!("{n} is out of range {allowed}")),
+                Err(e) if *e.kind() == IntErrorKind::PosOverflow => {
+                    return refuse(format!("{} is out of range {allowed}", quote(text)));
+                }
+                Err(_) => {
+                    return refuse(format!("\"{}\" is not a number ({allowed})", quote(text)));
+                }
+            };
+            // In range, so each narrowing below is lossless.
+            match *option {
+                BLKSIZE => o.blksize = Some(n as u16),
+                TIMEOUT => o.timeout = Some(n as u8),
+                TSIZE => o.tsize = Some(n),
+                _ => o.windowsize = Some(n as u16),
+            }
+        }
+        Ok(o)
+    }
+
+    /// Reads the options we understand from an OACK's pairs (the client side), leniently.
     ///
     /// Names compare without regard to case (RFC 2347). Values that do not parse are
     /// dropped; out-of-range values follow each RFC: a blksize below 8 or a timeout
     /// outside 1..=255 is dropped, a blksize above 65464 is clamped (the server may answer
     /// with a smaller one, RFC 2348), a windowsize of 0 is dropped and above 65535 clamped.
-    /// Unknown options are ignored (RFC 2347: the server omits them from its OACK).
+    /// Unknown options are ignored. A server reads requests with [`Options::from_request`].
     pub fn from_pairs(pairs: &[(String, String)]) -> Self {
         let mut o = Self::default();
         for (name, value) in pairs {
@@ -105,6 +173,19 @@ impl Options {
     }
 }
 
+/// A client's value as quoted in an ERROR message: printable ASCII, bounded in length.
+fn quote(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .take(QUOTED_VALUE_MAX)
+        .flat_map(char::escape_default)
+        .collect();
+    if value.chars().count() > QUOTED_VALUE_MAX {
+        out.push_str("...");
+    }
+    out
+}
+
 /// A server's limits on negotiated options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -175,6 +256,123 @@ mod tests {
         assert_eq!(o.windowsize, Some(65535));
         let o = Options::from_pairs(&pairs(&[("blksize", "70000")]));
         assert_eq!(o.blksize, Some(65464));
+    }
+
+    #[track_caller]
+    fn refused(list: &[(&str, &str)], message: &str) {
+        let e = Options::from_request(&pairs(list)).unwrap_err();
+        assert_eq!(
+            e.to_wire(),
+            (ErrorCode::OptionRefused, message.to_owned()),
+            "{list:?}"
+        );
+    }
+
+    #[test]
+    fn a_server_refuses_values_outside_the_rfc_ranges() {
+        refused(
+            &[("blksize", "7")],
+            "option blksize: 7 is out of range 8-65464",
+        );
+        refused(
+            &[("blksize", "0")],
+            "option blksize: 0 is out of range 8-65464",
+        );
+        refused(
+            &[("BLKSIZE", "65465")],
+            "option blksize: 65465 is out of range 8-65464",
+        );
+        refused(
+            &[("blksize", "99999999999999999999999")],
+            "option blksize: 99999999999999999999999 is out of range 8-65464",
+        );
+        refused(
+            &[("windowsize", "0")],
+            "option windowsize: 0 is out of range 1-65535",
+        );
+        refused(
+            &[("windowsize", "65536")],
+            "option windowsize: 65536 is out of range 1-65535",
+        );
+        refused(
+            &[("timeout", "0")],
+            "option timeout: 0 is out of range 1-255",
+        );
+        refused(
+            &[("timeout", "256")],
+            "option timeout: 256 is out of range 1-255",
+        );
+        refused(
+            &[("tsize", "-1")],
+            "option tsize: \"-1\" is not a number (a size in bytes)",
+        );
+        refused(
+            &[("tsize", "")],
+            "option tsize: \"\" is not a number (a size in bytes)",
+        );
+        refused(
+            &[("blksize", "abc")],
+            "option blksize: \"abc\" is not a number (8-65464)",
+        );
+        // The quoted value is bounded and printable.
+        refused(
+            &[("tsize", &format!("x\u{7f}{}", "y".repeat(100)))],
+            &format!(
+                "option tsize: \"x\\u{{7f}}{}...\" is not a number (a size in bytes)",
+                "y".repeat(22)
+            ),
+        );
+        // The first bad option is named even after good ones.
+        refused(
+            &[("tsize", "0"), ("blksize", "1468"), ("timeout", "300")],
+            "option timeout: 300 is out of range 1-255",
+        );
+    }
+
+    #[test]
+    fn a_server_accepts_every_value_inside_the_rfc_ranges() {
+        let o = Options::from_request(&pairs(&[
+            ("blksize", "8"),
+            ("timeout", "255"),
+            ("tsize", "18446744073709551615"),
+            ("windowsize", "65535"),
+            ("multicast", ""),
+            ("utimeout", "-3"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            o,
+            Options {
+                blksize: Some(8),
+                timeout: Some(255),
+                tsize: Some(u64::MAX),
+                windowsize: Some(65535)
+            }
+        );
+        let o = Options::from_request(&pairs(&[
+            ("blksize", " 65464 "),
+            ("timeout", "1"),
+            ("windowsize", "1"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (o.blksize, o.timeout, o.windowsize),
+            (Some(65464), Some(1), Some(1))
+        );
+        // iPXE and EDK2 requests (SPECS §3.3).
+        assert_eq!(
+            Options::from_request(&pairs(&[("blksize", "1432"), ("tsize", "0")])).unwrap(),
+            Options {
+                blksize: Some(1432),
+                tsize: Some(0),
+                ..Options::default()
+            }
+        );
+        // In range but above the server's limit: lowered by `accept`, not refused.
+        let o = Options::from_request(&pairs(&[("blksize", "65464"), ("windowsize", "65535")]))
+            .unwrap();
+        let got = Options::accept(&o, &Limits::default(), None);
+        assert_eq!((got.blksize, got.windowsize), (Some(65464), Some(1)));
     }
 
     #[test]

@@ -180,7 +180,8 @@ fn malformed_and_unexpected_packets_get_the_right_error() {
     s.send_to(b"\x00\x05\x00\x00oops\x00", server.addr).unwrap();
     s.send_to(&rrq("missing", &[]), server.addr).unwrap();
     assert_eq!(expect_error(&s), ErrorCode::FileNotFound);
-    // Out-of-range options are ignored: plain DATA, no OACK.
+    // An out-of-range option value gets ERROR 8 (the full cases are in
+    // `out_of_range_option_values_get_error_8`).
     s.send_to(
         &rrq(
             "ok",
@@ -189,6 +190,106 @@ fn malformed_and_unexpected_packets_get_the_right_error() {
         server.addr,
     )
     .unwrap();
+    assert_eq!(expect_error(&s), ErrorCode::OptionRefused);
+    assert_eq!(get_ok(server.addr), b"fine");
+}
+
+fn expect_error_message(s: &UdpSocket) -> (ErrorCode, String) {
+    let (bytes, _) = recv(s);
+    match Packet::parse(&bytes).unwrap() {
+        Packet::Error { code, message } => (code, message),
+        other => panic!("expected ERROR, got {other:?}"),
+    }
+}
+
+#[test]
+fn out_of_range_option_values_get_error_8() {
+    let (_top, root) = hostile_root();
+    let config = ServerConfig {
+        allow_write: true,
+        transfer: TransferConfig {
+            limits: tftp::Limits {
+                max_blksize: 1468,
+                ..tftp::Limits::default()
+            },
+            ..TransferConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = serve_dir(&root, config);
+    let s = client();
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("blksize", "7")],
+            "option blksize: 7 is out of range 8-65464",
+        ),
+        (
+            &[("blksize", "65465")],
+            "option blksize: 65465 is out of range 8-65464",
+        ),
+        (
+            &[("windowsize", "0")],
+            "option windowsize: 0 is out of range 1-65535",
+        ),
+        (
+            &[("windowsize", "65536")],
+            "option windowsize: 65536 is out of range 1-65535",
+        ),
+        (
+            &[("timeout", "0")],
+            "option timeout: 0 is out of range 1-255",
+        ),
+        (
+            &[("timeout", "256")],
+            "option timeout: 256 is out of range 1-255",
+        ),
+        (
+            &[("tsize", "big")],
+            "option tsize: \"big\" is not a number (a size in bytes)",
+        ),
+        (
+            &[("tsize", "0"), ("blksize", "-1432")],
+            "option blksize: \"-1432\" is not a number (8-65464)",
+        ),
+    ];
+    for (options, message) in cases {
+        s.send_to(&rrq("ok", options), server.addr).unwrap();
+        assert_eq!(
+            expect_error_message(&s),
+            (ErrorCode::OptionRefused, message.to_string()),
+            "RRQ with {options:?}"
+        );
+        // Checked before the file is looked up, and for uploads alike.
+        s.send_to(&rrq("missing", options), server.addr).unwrap();
+        assert_eq!(expect_error(&s), ErrorCode::OptionRefused, "{options:?}");
+        let mut wrq = rrq("upload", options);
+        wrq[1] = 2;
+        s.send_to(&wrq, server.addr).unwrap();
+        assert_eq!(
+            expect_error(&s),
+            ErrorCode::OptionRefused,
+            "WRQ {options:?}"
+        );
+    }
+    assert!(
+        !root.join("upload").exists(),
+        "a refused upload created a file"
+    );
+    // Within the RFC's range but above this server's limit: lowered in the OACK.
+    s.send_to(
+        &rrq("ok", &[("blksize", "65464"), ("tsize", "0")]),
+        server.addr,
+    )
+    .unwrap();
+    let (bytes, from) = recv(&s);
+    assert_eq!(
+        Packet::parse(&bytes).unwrap(),
+        Packet::Oack(vec![
+            ("blksize".into(), "1468".into()),
+            ("tsize".into(), "4".into())
+        ])
+    );
+    s.send_to(&Packet::Ack(0).to_vec(), from).unwrap();
     let (bytes, _) = recv(&s);
     assert_eq!(
         Packet::parse(&bytes).unwrap(),
@@ -197,6 +298,7 @@ fn malformed_and_unexpected_packets_get_the_right_error() {
             data: b"fine"
         }
     );
+    s.send_to(&Packet::Ack(1).to_vec(), from).unwrap();
     assert_eq!(get_ok(server.addr), b"fine");
 }
 

@@ -1,6 +1,6 @@
 //! Scripted read and write transfers in virtual time: loss, duplication and reordering
 //! of DATA and ACK, timeouts, retry exhaustion, windowsize recovery, OACK refusal,
-//! option values out of range, block-number roll-over, and the real PXE clients'
+//! option values out of range (ERROR 8) or lowered, block-number roll-over, and the real PXE clients'
 //! control packets from `../shared/fixtures/pcap` (EDK2 size probe, iPXE).
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tftp::packet::{Mode, Packet, Request};
 use tftp::provider::{MemorySource, Sink};
-use tftp::transfer::{Outcome, ReadTransfer, TransferConfig, WriteTransfer};
+use tftp::transfer::{ClientRead, Outcome, ReadTransfer, TransferConfig, WriteTransfer};
 use tftp::{Error, ErrorCode};
 
 fn request(options: &[(&str, &str)]) -> Request {
@@ -355,21 +355,150 @@ fn client_ignoring_the_oack_gets_plain_rfc1350() {
     assert!(h.completed());
 }
 
+/// What a read or a write transfer answers to a request with `options`: the refusal's
+/// code and message, or `None` when it starts.
+fn refusal(options: &[(&str, &str)]) -> Option<(ErrorCode, String)> {
+    let req = request(options);
+    let now = Instant::now();
+    let config = TransferConfig::default();
+    let read = ReadTransfer::new(now, &req, Arc::new(MemorySource::from(file(10))), &config);
+    let write = WriteTransfer::new(now, &req, Box::new(MemSink::default()), &config);
+    let (read, write) = (
+        read.err().map(|e| e.to_wire()),
+        write.err().map(|e| e.to_wire()),
+    );
+    assert_eq!(read, write, "reads and writes refuse alike: {options:?}");
+    read
+}
+
 #[test]
-fn option_values_out_of_range() {
-    // blksize below 8, timeout 0 and windowsize 0 are ignored: no OACK at all.
-    let mut h = Harness::new(
-        &request(&[("blksize", "4"), ("timeout", "0"), ("windowsize", "0")]),
-        file(10),
-    );
+fn option_values_out_of_range_are_refused_with_error_8() {
+    // RFC 2348 (blksize 8-65464), RFC 2349 (timeout 1-255, tsize a number), RFC 7440
+    // (windowsize 1-65535): ERROR 8 naming the option, the value and the range.
+    for (options, message) in [
+        (
+            &[("blksize", "4")][..],
+            "option blksize: 4 is out of range 8-65464",
+        ),
+        (
+            &[("blksize", "7")],
+            "option blksize: 7 is out of range 8-65464",
+        ),
+        (
+            &[("blksize", "65465")],
+            "option blksize: 65465 is out of range 8-65464",
+        ),
+        (
+            &[("blksize", "99999999999999999999999")],
+            "option blksize: 99999999999999999999999 is out of range 8-65464",
+        ),
+        (
+            &[("windowsize", "0")],
+            "option windowsize: 0 is out of range 1-65535",
+        ),
+        (
+            &[("windowsize", "100000")],
+            "option windowsize: 100000 is out of range 1-65535",
+        ),
+        (
+            &[("timeout", "0")],
+            "option timeout: 0 is out of range 1-255",
+        ),
+        (
+            &[("timeout", "999")],
+            "option timeout: 999 is out of range 1-255",
+        ),
+        (
+            &[("tsize", "-5")],
+            "option tsize: \"-5\" is not a number (a size in bytes)",
+        ),
+        (
+            &[("tsize", "lots")],
+            "option tsize: \"lots\" is not a number (a size in bytes)",
+        ),
+        (
+            &[("blksize", "abc")],
+            "option blksize: \"abc\" is not a number (8-65464)",
+        ),
+        // One bad value among good ones refuses the request; names ignore case.
+        (
+            &[("blksize", "1468"), ("tsize", "0"), ("WindowSize", "0")],
+            "option windowsize: 0 is out of range 1-65535",
+        ),
+    ] {
+        assert_eq!(
+            refusal(options),
+            Some((ErrorCode::OptionRefused, message.to_owned())),
+            "{options:?}"
+        );
+    }
+    // Unknown options are still ignored (RFC 2347), whatever their value.
+    assert_eq!(refusal(&[("multicast", ""), ("utimeout", "-1")]), None);
+    let mut h = Harness::new(&request(&[("multicast", ""), ("rollover", "x")]), file(10));
     assert_eq!(h.sent(), [Sent::Data(1, 10)]);
-    // Garbage values and unknown options are ignored.
-    let mut h = Harness::new(
-        &request(&[("blksize", "abc"), ("multicast", ""), ("tsize", "-5")]),
-        file(10),
+}
+
+#[test]
+fn a_refused_request_ends_our_client_with_the_servers_error_8() {
+    // The whole exchange in virtual time: our client asks with a blksize below 8, the
+    // server refuses, the client ends with the server's code and message and sends
+    // nothing more; asking again within range is served.
+    let mut now = Instant::now();
+    let config = TransferConfig::default();
+    let asked = tftp::Options {
+        blksize: Some(4),
+        tsize: Some(0),
+        ..tftp::Options::default()
+    };
+    let mut client = ClientRead::new(now, "f", asked, &config);
+    let mut buf = vec![0u8; 70000];
+    let n = client.poll_transmit(&mut buf).unwrap();
+    let Packet::Rrq(req) = Packet::parse(&buf[..n]).unwrap() else {
+        panic!("the client sends an RRQ")
+    };
+    let err =
+        ReadTransfer::new(now, &req, Arc::new(MemorySource::from(file(10))), &config).unwrap_err();
+    let (code, message) = err.to_wire();
+    assert_eq!(code, ErrorCode::OptionRefused);
+    now += Duration::from_millis(3);
+    client.handle_datagram(now, &Packet::Error { code, message }.to_vec());
+    match client.outcome() {
+        Some(Outcome::Failed(Error::Peer { code, message })) => {
+            assert_eq!(*code, ErrorCode::OptionRefused);
+            assert_eq!(message, "option blksize: 4 is out of range 8-65464");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(client.poll_transmit(&mut buf), None);
+    assert_eq!(
+        client.poll_timeout(),
+        None,
+        "no retransmission after a refusal"
     );
-    assert_eq!(h.sent(), [Sent::Data(1, 10)]);
-    // Too large: lowered to the server's limit, never raised.
+
+    let asked = tftp::Options {
+        blksize: Some(8),
+        ..asked
+    };
+    let mut client = ClientRead::new(now, "f", asked, &config);
+    let n = client.poll_transmit(&mut buf).unwrap();
+    let Packet::Rrq(req) = Packet::parse(&buf[..n]).unwrap() else {
+        panic!()
+    };
+    let mut h = Harness::new(&req, file(10));
+    assert_eq!(
+        h.sent(),
+        [Sent::Oack(vec![
+            ("blksize".into(), "8".into()),
+            ("tsize".into(), "10".into())
+        ])]
+    );
+}
+
+#[test]
+fn values_inside_the_rfc_range_are_lowered_not_refused() {
+    // Too large for this server but within the RFCs: lowered to the server's limit,
+    // never raised (negotiation, RFC 2348 and RFC 7440).
     let config = TransferConfig {
         limits: tftp::Limits {
             max_blksize: 1468,
@@ -379,18 +508,48 @@ fn option_values_out_of_range() {
         ..TransferConfig::default()
     };
     let mut h = Harness::with_config(
-        &request(&[("blksize", "65535"), ("windowsize", "100000")]),
-        file(10),
+        &request(&[
+            ("blksize", "65464"),
+            ("windowsize", "65535"),
+            ("timeout", "255"),
+        ]),
+        file(3000),
         config,
     );
     assert_eq!(
         h.sent(),
         [Sent::Oack(vec![
             ("blksize".into(), "1468".into()),
+            ("timeout".into(), "255".into()),
             ("windowsize".into(), "8".into())
         ])]
     );
     assert_eq!((h.t.blksize(), h.t.windowsize()), (1468, 8));
+    // The transfer then runs at the lowered values, its clock the negotiated timeout.
+    h.ack(0);
+    assert_eq!(
+        h.sent(),
+        [Sent::Data(1, 1468), Sent::Data(2, 1468), Sent::Data(3, 64)]
+    );
+    assert_eq!(
+        h.t.poll_timeout().unwrap() - h.now,
+        Duration::from_secs(255)
+    );
+    h.ack(3);
+    assert!(h.completed());
+    // The RFCs' own bounds are accepted as they are.
+    let mut h = Harness::new(
+        &request(&[("blksize", "8"), ("timeout", "1"), ("windowsize", "1")]),
+        file(20),
+    );
+    assert_eq!(
+        h.sent(),
+        [Sent::Oack(vec![
+            ("blksize".into(), "8".into()),
+            ("timeout".into(), "1".into()),
+            ("windowsize".into(), "1".into())
+        ])]
+    );
 }
 
 #[test]

@@ -378,7 +378,9 @@ impl<P: Provider + 'static> Job<P> {
     async fn start(&self) -> Result<Box<dyn Session + Send>, Error> {
         let provider = self.provider.clone();
         let (path, peer, write) = (self.request.filename.clone(), self.peer, self.write);
-        let size = crate::Options::from_pairs(&self.request.options).tsize;
+        // Option values outside their RFC's range are refused (ERROR 8) before any file
+        // is opened; a WRQ's tsize tells the provider the upload's size.
+        let size = crate::Options::from_request(&self.request.options)?.tsize;
         let now = Instant::now();
         let cfg = &self.config.transfer;
         let joined = tokio::task::spawn_blocking(move || {

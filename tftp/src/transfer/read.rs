@@ -79,14 +79,16 @@ impl ReadTransfer {
     ///
     /// # Errors
     ///
-    /// [`Error::Refused`] (ERROR 4 "Unknown mode") for `mail` and unknown modes, or a
-    /// netascii source that is too large; [`Error::Io`] when converting fails.
+    /// [`Error::Refused`]: ERROR 8 for an option value outside its RFC's range (see
+    /// [`Options::from_request`]), ERROR 4 "Unknown mode" for `mail` and unknown modes, or
+    /// a netascii source that is too large; [`Error::Io`] when converting fails.
     pub fn new(
         now: Instant,
         request: &Request,
         source: Arc<dyn Source>,
         config: &TransferConfig,
     ) -> Result<Self, Error> {
+        let requested = Options::from_request(&request.options)?;
         let (source, size_known) = match request.mode {
             Mode::Octet => (source, true),
             Mode::Netascii => (
@@ -97,7 +99,6 @@ impl ReadTransfer {
                 return Err(Error::refused(ErrorCode::IllegalOperation, "Unknown mode"));
             }
         };
-        let requested = Options::from_pairs(&request.options);
         let size = source.len();
         // tsize is omitted for an empty file: curl 7.88 rejects "tsize 0" in an OACK
         // ("invalid tsize value"), and omitting an option is always allowed (RFC 2347).

@@ -57,7 +57,8 @@ impl WriteTransfer {
     ///
     /// # Errors
     ///
-    /// [`Error::Refused`] (ERROR 4 "Unknown mode") for `mail` and unknown modes.
+    /// [`Error::Refused`]: ERROR 8 for an option value outside its RFC's range (see
+    /// [`Options::from_request`]), ERROR 4 "Unknown mode" for `mail` and unknown modes.
     pub fn new(
         now: Instant,
         request: &Request,
@@ -71,7 +72,7 @@ impl WriteTransfer {
                 return Err(Error::refused(ErrorCode::IllegalOperation, "Unknown mode"));
             }
         };
-        let requested = Options::from_pairs(&request.options);
+        let requested = Options::from_request(&request.options)?;
         // A WRQ's tsize is the upload's size: echo it (RFC 2349).
         let accepted = Options::accept(&requested, &config.limits, requested.tsize);
         let mut t = Self {
