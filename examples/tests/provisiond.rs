@@ -208,8 +208,14 @@ fn cli_and_server_work_together() {
         "{merged}"
     );
     let audit = String::from_utf8(api(&["audit", "--limit", "2"]).stdout).unwrap();
-    assert!(audit.contains("api:anonymous") && audit.contains("version.merge"), "{audit}");
-    assert!(audit.contains("api:tester") && audit.contains("version.new"), "{audit}");
+    assert!(
+        audit.contains("api:anonymous") && audit.contains("version.merge"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("api:tester") && audit.contains("version.new"),
+        "{audit}"
+    );
     // Errors keep their exit codes over the API.
     assert_eq!(api(&["device", "show", "nobody"]).status.code(), Some(3));
     assert_eq!(
