@@ -108,7 +108,7 @@ pub struct Boot {
     pub kernel: String,
     /// Initrd path on the TFTP server.
     pub initrd: String,
-    /// Kernel command line; `nbdroot=` and `hostname=` are appended.
+    /// Kernel command line; `nbdroot=`, `hostname=` and `initrd=` are appended.
     pub cmdline: String,
     /// Seconds the boot menu (several vDisks) waits before booting the first.
     pub menu_timeout: u32,

@@ -1,217 +1,50 @@
-//! provisiond answers PXE clients itself: ProxyDHCP from the store, beside a plain DHCP
-//! server, in network namespaces this test creates (root only; every namespace is
-//! deleted at the end, even on failure; only 10.77.x.x addresses).
+//! provisiond boots diskless machines from the network all the way (DESIGN.md boot path
+//! 2): ProxyDHCP from its store beside a plain DHCP server, the device's iPXE script
+//! (a menu of its two vDisks) and the kernel and initrd over its TFTP, the root file
+//! system over its NBD. In network namespaces this test creates (see the lab module:
+//! root only; every namespace is deleted at the end, even on failure).
 //!
-//! Topology (names carry the test's tag and PID):
 //! ```text
 //!  ns <tag>s: br0 10.77.0.1 ── provisiond: ProxyDHCP (67, 4011, RAs) + TFTP (69) + NBD
-//!     ├─ tap0 ── QEMU (e1000 + its iPXE ROM, SeaBIOS, TCG, -boot n), device seat-1
+//!     │                        (10809) + admin API (127.0.0.1:10810, for /metrics)
+//!     ├─ tap0 ── QEMU (TCG): SeaBIOS + iPXE ROM (seat-1), or OVMF's own PXE (seat-3)
 //!     ├─ veth ═ ns <tag>d: 10.77.0.2  dnsmasq, plain DHCP (addresses only, no PXE)
-//!     └─ veth ═ ns <tag>c: no address  scripted PXE client (this binary re-run there)
+//!     └─ veth ═ ns <tag>c: no address  scripted PXE client (seat-2 and a stranger)
 //! ```
-//! The lab helpers are a trimmed copy of those in `pxe-serve_netns.rs`.
+//!
+//! The guest is testkit's boot assets (testkit/scripts/boot-assets.sh): its initramfs
+//! DHCPs again (vendor class `e2e-initramfs`, which provisiond must not answer),
+//! attaches `nbdroot=` with nbd-client and mounts `root=/dev/nbd0p2`; the root's init
+//! prints `BOOTED-FROM-VDISK hostname=<hostname=> root=...`, writes, prints `E2E-DONE`
+//! and powers off.
+
+mod lab;
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use provision_core::{DeviceType, Mac, Mode, Store, create_vdisk};
+use lab::{CLIENT_IF, Lab, SERVER, console, field, firmware_dir};
 use pxe::client::ClientProfile;
 use pxe::wire::message::FLAG_BROADCAST;
 use pxe::{Message, Op};
 use testkit::ChildGuard;
+use testkit::boot_assets::BootAssets;
 
-const SERVER: &str = "10.77.0.1";
-const CLIENT_IF: &str = "vethc";
-/// The VM's MAC: device seat-1, two vDisks assigned.
+/// The BIOS VM's MAC: device seat-1, vDisks `os` and `tools` (a menu).
 const SEAT_1: &str = "52:54:00:77:00:01";
-/// Device seat-2 (one vDisk), played by the scripted client.
+/// Device seat-2 (`os` only), played by the scripted client.
 const SEAT_2: [u8; 6] = [0x52, 0x54, 0, 0x77, 0, 2];
-
-/// Namespaces of one test; deleted on drop.
-struct Lab {
-    prefix: String,
-    namespaces: Vec<String>,
-    dir: tempfile::TempDir,
-}
-
-fn ip(args: &[&str]) {
-    testkit::run(Command::new("ip").args(args));
-}
-
-impl Lab {
-    /// The server namespace with br0 = 10.77.0.1/24, or `None` (skip) when the test
-    /// cannot run here.
-    fn new(tag: &str) -> Option<Lab> {
-        if !testkit::is_root() {
-            assert!(
-                !testkit::in_ci(),
-                "network namespace tests need root under CI=true"
-            );
-            eprintln!("SKIPPED: network namespace tests need root");
-            return None;
-        }
-        testkit::peer("ip")?;
-        let mut lab = Lab {
-            prefix: format!("pd{tag}{}", std::process::id()),
-            namespaces: Vec::new(),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let s = lab.ns("s");
-        ip(&[
-            "-n",
-            &s,
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "forward_delay",
-            "0",
-        ]);
-        ip(&["-n", &s, "addr", "add", "10.77.0.1/24", "dev", "br0"]);
-        ip(&["-n", &s, "link", "set", "br0", "up"]);
-        Some(lab)
-    }
-
-    fn name(&self, suffix: &str) -> String {
-        format!("{}{suffix}", self.prefix)
-    }
-
-    fn ns(&mut self, suffix: &str) -> String {
-        let name = self.name(suffix);
-        ip(&["netns", "add", &name]);
-        self.namespaces.push(name.clone());
-        ip(&["-n", &name, "link", "set", "lo", "up"]);
-        name
-    }
-
-    /// A namespace on the bridge with `addr` (or none: a client with a device route).
-    fn attach(&mut self, suffix: &str, ifname: &str, addr: Option<&str>) -> String {
-        let ns = self.ns(suffix);
-        let s = self.name("s");
-        let port = format!("p{suffix}");
-        ip(&[
-            "link", "add", ifname, "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &s,
-        ]);
-        ip(&["-n", &s, "link", "set", &port, "master", "br0", "up"]);
-        ip(&["-n", &ns, "link", "set", ifname, "up"]);
-        match addr {
-            Some(a) => ip(&["-n", &ns, "addr", "add", a, "dev", ifname]),
-            None => ip(&["-n", &ns, "route", "add", "default", "dev", ifname]),
-        }
-        ns
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Starts `program args` inside `ns` (exec'd: the guard's PID is the program's),
-    /// stderr and stdout appended to `log`.
-    fn spawn(&self, ns: &str, log: &str, program: &Path, args: &[&str]) -> ChildGuard {
-        let mut line = format!("exec '{}'", program.display());
-        for a in args {
-            line.push_str(&format!(" '{}'", a.replace('\'', "'\\''")));
-        }
-        line.push_str(&format!(" >>'{}' 2>&1", self.path(log).display()));
-        ChildGuard::spawn(
-            Command::new("ip")
-                .args(["netns", "exec", ns, "sh", "-c", &line])
-                .env("RUST_LOG", "pxe=debug,provision_core=debug,info"),
-        )
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path(name)).unwrap_or_default()
-    }
-
-    /// Waits (at most 15 s) until `log` contains `needle`.
-    fn wait_log(&self, name: &str, needle: &str) {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(15) {
-            if self.log(name).contains(needle) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("`{needle}` not in {name} after 15 s:\n{}", self.log(name));
-    }
-
-    /// Runs the scripted client in namespace `ns` (at most 60 s); its `REPLY` lines.
-    fn client(&self, ns: &str) -> Vec<String> {
-        let exe = std::env::current_exe().unwrap();
-        let out = testkit::run_output(
-            Command::new("ip")
-                .args(["netns", "exec", ns])
-                .arg(exe)
-                .args([
-                    "client_helper",
-                    "--exact",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env("PROVISIOND_PXE_HELPER", "1"),
-            Duration::from_secs(60),
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "client helper failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // The harness prints "test client_helper ... " first, without a newline.
-        stdout
-            .lines()
-            .filter_map(|l| l.find("REPLY ").map(|i| l[i..].to_owned()))
-            .collect()
-    }
-
-    /// dnsmasq as the site's address-only DHCP server in its own namespace (10.77.0.2).
-    fn plain_dhcp(&mut self, dnsmasq: &Path) -> ChildGuard {
-        let d = self.attach("d", "vethd", Some("10.77.0.2/24"));
-        let args = [
-            "--no-daemon".to_owned(),
-            "--conf-file=/dev/null".to_owned(),
-            "--port=0".to_owned(),
-            "--user=root".to_owned(),
-            "--interface=vethd".to_owned(),
-            "--bind-interfaces".to_owned(),
-            "--no-ping".to_owned(),
-            "--log-dhcp".to_owned(),
-            "--dhcp-range=10.77.0.50,10.77.0.60,255.255.255.0,1h".to_owned(),
-            format!("--dhcp-leasefile={}", self.path("dnsmasq.leases").display()),
-            format!("--pid-file={}", self.path("dnsmasq-d.pid").display()),
-        ];
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let g = self.spawn(&d, "dnsmasq-d.log", dnsmasq, &args);
-        self.wait_log("dnsmasq-d.log", "DHCP, IP range");
-        g
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for entry in std::fs::read_dir(self.dir.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.ends_with(".log") {
-                    eprintln!("----- {name}\n{}", self.log(&name));
-                }
-            }
-        }
-        for ns in self.namespaces.iter().rev() {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
+/// The UEFI VM's MAC: device seat-3, vDisks `os` and `tools` (a menu).
+const SEAT_3: &str = "52:54:00:77:00:03";
+/// Where the admin API listens inside the server namespace.
+const API: &str = "127.0.0.1:10810";
+/// How long a VM may take from QEMU start to `E2E-DONE`.
+const VM_LIMIT: Duration = Duration::from_secs(240);
+/// The boot reads about 2 MB of the root over NBD (E2E.md §5); the handshake alone
+/// reads nothing.
+const ROOT_READ_BYTES: u64 = 1_000_000;
 
 // ---------------------------------------------------------------- the scripted client
 
@@ -249,7 +82,7 @@ fn exchange(sock: &UdpSocket, mut discover: Message, wait: Duration, until_ours:
     }
 }
 
-fn helper() {
+fn helper_seats() {
     let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 68)).unwrap();
     sock.set_broadcast(true).unwrap();
     let own = std::fs::read_to_string(format!("/sys/class/net/{CLIENT_IF}/address")).unwrap();
@@ -283,62 +116,9 @@ fn helper() {
 #[test]
 #[ignore = "run by the namespace test inside its client namespace"]
 fn client_helper() {
-    if std::env::var_os("PROVISIOND_PXE_HELPER").is_some() {
-        helper();
+    if lab::helper().as_deref() == Some("seats") {
+        helper_seats();
     }
-}
-
-// ---------------------------------------------------------------- the VM's console
-
-/// The serial log without ANSI escapes and carriage returns.
-fn console(path: &Path) -> String {
-    let raw = String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned();
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\u{1b}' => {
-                // CSI: ESC [ params final-byte
-                if chars.peek() == Some(&'[') {
-                    chars.next();
-                    for d in chars.by_ref() {
-                        if d.is_ascii_alphabetic() {
-                            break;
-                        }
-                    }
-                }
-            }
-            '\r' => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn wait_console(path: &Path, needle: &str, limit: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        let text = console(path);
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "`{needle}` not on the VM console after {limit:?}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-// ---------------------------------------------------------------- the test
-
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    let start = line
-        .find(&format!(" {key}="))
-        .map(|i| i + key.len() + 2)
-        .unwrap_or_else(|| panic!("no {key} in {line}"));
-    let rest = &line[start..];
-    &rest[..rest.find(' ').unwrap_or(rest.len())]
 }
 
 fn replies<'a>(lines: &'a [String], server: &str, xid: u32) -> Vec<&'a String> {
@@ -349,52 +129,102 @@ fn replies<'a>(lines: &'a [String], server: &str, xid: u32) -> Vec<&'a String> {
         .collect()
 }
 
-/// The store: vDisks `lab` and `tools`; seat-1 (the VM) has both (a menu), seat-2 one.
-fn store(dir: &Path) {
-    let store = Arc::new(Store::open(dir).unwrap());
-    create_vdisk(&store, "lab", 1 << 20, "lab image").unwrap();
-    create_vdisk(&store, "tools", 1 << 20, "tools image").unwrap();
-    let seat_1: Mac = SEAT_1.parse().unwrap();
-    store
-        .add_device(seat_1, "seat-1", None, DeviceType::Production)
-        .unwrap();
-    store.assign("seat-1", "lab", Mode::Standard, None).unwrap();
-    store
-        .assign("seat-1", "tools", Mode::Private, None)
-        .unwrap();
-    store
-        .add_device(Mac(SEAT_2), "seat-2", None, DeviceType::Production)
-        .unwrap();
-    store.assign("seat-2", "lab", Mode::Standard, None).unwrap();
+// ---------------------------------------------------------------- the server side
+
+/// Runs `provision --store STORE args`; panics with its output when it fails.
+fn provision(store: &Path, args: &[&str]) {
+    testkit::run(
+        Command::new(env!("CARGO_BIN_EXE_provision"))
+            .arg("--store")
+            .arg(store)
+            .args(["--actor", "e2e"])
+            .args(args),
+    );
 }
 
-/// dnsmasq hands out the addresses; provisiond answers the PXE clients of its devices
-/// (and nobody else) with iPXE or, for iPXE, the device's script, and serves that
-/// script over TFTP: QEMU's iPXE ROM shows seat-1's menu of its two vDisks.
-#[test]
-fn qemu_pxe_rom_gets_its_device_menu_from_provisiond() {
-    let Some(mut lab) = Lab::new("q") else { return };
-    let Some(qemu) = testkit::peer("qemu-system-x86_64") else {
-        return;
-    };
-    let Some(dnsmasq) = testkit::peer("dnsmasq") else {
-        return;
-    };
-    let _plain = lab.plain_dhcp(&dnsmasq);
-    let c = lab.attach("c", CLIENT_IF, None);
-    let s = lab.name("s");
-    ip(&["-n", &s, "tuntap", "add", "dev", "tap0", "mode", "tap"]);
-    ip(&["-n", &s, "link", "set", "tap0", "master", "br0", "up"]);
+/// The store, made with our tools: vDisk `os` (the assets' disk, converted to a
+/// dynamic VHD by `vhd` and imported) and `tools` (empty); seat-1 and seat-3 have both
+/// (a menu, `os` the default) and a personality hostname; seat-2 has `os`.
+fn store(lab: &Lab, assets: &BootAssets) {
+    let store = lab.path("store");
+    let vhd = lab.path("os.vhd");
+    testkit::run(
+        Command::new(env!("CARGO_BIN_EXE_vhd"))
+            .arg("convert")
+            .arg(&assets.disk_raw)
+            .arg(&vhd)
+            .args(["--to", "dynamic"]),
+    );
+    provision(&store, &["vdisk", "import", "os", vhd.to_str().unwrap()]);
+    std::fs::remove_file(&vhd).unwrap();
+    provision(&store, &["vdisk", "create", "tools", "--size", "1M"]);
+    for (mac, name, hostname) in [
+        (SEAT_1, "seat-1", "diskless-1"),
+        (SEAT_3, "seat-3", "diskless-3"),
+    ] {
+        provision(&store, &["device", "add", mac, name]);
+        provision(&store, &["assign", name, "os"]);
+        provision(&store, &["assign", name, "tools", "--mode", "private"]);
+        let hostname = format!("hostname={hostname}");
+        provision(&store, &["personality", "set", name, &hostname]);
+    }
+    provision(&store, &["device", "add", "52:54:00:77:00:02", "seat-2"]);
+    provision(&store, &["assign", "seat-2", "os"]);
+}
 
-    store(&lab.path("store"));
-    let tftp_root = lab.path("tftp");
-    std::fs::create_dir(&tftp_root).unwrap();
-    std::fs::write(tftp_root.join("undionly.kpxe"), b"not really iPXE").unwrap();
-    let config = lab.path("provisiond.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"store = "{store}"
+/// One lab with provisiond serving `store` on br0, dnsmasq handing out the addresses
+/// and a tap for the VM. (Fields drop in order: the servers stop before the lab's
+/// namespaces go.)
+struct Site {
+    _server: Option<ChildGuard>,
+    _plain: ChildGuard,
+    lab: Lab,
+    qemu: PathBuf,
+    curl: PathBuf,
+}
+
+impl Site {
+    /// The peers, boot assets and lab; `None` (skip) when something is missing outside
+    /// CI.
+    fn new(tag: &str) -> Option<(Site, BootAssets)> {
+        let mut lab = Lab::new(tag)?;
+        let qemu = testkit::peer("qemu-system-x86_64")?;
+        let curl = testkit::peer("curl")?;
+        let assets = testkit::boot_assets::boot_assets()?;
+        let plain = lab.plain_dhcp()?;
+        lab.tap();
+        store(&lab, &assets);
+        let site = Site {
+            _server: None,
+            _plain: plain,
+            lab,
+            qemu,
+            curl,
+        };
+        Some((site, assets))
+    }
+
+    /// Starts provisiond with a TFTP folder holding `boot/os/{vmlinuz,initrd.img}` and
+    /// `extra_files` (name, source).
+    ///
+    /// The script's kernel and initrd paths start with `/`: iPXE resolves a relative
+    /// path against the script's own URI, so `boot/os/vmlinuz` (the default's style)
+    /// would be fetched as `provision/boot/os/vmlinuz`.
+    fn serve(&mut self, assets: &BootAssets, extra_files: &[(&str, &Path)]) {
+        let lab = &self.lab;
+        let tftp_root = lab.path("tftp");
+        std::fs::create_dir_all(tftp_root.join("boot/os")).unwrap();
+        std::fs::copy(&assets.kernel, tftp_root.join("boot/os/vmlinuz")).unwrap();
+        std::fs::copy(&assets.initrd, tftp_root.join("boot/os/initrd.img")).unwrap();
+        std::fs::write(tftp_root.join("undionly.kpxe"), b"not really iPXE").unwrap();
+        for (name, source) in extra_files {
+            std::fs::copy(source, tftp_root.join(name)).unwrap();
+        }
+        let config = lab.path("provisiond.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"store = "{store}"
 [nbd]
 listen = "{SERVER}:10809"
 [tftp]
@@ -406,27 +236,226 @@ enabled = true
 interface = "br0"
 server_ip = "{SERVER}"
 router_advertisements = true
+[dhcp.boot_files]
+bios = "undionly.kpxe"
+efi-x64 = "snponly.efi"
+efi-bc = "snponly.efi"
 [boot]
 nbd_server = "{SERVER}:10809"
-menu_timeout = 60
+kernel = "boot/{{vdisk}}/vmlinuz"
+initrd = "boot/{{vdisk}}/initrd.img"
+cmdline = "root=/dev/nbd0p2 console=ttyS0,115200 panic=1"
+menu_timeout = 2
+[api]
+listen = "{API}"
 "#,
-            store = lab.path("store").display(),
-            tftp = tftp_root.display(),
-        ),
-    )
-    .unwrap();
-    let _server = lab.spawn(
-        &s,
-        "provisiond.log",
-        Path::new(env!("CARGO_BIN_EXE_provisiond")),
-        &["--config", config.to_str().unwrap()],
+                store = lab.path("store").display(),
+                tftp = tftp_root.display(),
+            ),
+        )
+        .unwrap();
+        self._server = Some(lab.spawn(
+            &lab.name("s"),
+            "provisiond.log",
+            Path::new(env!("CARGO_BIN_EXE_provisiond")),
+            &["--config", config.to_str().unwrap()],
+        ));
+        for service in [
+            "ProxyDHCP service listening",
+            "TFTP service listening",
+            "admin API listening",
+            "NBD service listening",
+        ] {
+            lab.wait_log("provisiond.log", service);
+        }
+    }
+
+    /// Boots the VM (`args`, with `-no-reboot`) until the guest prints `E2E-DONE`;
+    /// returns its console and how long that took. Panics with the serial log when
+    /// the guest fails, QEMU exits first, or [`VM_LIMIT`] passes.
+    fn boot(&self, args: Vec<String>) -> (String, Duration) {
+        let serial = self.lab.serial();
+        let mut args = args;
+        args.push("-no-reboot".to_owned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let start = Instant::now();
+        let mut vm = self
+            .lab
+            .spawn(&self.lab.name("s"), "qemu.log", &self.qemu, &args);
+        let failure = loop {
+            let text = console(&serial);
+            if text.contains("E2E-DONE") {
+                break None;
+            }
+            if let Some(marker) = [
+                "E2E-FAILED",
+                "E2E-INITRAMFS-FAILED",
+                "Kernel panic",
+                // SeaBIOS, and EDK2, after every boot option failed.
+                "No bootable device",
+                "No bootable option or device was found",
+            ]
+            .into_iter()
+            .find(|m| text.contains(m))
+            {
+                break Some(format!("the guest printed `{marker}`"));
+            }
+            if let Ok(Some(status)) = vm.child().try_wait() {
+                break Some(format!("QEMU exited with {status}"));
+            }
+            if start.elapsed() > VM_LIMIT {
+                break Some(format!("no E2E-DONE within {VM_LIMIT:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let took = start.elapsed();
+        // Let the guest power off (it has nothing left to do but sync); QEMU is
+        // killed by its guard otherwise.
+        let off = Instant::now();
+        while failure.is_none()
+            && off.elapsed() < Duration::from_secs(30)
+            && matches!(vm.child().try_wait(), Ok(None))
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        drop(vm);
+        let text = console(&serial);
+        if let Some(why) = failure {
+            panic!(
+                "VM: {why} after {took:.1?}\n--- serial log {} ---\n{text}",
+                serial.display()
+            );
+        }
+        (text, took)
+    }
+
+    /// The console without the kernel's own messages (`[ seconds] ...`): firmware,
+    /// iPXE, initramfs and root init lines, for the test's output.
+    fn summary(text: &str) -> String {
+        text.lines()
+            .filter(|l| !l.starts_with('[') && !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The admin API's `/metrics`, read inside the server namespace.
+    fn metrics(&self) -> String {
+        self.lab.run_in(
+            &self.lab.name("s"),
+            &self.curl,
+            &["-sf", &format!("http://{API}/metrics")],
+        )
+    }
+}
+
+/// The value of `series` (name and labels exactly as written) in a metrics page.
+fn metric(page: &str, series: &str) -> u64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no `{series}` in /metrics:\n{page}"))
+}
+
+/// What every full boot shows: the menu of the device's two vDisks, the default booted
+/// after the timeout with kernel and initrd from our TFTP and the root over our NBD,
+/// the personality's hostname; the initramfs's own DHCP left to dnsmasq.
+fn check_boot(site: &Site, mac: &str, device: &str, hostname: &str, text: &str) {
+    let log = site.lab.log("provisiond.log");
+    assert!(
+        text.contains(&format!("provision: choose a vDisk for {device}")),
+        "the script's menu title:\n{text}"
     );
-    lab.wait_log("provisiond.log", "ProxyDHCP service listening");
-    lab.wait_log("provisiond.log", "TFTP service listening");
+    assert!(
+        text.contains("os (standard)") && text.contains("tools (private)"),
+        "{text}"
+    );
+    // Nobody chose: the default entry was booted after the timeout, its kernel and
+    // initrd loaded by iPXE from the TFTP root.
+    let menu = text.find("provision: choose a vDisk").unwrap();
+    // iPXE prints `<path>... ok`, with percentages between when the transfer is slow.
+    let loaded = |path: &str| {
+        let at = text.find(&format!("{path}..."))?;
+        let line = text[at..].lines().next()?;
+        line.trim_end().ends_with("ok").then_some(at)
+    };
+    let kernel = loaded("/boot/os/vmlinuz");
+    let initrd = loaded("/boot/os/initrd.img");
+    assert!(
+        kernel.is_some_and(|k| k > menu) && initrd.is_some_and(|i| i > menu),
+        "iPXE loaded /boot/os/vmlinuz and /boot/os/initrd.img after the menu:\n{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "BOOTED-FROM-VDISK hostname={hostname} root=/dev/nbd0p2"
+        )),
+        "{text}"
+    );
+    assert!(
+        log.contains(&format!("file=provision/{mac}.ipxe")),
+        "provisiond offered the device's script:\n{log}"
+    );
+    for file in ["boot/os/vmlinuz", "boot/os/initrd.img"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("transfer complete") && l.contains(&format!("file={file}"))),
+            "provisiond's TFTP served {file}:\n{log}"
+        );
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.contains("transmission") && l.contains(&format!("export={mac}/os"))),
+        "the initramfs attached {mac}/os over provisiond's NBD:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("not answering: not a PXE") && l.contains(&format!("mac={mac}"))),
+        "the initramfs's DHCP (vendor class e2e-initramfs) reached provisiond, which \
+         must stay silent:\n{log}"
+    );
+    assert!(
+        log.contains("router solicitation answered"),
+        "no router advertisement sent:\n{log}"
+    );
+    let page = site.metrics();
+    let labels = format!("{{mac=\"{mac}\",device=\"{device}\",vdisk=\"os\"}}");
+    let read = metric(&page, &format!("provision_device_read_bytes_total{labels}"));
+    let written = metric(
+        &page,
+        &format!("provision_device_write_bytes_total{labels}"),
+    );
+    assert!(
+        read >= ROOT_READ_BYTES,
+        "{device} read only {read} bytes over NBD:\n{page}"
+    );
+    assert!(
+        written >= 1 << 20,
+        "the guest writes 1 MiB, provisiond saw {written} bytes:\n{page}"
+    );
+    assert!(
+        metric(&page, "provision_tftp_transfers_total") >= 3,
+        "script, kernel and initrd over TFTP:\n{page}"
+    );
+    eprintln!("{device}: {read} bytes read and {written} written over NBD");
+}
+
+// ---------------------------------------------------------------- the tests
+
+/// dnsmasq hands out the addresses; provisiond answers the PXE clients of its devices
+/// (and nobody else) with iPXE or, for iPXE, the device's script. QEMU's iPXE ROM
+/// (SeaBIOS) shows seat-1's menu of its two vDisks, boots the default after 2 s and
+/// runs Linux with its root on provisiond's NBD.
+#[test]
+fn qemu_bios_pxe_menu_then_linux_root_over_nbd() {
+    let _slot = lab::vm_slot();
+    let test_start = Instant::now();
+    let Some((mut site, assets)) = Site::new("pdb") else {
+        return;
+    };
+    let c = site.lab.attach("c", CLIENT_IF, None);
+    site.serve(&assets, &[]);
 
     // The scripted client: an unknown device gets nothing from us (its address from
     // dnsmasq); seat-2's PXE ROM gets iPXE, its iPXE gets seat-2's script.
-    let lines = lab.client(&c);
+    let lines = site.lab.client(&c, "seats");
     assert!(
         replies(&lines, SERVER, 0x5eed_0001).is_empty(),
         "provisiond answered an unknown device:\n{}",
@@ -455,60 +484,64 @@ menu_timeout = 60
         .unwrap_or_else(|| panic!("no offer to seat-2's iPXE: {lines:?}"));
     assert_eq!(field(ipxe, "file"), "provision/52:54:00:77:00:02.ipxe");
     assert!(
-        lab.log("provisiond.log")
+        site.lab
+            .log("provisiond.log")
             .contains("refused by the boot policy: unknown or disabled device"),
         "{}",
-        lab.log("provisiond.log")
+        site.lab.log("provisiond.log")
     );
 
     // QEMU's own PXE ROM (iPXE in the e1000 option ROM) as seat-1.
-    let sercon = lab.path("sercon.bin");
-    std::fs::write(&sercon, [0xf8, 0x03]).unwrap();
-    let serial = lab.path("serial.txt");
-    let args = [
-        "-machine".to_owned(),
-        "pc,accel=tcg".to_owned(),
-        "-m".to_owned(),
-        "256".to_owned(),
-        "-display".to_owned(),
-        "none".to_owned(),
-        "-serial".to_owned(),
-        format!("file:{}", serial.display()),
-        "-fw_cfg".to_owned(),
-        format!("name=etc/sercon-port,file={}", sercon.display()),
-        "-netdev".to_owned(),
-        "tap,id=n0,ifname=tap0,script=no,downscript=no".to_owned(),
-        "-device".to_owned(),
-        format!("e1000,netdev=n0,mac={SEAT_1}"),
-        "-boot".to_owned(),
-        "n".to_owned(),
-    ];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let vm = lab.spawn(&s, "qemu.log", &qemu, &args);
-
-    let text = wait_console(&serial, "tools (private)", Duration::from_secs(150));
-    let vm_pid = vm.id();
-    drop(vm); // SIGKILL to QEMU's PID; loading the kernel is another test's business.
-    eprintln!("VM (PID {vm_pid}) console:\n{text}");
-    assert!(
-        text.contains("provision: choose a vDisk for seat-1"),
-        "the script's menu title:\n{text}"
+    let (text, took) = site.boot(site.lab.bios_vm_args(SEAT_1, 384));
+    eprintln!(
+        "seat-1 (BIOS) reached E2E-DONE {took:.1?} after QEMU started; console without \
+         kernel messages:\n{}",
+        Site::summary(&text)
     );
-    assert!(text.contains("lab (standard)"), "{text}");
     assert!(
-        text.lines().any(|l| l
-            .strip_prefix("net0: 10.77.0.")
-            .and_then(|rest| rest.split('/').next()?.parse::<u8>().ok())
-            .is_some_and(|o| (50..=60).contains(&o))),
+        lab::address_from_plain_dhcp(&text),
         "the address comes from dnsmasq (10.77.0.50-60):\n{text}"
     );
-    let log = lab.log("provisiond.log");
+    check_boot(&site, SEAT_1, "seat-1", "diskless-1", &text);
+    eprintln!("test took {:.1?}", test_start.elapsed());
+}
+
+/// OVMF (EDK2's own PXE client on virtio-net, no option ROM) gets `snponly.efi` from
+/// provisiond's proxy offer and TFTP; that iPXE gets seat-3's script, shows its menu,
+/// boots the default vDisk after 2 s, and Linux runs with its root on provisiond's NBD.
+#[test]
+fn qemu_uefi_pxe_then_ipxe_then_linux_root_over_nbd() {
+    let _slot = lab::vm_slot();
+    let test_start = Instant::now();
+    let Some(ovmf) = firmware_dir("OVMF_DIR", "/usr/share/OVMF", "OVMF_CODE_4M.fd", "ovmf") else {
+        return;
+    };
+    let Some(ipxe) = firmware_dir("IPXE_DIR", "/usr/lib/ipxe", "snponly.efi", "ipxe") else {
+        return;
+    };
+    let Some((mut site, assets)) = Site::new("pdu") else {
+        return;
+    };
+    site.serve(&assets, &[("snponly.efi", &ipxe.join("snponly.efi"))]);
+
+    let (text, took) = site.boot(site.lab.uefi_vm_args(&ovmf, SEAT_3, 512));
+    eprintln!(
+        "seat-3 (UEFI) reached E2E-DONE {took:.1?} after QEMU started; console without \
+         kernel messages:\n{}",
+        Site::summary(&text)
+    );
+    let log = site.lab.log("provisiond.log");
     assert!(
-        log.contains("file=provision/52:54:00:77:00:01.ipxe"),
-        "provisiond offered seat-1's script:\n{log}"
+        log.lines().any(|l| l.contains("reply sent")
+            && l.contains(&format!("mac={SEAT_3}"))
+            && l.contains("file=\"snponly.efi\"")),
+        "the firmware got snponly.efi from provisiond:\n{log}"
     );
     assert!(
-        log.contains("router solicitation answered"),
-        "no router advertisement sent:\n{log}"
+        log.lines()
+            .any(|l| l.contains("transfer complete") && l.contains("file=snponly.efi")),
+        "provisiond's TFTP served snponly.efi:\n{log}"
     );
+    check_boot(&site, SEAT_3, "seat-3", "diskless-3", &text);
+    eprintln!("test took {:.1?}", test_start.elapsed());
 }

@@ -1,5 +1,6 @@
-//! `pxe-serve` against real peers in network namespaces this test creates (root only;
-//! every namespace is deleted at the end, even on failure; only 10.77.x.x addresses).
+//! `pxe-serve` against real peers in network namespaces this test creates (see the lab
+//! module: root only; every namespace is deleted at the end, even on failure; only
+//! 10.77.x.x addresses).
 //!
 //! Topology (one bridge per test, names carry the test's tag and PID):
 //! ```text
@@ -9,223 +10,35 @@
 //!     └─ veth ═ ns <tag>c: no address  scripted PXE client / udhcpc / dhclient
 //! ```
 //! The scripted client is this test binary re-run inside the client namespace
-//! (`client_helper`, selected by the `PXE_NETNS_HELPER` variable).
+//! (`client_helper`, its script selected by `lab::HELPER_ENV`).
+
+mod lab;
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use lab::{CLIENT_IF, Lab, SERVER, field, firmware_dir, wait_console};
 use pxe::client::ClientProfile;
 use pxe::options::{PxeVendor, VendorKind, codes};
 use pxe::wire::message::FLAG_BROADCAST;
 use pxe::{Message, MessageType};
 use testkit::ChildGuard;
 
-const SERVER: &str = "10.77.0.1";
-const CLIENT_IF: &str = "vethc";
-
-/// Namespaces of one test; deleted on drop.
-struct Lab {
-    prefix: String,
-    namespaces: Vec<String>,
-    dir: tempfile::TempDir,
-}
-
-fn ip(args: &[&str]) {
-    testkit::run(Command::new("ip").args(args));
-}
-
-impl Lab {
-    /// Creates the server namespace with br0 = 10.77.0.1/24, or `None` (skip) when the
-    /// test cannot run here.
-    fn new(tag: &str) -> Option<Lab> {
-        if !testkit::is_root() {
-            assert!(
-                !testkit::in_ci(),
-                "network namespace tests need root under CI=true"
-            );
-            eprintln!("SKIPPED: network namespace tests need root");
-            return None;
-        }
-        testkit::peer("ip")?;
-        let mut lab = Lab {
-            prefix: format!("px{tag}{}", std::process::id()),
-            namespaces: Vec::new(),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let s = lab.ns("s");
-        ip(&[
-            "-n",
-            &s,
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "forward_delay",
-            "0",
-        ]);
-        ip(&["-n", &s, "addr", "add", "10.77.0.1/24", "dev", "br0"]);
-        ip(&["-n", &s, "link", "set", "br0", "up"]);
-        Some(lab)
-    }
-
-    fn name(&self, suffix: &str) -> String {
-        format!("{}{suffix}", self.prefix)
-    }
-
-    fn ns(&mut self, suffix: &str) -> String {
-        let name = self.name(suffix);
-        ip(&["netns", "add", &name]);
-        self.namespaces.push(name.clone());
-        ip(&["-n", &name, "link", "set", "lo", "up"]);
-        name
-    }
-
-    /// A namespace on the bridge with `addr` (or none: a client with a device route).
-    fn attach(&mut self, suffix: &str, ifname: &str, addr: Option<&str>) -> String {
-        let ns = self.ns(suffix);
-        let s = self.name("s");
-        let port = format!("p{suffix}");
-        ip(&[
-            "link", "add", ifname, "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &s,
-        ]);
-        ip(&["-n", &s, "link", "set", &port, "master", "br0", "up"]);
-        ip(&["-n", &ns, "link", "set", ifname, "up"]);
-        match addr {
-            Some(a) => ip(&["-n", &ns, "addr", "add", a, "dev", ifname]),
-            None => ip(&["-n", &ns, "route", "add", "default", "dev", ifname]),
-        }
-        ns
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Starts `program args` inside `ns`, stderr and stdout appended to `log`.
-    fn spawn(&self, ns: &str, log: &str, program: &Path, args: &[&str]) -> ChildGuard {
-        let mut line = format!("exec '{}'", program.display());
-        for a in args {
-            line.push_str(&format!(" '{}'", a.replace('\'', "'\\''")));
-        }
-        line.push_str(&format!(" >>'{}' 2>&1", self.path(log).display()));
-        ChildGuard::spawn(
-            Command::new("ip")
-                .args(["netns", "exec", ns, "sh", "-c", &line])
-                .env("RUST_LOG", "pxe=debug,info"),
-        )
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path(name)).unwrap_or_default()
-    }
-
-    /// Waits until `log` contains `needle`.
-    fn wait_log(&self, name: &str, needle: &str) {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(15) {
-            if self.log(name).contains(needle) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("`{needle}` not in {name} after 15 s:\n{}", self.log(name));
-    }
-
-    /// Runs the scripted client `script` in namespace `ns`; returns its stdout lines.
-    fn client(&self, ns: &str, script: &str) -> Vec<String> {
-        let exe = std::env::current_exe().unwrap();
-        let out = testkit::run_output(
-            Command::new("ip")
-                .args(["netns", "exec", ns])
-                .arg(exe)
-                .args([
-                    "client_helper",
-                    "--exact",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env("PXE_NETNS_HELPER", script),
-            Duration::from_secs(60),
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "client helper `{script}` failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // The test harness prints "test client_helper ... " before the helper's own
-        // lines, without a newline: find the markers anywhere on a line.
-        stdout
-            .lines()
-            .filter_map(|l| {
-                l.find("REPLY ")
-                    .or_else(|| l.find("LEASE "))
-                    .map(|i| l[i..].to_owned())
-            })
-            .collect()
-    }
-
-    fn pxe_serve(&self, args: &[&str]) -> ChildGuard {
-        let s = self.name("s");
-        let mut all = vec!["-i", "br0", "--server-ip", SERVER];
-        all.extend_from_slice(args);
-        let guard = self.spawn(
-            &s,
-            "pxe-serve.log",
-            Path::new(env!("CARGO_BIN_EXE_pxe-serve")),
-            &all,
-        );
-        self.wait_log("pxe-serve.log", "pxe server running");
-        guard
-    }
-
-    /// dnsmasq as the site's address-only DHCP server in its own namespace (10.77.0.2).
-    fn plain_dhcp(&mut self) -> Option<ChildGuard> {
-        let dnsmasq = testkit::peer("dnsmasq")?;
-        let d = self.attach("d", "vethd", Some("10.77.0.2/24"));
-        let leases = self.path("dnsmasq.leases");
-        let args = [
-            "--no-daemon".to_owned(),
-            "--conf-file=/dev/null".to_owned(),
-            "--port=0".to_owned(),
-            "--user=root".to_owned(),
-            "--interface=vethd".to_owned(),
-            "--bind-interfaces".to_owned(),
-            "--no-ping".to_owned(),
-            "--log-dhcp".to_owned(),
-            "--dhcp-range=10.77.0.50,10.77.0.60,255.255.255.0,1h".to_owned(),
-            format!("--dhcp-leasefile={}", leases.display()),
-            format!("--pid-file={}", self.path("dnsmasq-d.pid").display()),
-        ];
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let g = self.spawn(&d, "dnsmasq-d.log", &dnsmasq, &args);
-        self.wait_log("dnsmasq-d.log", "DHCP, IP range");
-        Some(g)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for entry in std::fs::read_dir(self.dir.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.ends_with(".log") {
-                    eprintln!("----- {name}\n{}", self.log(&name));
-                }
-            }
-        }
-        for ns in self.namespaces.iter().rev() {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
+/// Starts pxe-serve on br0 in the lab's server namespace with `args`.
+fn pxe_serve(lab: &Lab, args: &[&str]) -> ChildGuard {
+    let s = lab.name("s");
+    let mut all = vec!["-i", "br0", "--server-ip", SERVER];
+    all.extend_from_slice(args);
+    let guard = lab.spawn(
+        &s,
+        "pxe-serve.log",
+        Path::new(env!("CARGO_BIN_EXE_pxe-serve")),
+        &all,
+    );
+    lab.wait_log("pxe-serve.log", "pxe server running");
+    guard
 }
 
 // ---------------------------------------------------------------- the scripted client
@@ -444,38 +257,18 @@ fn helper_malformed() {
 #[test]
 #[ignore = "run by the namespace tests inside their client namespace"]
 fn client_helper() {
-    match std::env::var("PXE_NETNS_HELPER").as_deref() {
-        Ok("pxe") => helper_pxe(None, 1),
-        Ok("pxe-two-proxies") => helper_pxe(None, 2),
-        Ok("pxe-menu-b") => helper_pxe(Some(0x8001), 1),
-        Ok("plain") => helper_plain(),
-        Ok("ipxe") => helper_ipxe(),
-        Ok("malformed") => helper_malformed(),
+    match lab::helper().as_deref() {
+        Some("pxe") => helper_pxe(None, 1),
+        Some("pxe-two-proxies") => helper_pxe(None, 2),
+        Some("pxe-menu-b") => helper_pxe(Some(0x8001), 1),
+        Some("plain") => helper_plain(),
+        Some("ipxe") => helper_ipxe(),
+        Some("malformed") => helper_malformed(),
         _ => {}
     }
 }
 
 // ---------------------------------------------------------------- the tests
-
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    let start = line
-        .find(&format!(" {key}="))
-        .map(|i| i + key.len() + 2)
-        .unwrap_or_else(|| panic!("no {key} in {line}"));
-    let rest = &line[start..];
-    let end = rest.find(" ").map_or(rest.len(), |e| {
-        // Values may contain spaces (menu texts); stop at the next " key=".
-        rest.match_indices(' ')
-            .map(|(i, _)| i)
-            .find(|&i| {
-                rest[i + 1..]
-                    .split_once(' ')
-                    .map_or(rest[i + 1..].contains('='), |(w, _)| w.contains('='))
-            })
-            .unwrap_or(e)
-    });
-    &rest[..end]
-}
 
 fn from_server<'a>(lines: &'a [String], server: &str) -> Vec<&'a String> {
     lines
@@ -486,19 +279,24 @@ fn from_server<'a>(lines: &'a [String], server: &str) -> Vec<&'a String> {
 
 #[test]
 fn proxy_mode_beside_a_plain_dhcp_server() {
-    let Some(mut lab) = Lab::new("p") else { return };
+    let Some(mut lab) = Lab::new("pxp") else {
+        return;
+    };
     let Some(_dnsmasq) = lab.plain_dhcp() else {
         return;
     };
     let c = lab.attach("c", CLIENT_IF, None);
-    let _server = lab.pxe_serve(&[
-        "--boot-file",
-        "bios=undionly.kpxe",
-        "--boot-file",
-        "efi-x64=ipxe.efi",
-        "--ipxe-script",
-        "http://10.77.0.1/boot.ipxe",
-    ]);
+    let _server = pxe_serve(
+        &lab,
+        &[
+            "--boot-file",
+            "bios=undionly.kpxe",
+            "--boot-file",
+            "efi-x64=ipxe.efi",
+            "--ipxe-script",
+            "http://10.77.0.1/boot.ipxe",
+        ],
+    );
 
     let lines = lab.client(&c, "pxe");
     let ours = from_server(&lines, SERVER);
@@ -580,21 +378,26 @@ fn proxy_mode_beside_a_plain_dhcp_server() {
 
 #[test]
 fn proxy_menu_and_boot_server_selection() {
-    let Some(mut lab) = Lab::new("m") else { return };
+    let Some(mut lab) = Lab::new("pxm") else {
+        return;
+    };
     let Some(_dnsmasq) = lab.plain_dhcp() else {
         return;
     };
     let c = lab.attach("c", CLIENT_IF, None);
-    let _server = lab.pxe_serve(&[
-        "--menu-prompt",
-        "Provision menu",
-        "--menu-timeout",
-        "10",
-        "--menu-entry",
-        "Boot A=entry-a.ipxe",
-        "--menu-entry",
-        "Boot B=entry-b.ipxe",
-    ]);
+    let _server = pxe_serve(
+        &lab,
+        &[
+            "--menu-prompt",
+            "Provision menu",
+            "--menu-timeout",
+            "10",
+            "--menu-entry",
+            "Boot A=entry-a.ipxe",
+            "--menu-entry",
+            "Boot B=entry-b.ipxe",
+        ],
+    );
     let lines = lab.client(&c, "pxe-menu-b");
     let ours = from_server(&lines, SERVER);
     let offer = ours
@@ -613,9 +416,11 @@ fn proxy_menu_and_boot_server_selection() {
 
 #[test]
 fn malformed_packets_are_logged_and_the_server_keeps_answering() {
-    let Some(mut lab) = Lab::new("x") else { return };
+    let Some(mut lab) = Lab::new("pxx") else {
+        return;
+    };
     let c = lab.attach("c", CLIENT_IF, None);
-    let _server = lab.pxe_serve(&["--boot-file", "bios=undionly.kpxe"]);
+    let _server = pxe_serve(&lab, &["--boot-file", "bios=undionly.kpxe"]);
     let lines = lab.client(&c, "malformed");
     assert!(
         from_server(&lines, SERVER)
@@ -633,7 +438,9 @@ fn malformed_packets_are_logged_and_the_server_keeps_answering() {
 
 #[test]
 fn rival_proxy_dhcp_server_is_named_in_the_log() {
-    let Some(mut lab) = Lab::new("r") else { return };
+    let Some(mut lab) = Lab::new("pxr") else {
+        return;
+    };
     let Some(dnsmasq) = testkit::peer("dnsmasq") else {
         return;
     };
@@ -658,7 +465,7 @@ fn rival_proxy_dhcp_server_is_named_in_the_log() {
     let _rival = lab.spawn(&r, "dnsmasq-r.log", &dnsmasq, &all);
     lab.wait_log("dnsmasq-r.log", "proxy on subnet");
     let c = lab.attach("c", CLIENT_IF, None);
-    let _server = lab.pxe_serve(&["--boot-file", "bios=undionly.kpxe"]);
+    let _server = pxe_serve(&lab, &["--boot-file", "bios=undionly.kpxe"]);
     let lines = lab.client(&c, "pxe-two-proxies");
     assert!(
         !from_server(&lines, "10.77.0.3").is_empty(),
@@ -669,24 +476,29 @@ fn rival_proxy_dhcp_server_is_named_in_the_log() {
 
 #[test]
 fn full_mode_leases_to_udhcpc_and_dhclient() {
-    let Some(mut lab) = Lab::new("f") else { return };
+    let Some(mut lab) = Lab::new("pxf") else {
+        return;
+    };
     let Some(busybox) = testkit::peer("busybox") else {
         return;
     };
     let c = lab.attach("c", CLIENT_IF, None);
     let leases = lab.path("pxe.leases");
-    let _server = lab.pxe_serve(&[
-        "--mode",
-        "full",
-        "--pool",
-        "10.77.0.100-10.77.0.110/24",
-        "--router",
-        SERVER,
-        "--leases",
-        leases.to_str().unwrap(),
-        "--boot-file",
-        "bios=undionly.kpxe",
-    ]);
+    let _server = pxe_serve(
+        &lab,
+        &[
+            "--mode",
+            "full",
+            "--pool",
+            "10.77.0.100-10.77.0.110/24",
+            "--router",
+            SERVER,
+            "--leases",
+            leases.to_str().unwrap(),
+            "--boot-file",
+            "bios=undionly.kpxe",
+        ],
+    );
     let script = lab.path("udhcpc.sh");
     std::fs::write(
         &script,
@@ -753,78 +565,14 @@ fn full_mode_leases_to_udhcpc_and_dhclient() {
     }
 }
 
-/// The serial log without ANSI escapes and carriage returns.
-fn console(path: &Path) -> String {
-    let raw = String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned();
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\u{1b}' => {
-                // CSI: ESC [ params final-byte
-                if chars.peek() == Some(&'[') {
-                    chars.next();
-                    for d in chars.by_ref() {
-                        if d.is_ascii_alphabetic() {
-                            break;
-                        }
-                    }
-                }
-            }
-            '\r' => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn wait_console(path: &Path, needle: &str, limit: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        let text = console(path);
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "`{needle}` not on the VM console after {limit:?}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// QEMU's own PXE ROM (iPXE in the e1000 option ROM, SeaBIOS, TCG) gets its address
-/// from dnsmasq, our PXE menu from pxe-serve, selects entry B (the boot server exchange
-/// on 4011) and fetches that file over TFTP (dnsmasq's TFTP server); pxe-serve also
-/// answers the VM's IPv6 router solicitations so iPXE does not wait for IPv6.
-#[test]
-fn qemu_pxe_rom_boots_from_our_menu() {
-    let Some(mut lab) = Lab::new("q") else { return };
-    let Some(qemu) = testkit::peer("qemu-system-x86_64") else {
-        return;
-    };
-    let Some(dnsmasq) = testkit::peer("dnsmasq") else {
-        return;
-    };
-    let Some(_plain) = lab.plain_dhcp() else {
-        return;
-    };
-    let s = lab.name("s");
-    ip(&["-n", &s, "tuntap", "add", "dev", "tap0", "mode", "tap"]);
-    ip(&["-n", &s, "link", "set", "tap0", "master", "br0", "up"]);
-
-    let root = lab.path("tftp");
-    std::fs::create_dir(&root).unwrap();
-    for entry in ["a", "b"] {
-        let script = format!("#!ipxe\necho PXE-QEMU-ENTRY-{}-OK\n", entry.to_uppercase());
-        std::fs::write(root.join(format!("entry-{entry}.ipxe")), script).unwrap();
-    }
+/// dnsmasq as a TFTP server only, serving `root` on br0 in the server namespace.
+fn dnsmasq_tftp(lab: &Lab, dnsmasq: &Path, root: &Path) -> ChildGuard {
     let tftp_root = format!("--tftp-root={}", root.display());
     let tftp_pid = format!("--pid-file={}", lab.path("dnsmasq-tftp.pid").display());
-    let _tftp = lab.spawn(
-        &s,
+    let guard = lab.spawn(
+        &lab.name("s"),
         "dnsmasq-tftp.log",
-        &dnsmasq,
+        dnsmasq,
         &[
             "--no-daemon",
             "--conf-file=/dev/null",
@@ -838,44 +586,61 @@ fn qemu_pxe_rom_boots_from_our_menu() {
         ],
     );
     lab.wait_log("dnsmasq-tftp.log", "TFTP root is");
-    let _server = lab.pxe_serve(&[
-        "--menu-prompt",
-        "PROVISION PXE MENU",
-        "--menu-timeout",
-        "255",
-        "--menu-entry",
-        "Boot A: entry-a=entry-a.ipxe",
-        "--menu-entry",
-        "Boot B: entry-b=entry-b.ipxe",
-        "--router-advertisements",
-    ]);
+    guard
+}
 
-    let sercon = lab.path("sercon.bin");
-    std::fs::write(&sercon, [0xf8, 0x03]).unwrap();
-    let serial = lab.path("serial.txt");
+/// QEMU's own PXE ROM (iPXE in the e1000 option ROM, SeaBIOS, TCG) gets its address
+/// from dnsmasq, our PXE menu from pxe-serve, selects entry B (the boot server exchange
+/// on 4011) and fetches that file over TFTP (dnsmasq's TFTP server); pxe-serve also
+/// answers the VM's IPv6 router solicitations so iPXE does not wait for IPv6.
+#[test]
+fn qemu_pxe_rom_boots_from_our_menu() {
+    let Some(mut lab) = Lab::new("pxq") else {
+        return;
+    };
+    let Some(qemu) = testkit::peer("qemu-system-x86_64") else {
+        return;
+    };
+    let Some(dnsmasq) = testkit::peer("dnsmasq") else {
+        return;
+    };
+    let Some(_plain) = lab.plain_dhcp() else {
+        return;
+    };
+    let s = lab.name("s");
+    lab.tap();
+
+    let root = lab.path("tftp");
+    std::fs::create_dir(&root).unwrap();
+    for entry in ["a", "b"] {
+        let script = format!("#!ipxe\necho PXE-QEMU-ENTRY-{}-OK\n", entry.to_uppercase());
+        std::fs::write(root.join(format!("entry-{entry}.ipxe")), script).unwrap();
+    }
+    let _tftp = dnsmasq_tftp(&lab, &dnsmasq, &root);
+    let _server = pxe_serve(
+        &lab,
+        &[
+            "--menu-prompt",
+            "PROVISION PXE MENU",
+            "--menu-timeout",
+            "255",
+            "--menu-entry",
+            "Boot A: entry-a=entry-a.ipxe",
+            "--menu-entry",
+            "Boot B: entry-b=entry-b.ipxe",
+            "--router-advertisements",
+        ],
+    );
+
+    let serial = lab.serial();
     let monitor = lab.path("monitor.sock");
-    let args = [
-        "-machine".to_owned(),
-        "pc,accel=tcg".to_owned(),
-        "-m".to_owned(),
-        "256".to_owned(),
-        "-display".to_owned(),
-        "none".to_owned(),
-        "-serial".to_owned(),
-        format!("file:{}", serial.display()),
-        "-fw_cfg".to_owned(),
-        format!("name=etc/sercon-port,file={}", sercon.display()),
+    let mut args = lab.bios_vm_args("52:54:00:77:00:01", 256);
+    args.extend([
         "-monitor".to_owned(),
         format!("unix:{},server,nowait", monitor.display()),
         "-uuid".to_owned(),
         "12345678-9abc-def0-1234-56789abcdef0".to_owned(),
-        "-netdev".to_owned(),
-        "tap,id=n0,ifname=tap0,script=no,downscript=no".to_owned(),
-        "-device".to_owned(),
-        "e1000,netdev=n0,mac=52:54:00:77:00:01".to_owned(),
-        "-boot".to_owned(),
-        "n".to_owned(),
-    ];
+    ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let _vm = lab.spawn(&s, "qemu.log", &qemu, &args);
 
@@ -888,10 +653,7 @@ fn qemu_pxe_rom_boots_from_our_menu() {
     let text = wait_console(&serial, "PXE-QEMU-ENTRY-B-OK", Duration::from_secs(90));
     assert!(text.contains("entry-b.ipxe"), "{text}");
     assert!(
-        text.lines().any(|l| l
-            .strip_prefix("net0: 10.77.0.")
-            .and_then(|rest| rest.split('/').next()?.parse::<u8>().ok())
-            .is_some_and(|o| (50..=60).contains(&o))),
+        lab::address_from_plain_dhcp(&text),
         "the address comes from dnsmasq (10.77.0.50-60):\n{text}"
     );
 
@@ -916,31 +678,14 @@ fn qemu_pxe_rom_boots_from_our_menu() {
     eprintln!("VM console:\n{text}");
 }
 
-/// A folder of firmware files: the `env` variable when set, else `default`; `None`
-/// (skip) outside CI when it lacks `file`, a failure under CI.
-fn firmware_dir(env: &str, default: &str, file: &str, package: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(std::env::var(env).unwrap_or_else(|_| default.to_owned()));
-    if dir.join(file).exists() {
-        return Some(dir);
-    }
-    assert!(
-        !testkit::in_ci(),
-        "{} missing under CI=true: .ci/run must install the Debian package `{package}`",
-        dir.join(file).display()
-    );
-    eprintln!(
-        "SKIPPED: {} not found (Debian package `{package}`, or set {env})",
-        dir.join(file).display()
-    );
-    None
-}
-
 /// OVMF (EDK2's own PXE stack on virtio-net, no option ROM) gets its address from
 /// dnsmasq and `snponly.efi` from our proxy offer; that iPXE then identifies itself
 /// (user class `iPXE`) and gets the iPXE script instead of itself again.
 #[test]
 fn qemu_uefi_pxe_then_ipxe_script() {
-    let Some(mut lab) = Lab::new("u") else { return };
+    let Some(mut lab) = Lab::new("pxu") else {
+        return;
+    };
     let Some(qemu) = testkit::peer("qemu-system-x86_64") else {
         return;
     };
@@ -957,8 +702,7 @@ fn qemu_uefi_pxe_then_ipxe_script() {
         return;
     };
     let s = lab.name("s");
-    ip(&["-n", &s, "tuntap", "add", "dev", "tap0", "mode", "tap"]);
-    ip(&["-n", &s, "link", "set", "tap0", "master", "br0", "up"]);
+    lab.tap();
 
     let root = lab.path("tftp");
     std::fs::create_dir(&root).unwrap();
@@ -968,57 +712,20 @@ fn qemu_uefi_pxe_then_ipxe_script() {
         "#!ipxe\necho PXE-QEMU-UEFI-SCRIPT-OK\n",
     )
     .unwrap();
-    let tftp_root = format!("--tftp-root={}", root.display());
-    let tftp_pid = format!("--pid-file={}", lab.path("dnsmasq-tftp.pid").display());
-    let _tftp = lab.spawn(
-        &s,
-        "dnsmasq-tftp.log",
-        &dnsmasq,
+    let _tftp = dnsmasq_tftp(&lab, &dnsmasq, &root);
+    let _server = pxe_serve(
+        &lab,
         &[
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--port=0",
-            "--user=root",
-            "--interface=br0",
-            "--bind-interfaces",
-            "--enable-tftp",
-            &tftp_root,
-            &tftp_pid,
+            "--boot-file",
+            "efi-x64=snponly.efi",
+            "--ipxe-script",
+            "boot.ipxe",
+            "--router-advertisements",
         ],
     );
-    lab.wait_log("dnsmasq-tftp.log", "TFTP root is");
-    let _server = lab.pxe_serve(&[
-        "--boot-file",
-        "efi-x64=snponly.efi",
-        "--ipxe-script",
-        "boot.ipxe",
-        "--router-advertisements",
-    ]);
 
-    let vars = lab.path("vars.fd");
-    std::fs::copy(ovmf.join("OVMF_VARS_4M.fd"), &vars).unwrap();
-    let serial = lab.path("serial.txt");
-    let args = [
-        "-machine".to_owned(),
-        "q35,accel=tcg".to_owned(),
-        "-m".to_owned(),
-        "512".to_owned(),
-        "-display".to_owned(),
-        "none".to_owned(),
-        "-serial".to_owned(),
-        format!("file:{}", serial.display()),
-        "-drive".to_owned(),
-        format!(
-            "if=pflash,format=raw,readonly=on,file={}",
-            ovmf.join("OVMF_CODE_4M.fd").display()
-        ),
-        "-drive".to_owned(),
-        format!("if=pflash,format=raw,file={}", vars.display()),
-        "-netdev".to_owned(),
-        "tap,id=n0,ifname=tap0,script=no,downscript=no".to_owned(),
-        "-device".to_owned(),
-        "virtio-net-pci,netdev=n0,mac=52:54:00:77:00:02,romfile=".to_owned(),
-    ];
+    let serial = lab.serial();
+    let args = lab.uefi_vm_args(&ovmf, "52:54:00:77:00:02", 512);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let _vm = lab.spawn(&s, "qemu.log", &qemu, &args);
 

@@ -71,7 +71,8 @@ fn devices_fetch_their_script_and_personality() {
         script.contains("nbdroot=10.0.0.1:10809/52:54:00:aa:00:01/tools hostname=seat-1"),
         "{script}"
     );
-    assert!(script.contains("kernel boot/lab/vmlinuz"), "{script}");
+    // From the TFTP root: iPXE would look for a relative path beside the script.
+    assert!(script.contains("kernel /boot/lab/vmlinuz"), "{script}");
 
     // Fetching the script was a new boot: the old write cache is gone.
     let fresh = sessions.open(mac, Some("lab")).unwrap();
