@@ -77,7 +77,7 @@ struct Args {
     /// Menu timeout: 0 boots the first entry at once, 255 waits forever, N seconds for F8.
     #[arg(long)]
     menu_timeout: Option<u8>,
-    /// Menu entry TEXT=FILE, TEXT=FILE@ARCH[,ARCH] or TEXT=local (boot from disk).
+    /// Menu entry TEXT=FILE, TEXT=FILE@ARCH (or @ARCH,ARCH,...) or TEXT=local (boot from disk).
     #[arg(long = "menu-entry", value_name = "TEXT=FILE")]
     menu_entries: Vec<String>,
     /// Answer only these MACs (repeatable).

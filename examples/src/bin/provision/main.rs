@@ -14,7 +14,7 @@ use provision_examples::config::Config;
 
 /// Administer provision: vDisks and their versions, devices, assignments, sessions.
 ///
-/// Talks to the running provisiond's admin API (--api, or the [api] section of its
+/// Talks to the running provisiond's admin API (--api, or the api section of its
 /// configuration file), or works on a store folder directly (--store; the SQLite
 /// database plus vDisk files). Either way, changes take effect at each device's next
 /// boot. `sessions` and `status` need the API.
