@@ -129,6 +129,9 @@ impl Server {
             tokio::spawn(async move {
                 match connection(stream, peer, provider, config, stop, pool).await {
                     Ok(()) => tracing::debug!(%peer, "connection closed"),
+                    // A peer that just hangs up (a port probe, a client killed) is
+                    // routine; anything else is worth an operator's eye.
+                    Err(crate::Error::Closed) => tracing::debug!(%peer, "closed by the peer"),
                     Err(e) => tracing::info!(%peer, error = %e, "connection ended"),
                 }
                 drop(slot);
