@@ -215,23 +215,30 @@ fn killed_operations_leave_a_consistent_store() {
     );
 }
 
-#[test]
-fn flushed_private_writes_survive_a_killed_server() {
-    let qemu_io = testkit::require_peer!("qemu-io");
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    ok(&store, &["vdisk", "create", "os", "--size", "16M"]);
-    ok(&store, &["device", "add", "52:54:00:bb:00:01", "seat"]);
+/// A store in `dir` with one device `mac` that has a blank vDisk of `size` in private
+/// mode, and a provisiond config for it: returns the config, NBD address and URL.
+fn private_device(dir: &Path, mac: &str, size: &str) -> (std::path::PathBuf, SocketAddr, String) {
+    let store = dir.join("store");
+    ok(&store, &["vdisk", "create", "os", "--size", size]);
+    ok(&store, &["device", "add", mac, "seat"]);
     ok(&store, &["assign", "seat", "os", "--mode", "private"]);
-    let port = testkit::free_tcp_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let config = dir.path().join("provisiond.toml");
+    let addr: SocketAddr = format!("127.0.0.1:{}", testkit::free_tcp_port())
+        .parse()
+        .unwrap();
+    let config = dir.join("provisiond.toml");
     std::fs::write(
         &config,
         format!("store = \"store\"\n[nbd]\nlisten = \"{addr}\"\n"),
     )
     .unwrap();
-    let url = format!("nbd://{addr}/52:54:00:bb:00:01");
+    (config, addr, format!("nbd://{addr}/{mac}"))
+}
+
+#[test]
+fn flushed_private_writes_survive_a_killed_server() {
+    let qemu_io = testkit::require_peer!("qemu-io");
+    let dir = tempfile::tempdir().unwrap();
+    let (config, addr, url) = private_device(dir.path(), "52:54:00:bb:00:01", "16M");
 
     for round in 1..=3u8 {
         let mut server = ChildGuard::spawn(Command::new(PROVISIOND).arg("--config").arg(&config));
@@ -283,20 +290,8 @@ const CHUNK: u64 = 64 << 10;
 fn private_writes_in_flight_survive_a_killed_server() {
     let qemu_io = testkit::require_peer!("qemu-io");
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    ok(&store, &["vdisk", "create", "os", "--size", "64M"]);
-    ok(&store, &["device", "add", "52:54:00:bb:00:02", "seat"]);
-    ok(&store, &["assign", "seat", "os", "--mode", "private"]);
-    let port = testkit::free_tcp_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let config = dir.path().join("provisiond.toml");
-    std::fs::write(
-        &config,
-        format!("store = \"store\"\n[nbd]\nlisten = \"{addr}\"\n"),
-    )
-    .unwrap();
-    let url = format!("nbd://{addr}/52:54:00:bb:00:02");
-    let private = store.join("private/525400bb0002/os.vhd");
+    let (config, addr, url) = private_device(dir.path(), "52:54:00:bb:00:02", "64M");
+    let private = dir.path().join("store/private/525400bb0002/os.vhd");
     // 896 rounds of 64 KiB: 56 MiB, far more than is written before the kill.
     const ROUNDS: u64 = 896;
     let offset_of = |i: u64| i * CHUNK;
