@@ -261,6 +261,12 @@ fn cli_and_server_work_together() {
         line("provision_device_write_bytes_total", "52:54:00:aa:00:02"),
         512
     );
+    assert!(
+        metrics.contains(
+            r#"provision_device_reads_total{mac="52:54:00:aa:00:01",device="seat-1",vdisk="os"}"#
+        ),
+        "ended sessions keep their device's name:\n{metrics}"
+    );
     // Fetching its iPXE script above started seat-1's next boot: no cache left.
     assert_eq!(line("provision_write_cache_bytes", "52:54:00:aa:00:01"), 0);
     assert!(

@@ -111,8 +111,8 @@ struct State {
     caches: HashMap<(Mac, String), CacheEntry>,
     writers: HashSet<PathBuf>,
     live: HashMap<u64, (SessionInfo, Arc<Counters>)>,
-    /// Counts of ended sessions, by device and vDisk.
-    ended: HashMap<(Mac, String), SessionStats>,
+    /// Counts of ended sessions, by device and vDisk, with the device's name.
+    ended: HashMap<(Mac, String), (String, SessionStats)>,
 }
 
 /// What one device did on one vDisk since the server started, for metrics.
@@ -339,8 +339,10 @@ impl Sessions {
         }
         let state = self.inner.lock();
         let mut usage = HashMap::new();
-        for ((mac, vdisk), stats) in &state.ended {
-            slot(&mut usage, *mac, vdisk).stats.add(stats);
+        for ((mac, vdisk), (device, stats)) in &state.ended {
+            let u = slot(&mut usage, *mac, vdisk);
+            device.clone_into(&mut u.device);
+            u.stats.add(stats);
         }
         for (info, counters) in state.live.values() {
             let u = slot(&mut usage, info.mac, &info.vdisk);
@@ -458,11 +460,9 @@ impl Inner {
         let mut state = self.lock();
         state.live.remove(&session.info.id);
         let key = (session.info.mac, session.info.vdisk.clone());
-        state
-            .ended
-            .entry(key)
-            .or_default()
-            .add(&session.counters.snapshot());
+        let (device, stats) = state.ended.entry(key).or_default();
+        session.info.device.clone_into(device);
+        stats.add(&session.counters.snapshot());
         if let Some(key) = &session.cache_key
             && let Some(entry) = state.caches.get_mut(key)
             && Arc::ptr_eq(&(entry.disk.clone() as Arc<dyn Disk>), &session.disk)
