@@ -69,14 +69,27 @@ pub struct Tftp {
     pub root: PathBuf,
 }
 
-/// `[dhcp]`: ProxyDHCP beside the site's DHCP server (which hands out the addresses):
-/// PXE and HTTP-boot clients of known, enabled devices get iPXE for their architecture,
-/// then iPXE gets the device's script `provision/<mac>.ipxe` from `[tftp]`.
+/// `[dhcp]`: ProxyDHCP beside the site's DHCP server (which hands out the addresses),
+/// or full DHCP on an isolated segment: PXE and HTTP-boot clients of known, enabled
+/// devices get iPXE for their architecture, then iPXE gets the device's script
+/// `provision/<mac>.ipxe` from `[tftp]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Dhcp {
-    /// Serve ProxyDHCP at all.
+    /// Serve DHCP at all.
     pub enabled: bool,
+    /// `proxy` (beside the site's DHCP server) or `full` (hand out addresses too).
+    pub mode: DhcpMode,
+    /// Full mode: the address pool, `FIRST-LAST/PREFIX`. Required in full mode.
+    pub pool: String,
+    /// Full mode: the router (option 3).
+    pub router: Option<Ipv4Addr>,
+    /// Full mode: DNS servers (option 6).
+    pub dns: Vec<Ipv4Addr>,
+    /// Full mode: lease time in seconds.
+    pub lease_seconds: u32,
+    /// Full mode: fixed addresses by MAC.
+    pub reservations: BTreeMap<String, Ipv4Addr>,
     /// The boot network's interface; the sockets are bound to it. Required when enabled.
     pub interface: String,
     /// Our IPv4 address on that interface: option 54 and the TFTP server (`siaddr`).
@@ -95,6 +108,16 @@ pub struct Dhcp {
     pub boot_port: u16,
     /// The clients' port (68): broadcast replies go there.
     pub client_port: u16,
+}
+
+/// The DHCP service's part: boot information only, or addresses as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DhcpMode {
+    /// ProxyDHCP: never hands out addresses.
+    Proxy,
+    /// A full DHCP server for a segment of its own; leases kept in the store folder.
+    Full,
 }
 
 /// `[boot]`: how per-device iPXE scripts boot a vDisk (`{vdisk}` is replaced by its name).
@@ -194,6 +217,12 @@ impl Default for Dhcp {
         let defaults = provision_core::adapters::pxe::DhcpSettings::new(Ipv4Addr::UNSPECIFIED);
         Self {
             enabled: false,
+            mode: DhcpMode::Proxy,
+            pool: String::new(),
+            router: None,
+            dns: Vec::new(),
+            lease_seconds: 3600,
+            reservations: BTreeMap::new(),
             interface: String::new(),
             server_ip: None,
             boot_files: defaults
@@ -246,10 +275,16 @@ impl Config {
         }
         config.session_settings()?;
         if config.dhcp.enabled {
-            config
+            let settings = config
                 .dhcp
                 .settings(&config.boot.settings().prefix)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
+            if config.dhcp.mode == DhcpMode::Full {
+                config
+                    .dhcp
+                    .full_config(settings.server_ip)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
         }
         if config.api.enabled
             && !config.api.listen.ip().is_loopback()
@@ -328,6 +363,30 @@ impl Dhcp {
             })
             .collect::<Result<_, String>>()?;
         Ok(settings)
+    }
+
+    /// Full mode's address pool, reservations and lease hold times.
+    pub fn full_config(&self, server_ip: Ipv4Addr) -> Result<pxe::full::FullConfig, String> {
+        if self.pool.is_empty() {
+            return Err("dhcp.pool is required when dhcp.mode is \"full\"".into());
+        }
+        let mut pool = pxe::full::Pool::parse(&self.pool).map_err(|e| format!("dhcp.pool: {e}"))?;
+        if !pool.in_subnet(server_ip) {
+            return Err(format!(
+                "dhcp.server_ip {server_ip} is not in the subnet of dhcp.pool {}",
+                self.pool
+            ));
+        }
+        pool.router = self.router;
+        pool.dns.clone_from(&self.dns);
+        pool.lease_secs = self.lease_seconds;
+        let mut config = pxe::full::FullConfig::new(pool);
+        for (mac, ip) in &self.reservations {
+            let mac: provision_core::Mac =
+                mac.parse().map_err(|e| format!("dhcp.reservations: {e}"))?;
+            config.reservations.insert(mac.0, *ip);
+        }
+        Ok(config)
     }
 
     /// The driver's sockets: ports, interface, router advertisements.

@@ -367,6 +367,10 @@ fn the_sample_config_loads_and_names_every_setting() {
         "server_ip",
         "router_advertisements",
         "boot_port",
+        "mode",
+        "pool",
+        "lease_seconds",
+        "reservations",
     ] {
         assert!(
             text.contains(&format!("\n{key} = ")),

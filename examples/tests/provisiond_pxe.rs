@@ -41,6 +41,9 @@ const SEAT_3: &str = "52:54:00:77:00:03";
 /// Where the admin API listens inside the server namespace.
 const API: &str = "127.0.0.1:10810";
 /// How long a VM may take from QEMU start to `E2E-DONE`.
+/// provisiond's address pool in full DHCP mode.
+const FULL_POOL: &str = "10.77.0.100-10.77.0.110/24";
+
 const VM_LIMIT: Duration = Duration::from_secs(240);
 /// The boot reads about 2 MB of the root over NBD (E2E.md §5); the handshake alone
 /// reads nothing.
@@ -177,21 +180,22 @@ fn store(lab: &Lab, assets: &BootAssets) {
 /// namespaces go.)
 struct Site {
     _server: Option<ChildGuard>,
-    _plain: ChildGuard,
+    _plain: Option<ChildGuard>,
     lab: Lab,
     qemu: PathBuf,
     curl: PathBuf,
 }
 
 impl Site {
-    /// The peers, boot assets and lab; `None` (skip) when something is missing outside
-    /// CI.
-    fn new(tag: &str) -> Option<(Site, BootAssets)> {
+    /// The peers, boot assets and lab, with dnsmasq as the site's DHCP server unless
+    /// provisiond is to be the only one (`full`); `None` (skip) when something is
+    /// missing outside CI.
+    fn new(tag: &str, full: bool) -> Option<(Site, BootAssets)> {
         let mut lab = Lab::new(tag)?;
         let qemu = testkit::peer("qemu-system-x86_64")?;
         let curl = testkit::peer("curl")?;
         let assets = testkit::boot_assets::boot_assets()?;
-        let plain = lab.plain_dhcp()?;
+        let plain = if full { None } else { Some(lab.plain_dhcp()?) };
         lab.tap();
         store(&lab, &assets);
         let site = Site {
@@ -205,12 +209,9 @@ impl Site {
     }
 
     /// Starts provisiond with a TFTP folder holding `boot/os/{vmlinuz,initrd.img}` and
-    /// `extra_files` (name, source).
-    ///
-    /// The script's kernel and initrd paths start with `/`: iPXE resolves a relative
-    /// path against the script's own URI, so `boot/os/vmlinuz` (the default's style)
-    /// would be fetched as `provision/boot/os/vmlinuz`.
-    fn serve(&mut self, assets: &BootAssets, extra_files: &[(&str, &Path)]) {
+    /// `extra_files` (name, source); with `full`, as the segment's only DHCP server
+    /// (pool [`FULL_POOL`]).
+    fn serve(&mut self, assets: &BootAssets, extra_files: &[(&str, &Path)], full: bool) {
         let lab = &self.lab;
         let tftp_root = lab.path("tftp");
         std::fs::create_dir_all(tftp_root.join("boot/os")).unwrap();
@@ -221,6 +222,11 @@ impl Site {
             std::fs::copy(source, tftp_root.join(name)).unwrap();
         }
         let config = lab.path("provisiond.toml");
+        let full_mode = if full {
+            format!("mode = \"full\"\npool = \"{FULL_POOL}\"\nrouter = \"{SERVER}\"\n")
+        } else {
+            String::new()
+        };
         std::fs::write(
             &config,
             format!(
@@ -236,7 +242,7 @@ enabled = true
 interface = "br0"
 server_ip = "{SERVER}"
 router_advertisements = true
-[dhcp.boot_files]
+{full_mode}[dhcp.boot_files]
 bios = "undionly.kpxe"
 efi-x64 = "snponly.efi"
 efi-bc = "snponly.efi"
@@ -261,7 +267,7 @@ listen = "{API}"
             &["--config", config.to_str().unwrap()],
         ));
         for service in [
-            "ProxyDHCP service listening",
+            "DHCP service listening",
             "TFTP service listening",
             "admin API listening",
             "NBD service listening",
@@ -357,8 +363,9 @@ fn metric(page: &str, series: &str) -> u64 {
 
 /// What every full boot shows: the menu of the device's two vDisks, the default booted
 /// after the timeout with kernel and initrd from our TFTP and the root over our NBD,
-/// the personality's hostname; the initramfs's own DHCP left to dnsmasq.
-fn check_boot(site: &Site, mac: &str, device: &str, hostname: &str, text: &str) {
+/// the personality's hostname; the initramfs's own DHCP left to dnsmasq (or, `full`,
+/// answered with an address only).
+fn check_boot(site: &Site, mac: &str, device: &str, hostname: &str, text: &str, full: bool) {
     let log = site.lab.log("provisiond.log");
     assert!(
         text.contains(&format!("provision: choose a vDisk for {device}")),
@@ -405,11 +412,20 @@ fn check_boot(site: &Site, mac: &str, device: &str, hostname: &str, text: &str) 
             .any(|l| l.contains("transmission") && l.contains(&format!("export={mac}/os"))),
         "the initramfs attached {mac}/os over provisiond's NBD:\n{log}"
     );
+    // The initramfs's own DHCP (vendor class e2e-initramfs) is no PXE client: a proxy
+    // stays silent; a full server gives it an address and no boot file.
+    let initramfs = |l: &&str| {
+        if full {
+            l.contains("kind=Some(Ack)") && l.contains("file=\"\"")
+        } else {
+            l.contains("not answering: not a PXE")
+        }
+    };
     assert!(
         log.lines()
-            .any(|l| l.contains("not answering: not a PXE") && l.contains(&format!("mac={mac}"))),
-        "the initramfs's DHCP (vendor class e2e-initramfs) reached provisiond, which \
-         must stay silent:\n{log}"
+            .filter(|l| l.contains(&format!("mac={mac}")))
+            .any(|l| initramfs(&l)),
+        "the initramfs's DHCP (full mode: {full}):\n{log}"
     );
     assert!(
         log.contains("router solicitation answered"),
@@ -447,11 +463,11 @@ fn check_boot(site: &Site, mac: &str, device: &str, hostname: &str, text: &str) 
 fn qemu_bios_pxe_menu_then_linux_root_over_nbd() {
     let _slot = lab::vm_slot();
     let test_start = Instant::now();
-    let Some((mut site, assets)) = Site::new("pdb") else {
+    let Some((mut site, assets)) = Site::new("pdb", false) else {
         return;
     };
     let c = site.lab.attach("c", CLIENT_IF, None);
-    site.serve(&assets, &[]);
+    site.serve(&assets, &[], false);
 
     // The scripted client: an unknown device gets nothing from us (its address from
     // dnsmasq); seat-2's PXE ROM gets iPXE, its iPXE gets seat-2's script.
@@ -502,7 +518,7 @@ fn qemu_bios_pxe_menu_then_linux_root_over_nbd() {
         lab::address_from_plain_dhcp(&text),
         "the address comes from dnsmasq (10.77.0.50-60):\n{text}"
     );
-    check_boot(&site, SEAT_1, "seat-1", "diskless-1", &text);
+    check_boot(&site, SEAT_1, "seat-1", "diskless-1", &text, false);
     eprintln!("test took {:.1?}", test_start.elapsed());
 }
 
@@ -519,10 +535,14 @@ fn qemu_uefi_pxe_then_ipxe_then_linux_root_over_nbd() {
     let Some(ipxe) = firmware_dir("IPXE_DIR", "/usr/lib/ipxe", "snponly.efi", "ipxe") else {
         return;
     };
-    let Some((mut site, assets)) = Site::new("pdu") else {
+    let Some((mut site, assets)) = Site::new("pdu", false) else {
         return;
     };
-    site.serve(&assets, &[("snponly.efi", &ipxe.join("snponly.efi"))]);
+    site.serve(
+        &assets,
+        &[("snponly.efi", &ipxe.join("snponly.efi"))],
+        false,
+    );
 
     let (text, took) = site.boot(site.lab.uefi_vm_args(&ovmf, SEAT_3, 512));
     eprintln!(
@@ -542,6 +562,54 @@ fn qemu_uefi_pxe_then_ipxe_then_linux_root_over_nbd() {
             .any(|l| l.contains("transfer complete") && l.contains("file=snponly.efi")),
         "provisiond's TFTP served snponly.efi:\n{log}"
     );
-    check_boot(&site, SEAT_3, "seat-3", "diskless-3", &text);
+    check_boot(&site, SEAT_3, "seat-3", "diskless-3", &text, false);
     eprintln!("test took {:.1?}", test_start.elapsed());
+}
+
+/// On an isolated segment provisiond is the only DHCP server: every client gets an
+/// address from its pool (unknown devices and the initramfs's own DHCP client too, but
+/// no boot file), known devices their boot files; the leases are kept in the store.
+#[test]
+fn full_dhcp_mode_gives_addresses_and_boots_a_device() {
+    let _slot = lab::vm_slot();
+    let Some((mut site, assets)) = Site::new("pdf", true) else {
+        return;
+    };
+    let c = site.lab.attach("c", CLIENT_IF, None);
+    site.serve(&assets, &[], true);
+    let in_pool = |line: &str| {
+        field(line, "yiaddr")
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.octets()[..3] == [10, 77, 0] && (100..=110).contains(&a.octets()[3]))
+    };
+
+    let lines = site.lab.client(&c, "seats");
+    let unknown = replies(&lines, SERVER, 0x5eed_0001);
+    let unknown = unknown
+        .first()
+        .unwrap_or_else(|| panic!("no address for an unknown device: {lines:?}"));
+    assert!(in_pool(unknown), "{unknown}");
+    assert_eq!(
+        field(unknown, "file"),
+        "",
+        "an unknown device gets no boot file"
+    );
+    let rom = replies(&lines, SERVER, 0x5eed_0002);
+    let rom = rom
+        .first()
+        .unwrap_or_else(|| panic!("no offer to seat-2's ROM: {lines:?}"));
+    assert!(in_pool(rom), "{rom}");
+    assert_eq!(field(rom, "file"), "undionly.kpxe");
+
+    let (text, took) = site.boot(site.lab.bios_vm_args(SEAT_1, 384));
+    eprintln!("seat-1 (BIOS, full DHCP) reached E2E-DONE {took:.1?} after QEMU started");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("net0: 10.77.0.10") || l.starts_with("net0: 10.77.0.110")),
+        "the address comes from provisiond's pool {FULL_POOL}:\n{text}"
+    );
+    check_boot(&site, SEAT_1, "seat-1", "diskless-1", &text, true);
+    let leases = std::fs::read_to_string(site.lab.path("store").join("dhcp-leases"))
+        .expect("the lease file in the store");
+    assert!(leases.contains("bound"), "{leases}");
 }

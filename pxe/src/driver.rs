@@ -361,7 +361,7 @@ fn decide(
                 leases_path,
             } = &mut *full;
             if port == Port::Boot {
-                proxy::boot_ack(msg, src, server.policy())
+                proxy::boot_ack(msg, src, server.boot_policy())
             } else {
                 let r = server.handle(now_unix(), msg);
                 if server.take_dirty()

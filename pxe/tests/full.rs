@@ -258,3 +258,41 @@ fn leases_survive_a_restart() {
         ip
     );
 }
+
+/// Answers one known MAC with its own script; everyone else is unknown.
+struct KnownOnly([u8; 6]);
+
+impl pxe::BootPolicy for KnownOnly {
+    fn server_ip(&self) -> Ipv4Addr {
+        SERVER
+    }
+
+    fn policy_for(
+        &self,
+        client: &pxe::ClientInfo,
+    ) -> Result<std::borrow::Cow<'_, Policy>, Silence> {
+        if client.mac != Some(self.0) {
+            return Err(Silence::UnknownMac);
+        }
+        let policy = Policy::new(SERVER).with_boot_file(ClientArch::X86Bios, "known.kpxe");
+        Ok(std::borrow::Cow::Owned(policy))
+    }
+}
+
+#[test]
+fn a_boot_policy_hook_decides_boot_files_and_everyone_gets_an_address() {
+    let known = [2, 0, 0, 0, 0, 7];
+    let mut s = server(Leases::new()).with_boot_policy(std::sync::Arc::new(KnownOnly(known)));
+    let offer = s
+        .handle(0, &ClientProfile::bios(known).discover(1))
+        .unwrap()
+        .message;
+    assert_eq!(offer.file_name().as_deref(), Some("known.kpxe"));
+    // An unknown PXE client gets an address, but no boot file (not the static one).
+    let offer = s
+        .handle(0, &ClientProfile::bios([2, 0, 0, 0, 0, 8]).discover(1))
+        .unwrap()
+        .message;
+    assert!(!offer.yiaddr.is_unspecified());
+    assert_eq!(offer.file_name(), None);
+}

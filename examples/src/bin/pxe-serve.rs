@@ -202,18 +202,6 @@ fn menu_entry(spec: &str) -> Result<MenuEntry, String> {
     })
 }
 
-fn pool(spec: &str) -> Result<Pool, String> {
-    let bad = || format!("pool `{spec}` is not FIRST-LAST/PREFIX (e.g. 10.77.0.50-10.77.0.99/24)");
-    let (range, prefix) = spec.split_once('/').ok_or_else(bad)?;
-    let (first, last) = range.split_once('-').ok_or_else(bad)?;
-    Pool::new(
-        first.trim().parse().map_err(|_| bad())?,
-        last.trim().parse().map_err(|_| bad())?,
-        prefix.trim().parse().map_err(|_| bad())?,
-    )
-    .map_err(|e| e.to_string())
-}
-
 /// Merges the file and the flags into a driver configuration and mode.
 fn build(args: &Args) -> Result<(DriverConfig, DriverMode), String> {
     let file: FileConfig = match &args.config {
@@ -293,7 +281,7 @@ fn build(args: &Args) -> Result<(DriverConfig, DriverMode), String> {
                 .clone()
                 .or(ff.pool)
                 .ok_or("full mode needs --pool")?;
-            let mut p = pool(&spec)?;
+            let mut p = Pool::parse(&spec).map_err(|e| e.to_string())?;
             p.router = args.router.or(ff.router);
             p.dns = if args.dns.is_empty() {
                 ff.dns

@@ -11,12 +11,13 @@ pub mod pool;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 pub use leases::{Lease, LeaseState, Leases};
 pub use pool::Pool;
 
 use crate::options::codes;
-use crate::policy::{Policy, Silence, plan};
+use crate::policy::{BootPolicy, Policy, Silence, plan};
 use crate::proxy::{Ignored, add_boot_plan};
 use crate::reply::{self, Destination, Reply};
 use crate::request::ClientInfo;
@@ -51,9 +52,20 @@ impl FullConfig {
 #[derive(Debug, Clone)]
 pub struct FullDhcp {
     policy: Policy,
+    boot: Option<BootHook>,
     config: FullConfig,
     leases: Leases,
     dirty: bool,
+}
+
+/// An embedder's per-client boot decision (see [`FullDhcp::with_boot_policy`]).
+#[derive(Clone)]
+struct BootHook(Arc<dyn BootPolicy>);
+
+impl std::fmt::Debug for BootHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BootHook")
+    }
 }
 
 impl FullDhcp {
@@ -61,9 +73,29 @@ impl FullDhcp {
     pub fn new(policy: Policy, config: FullConfig, leases: Leases) -> Self {
         Self {
             policy,
+            boot: None,
             config,
             leases,
             dirty: false,
+        }
+    }
+
+    /// Takes each client's boot answer from `boot` instead of the static policy, which
+    /// then only gives the server's address and `allowed_macs`. A client `boot` is
+    /// silent about still gets its address, without boot information.
+    pub fn with_boot_policy(mut self, boot: Arc<dyn BootPolicy>) -> Self {
+        self.boot = Some(BootHook(boot));
+        self
+    }
+
+    /// What decides clients' boot answers: the hook of [`with_boot_policy`], or the
+    /// static policy.
+    ///
+    /// [`with_boot_policy`]: FullDhcp::with_boot_policy
+    pub fn boot_policy(&self) -> &dyn BootPolicy {
+        match &self.boot {
+            Some(BootHook(boot)) => boot.as_ref(),
+            None => &self.policy,
         }
     }
 
@@ -168,8 +200,13 @@ impl FullDhcp {
         if let Some(id) = &client.client_id {
             m.options.push(codes::CLIENT_ID, id); // RFC 6842
         }
-        if let Ok(p) = plan(client, &self.policy) {
-            add_boot_plan(&mut m, client, &self.policy, &p)?;
+        // Only boot clients reach the boot policy: an embedder's hook may have side
+        // effects (a new boot of the device) that an OS's own DHCP must not cause.
+        if client.is_boot_client()
+            && let Ok(policy) = self.boot_policy().policy_for(client)
+            && let Ok(p) = plan(client, &policy)
+        {
+            add_boot_plan(&mut m, client, &policy, &p)?;
         }
         let message = reply::finish(m, request)?;
         Ok(Reply {

@@ -47,6 +47,28 @@ impl Pool {
         Ok(p)
     }
 
+    /// Parses `FIRST-LAST/PREFIX`, e.g. `10.77.0.50-10.77.0.99/24`.
+    ///
+    /// ```
+    /// let pool: pxe::full::Pool = "10.77.0.50-10.77.0.99/24".parse().unwrap();
+    /// assert!(pool.in_range("10.77.0.60".parse().unwrap()));
+    /// assert!("10.77.0.99-10.77.0.50/24".parse::<pxe::full::Pool>().is_err());
+    /// ```
+    pub fn parse(spec: &str) -> Result<Pool> {
+        let bad = || {
+            Error::Config(format!(
+                "pool `{spec}` is not FIRST-LAST/PREFIX (e.g. 10.77.0.50-10.77.0.99/24)"
+            ))
+        };
+        let (range, prefix) = spec.split_once('/').ok_or_else(bad)?;
+        let (first, last) = range.split_once('-').ok_or_else(bad)?;
+        Pool::new(
+            first.trim().parse().map_err(|_| bad())?,
+            last.trim().parse().map_err(|_| bad())?,
+            prefix.trim().parse().map_err(|_| bad())?,
+        )
+    }
+
     /// The subnet mask.
     pub fn mask(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::MAX << (32 - u32::from(self.prefix_len)))
@@ -66,6 +88,14 @@ impl Pool {
     /// The addresses of the range, in order.
     pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
         (u32::from(self.first)..=u32::from(self.last)).map(Ipv4Addr::from)
+    }
+}
+
+impl std::str::FromStr for Pool {
+    type Err = Error;
+
+    fn from_str(spec: &str) -> Result<Pool> {
+        Pool::parse(spec)
     }
 }
 

@@ -19,9 +19,11 @@ use provision_core::adapters::nbd::SessionExports;
 use provision_core::adapters::pxe::StorePolicy;
 use provision_core::adapters::tftp::DeviceFiles;
 use provision_core::{Sessions, Store, leftover_files};
+use pxe::Policy;
 use pxe::driver::{Driver as DhcpDriver, DriverStats, Mode as DhcpMode};
+use pxe::full::{FullDhcp, Leases};
 
-use provision_examples::config::Config;
+use provision_examples::config::{Config, DhcpMode as DhcpKind};
 
 use crate::metrics::{Counted, TftpCounters};
 
@@ -177,7 +179,7 @@ async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
             services: serde_json::json!({
                 "nbd": config.nbd.enabled.then(|| config.nbd.listen.to_string()),
                 "tftp": config.tftp.enabled.then(|| config.tftp.listen.to_string()),
-                "dhcp": config.dhcp.enabled.then(|| format!("proxy on {}", config.dhcp.interface)),
+                "dhcp": config.dhcp.enabled.then(|| format!("{:?} on {}", config.dhcp.mode, config.dhcp.interface).to_lowercase()),
             }),
             tftp: tftp_counters.clone(),
             dhcp: dhcp_stats,
@@ -267,7 +269,11 @@ async fn serve_tftp(
     })
 }
 
-/// Binds the ProxyDHCP service: the devices of the store answered per client.
+/// The file of full DHCP mode's leases, in the store folder.
+const LEASE_FILE: &str = "dhcp-leases";
+
+/// Binds the DHCP service (ProxyDHCP, or full DHCP): the devices of the store answered
+/// per client.
 async fn serve_dhcp(
     config: &Config,
     store: Arc<Store>,
@@ -281,25 +287,42 @@ async fn serve_dhcp(
             "dhcp is enabled but tftp is not: devices will be sent to a TFTP server that does not answer"
         );
     }
-    let policy = StorePolicy::new(store, Some(sessions), settings);
-    let driver = DhcpDriver::bind(dhcp.driver_config(), DhcpMode::ProxyFrom(Arc::new(policy)))
+    let server_ip = settings.server_ip;
+    let policy = Arc::new(StorePolicy::new(store, Some(sessions), settings));
+    let mode = match dhcp.mode {
+        DhcpKind::Proxy => DhcpMode::ProxyFrom(policy),
+        DhcpKind::Full => {
+            let leases_path = config.store.join(LEASE_FILE);
+            let leases = Leases::load(&leases_path).map_err(|e| e.to_string())?;
+            tracing::info!(leases = leases.len(), file = %leases_path.display(), "DHCP leases loaded");
+            let server =
+                FullDhcp::new(Policy::new(server_ip), dhcp.full_config(server_ip)?, leases)
+                    .with_boot_policy(policy);
+            DhcpMode::Full {
+                server: Box::new(server),
+                leases_path: Some(leases_path),
+            }
+        }
+    };
+    let driver = DhcpDriver::bind(dhcp.driver_config(), mode)
         .await
         .map_err(|e| {
             format!(
-                "cannot start ProxyDHCP on {} (ports {} and {}): {e}",
+                "cannot start DHCP on {} (ports {} and {}): {e}",
                 dhcp.interface, dhcp.dhcp_port, dhcp.boot_port
             )
         })?;
     *stats = Some(driver.stats());
     tracing::info!(
         interface = %dhcp.interface,
-        server_ip = ?dhcp.server_ip,
+        mode = ?dhcp.mode,
+        %server_ip,
         router_advertisements = dhcp.router_advertisements,
-        "ProxyDHCP service listening"
+        "DHCP service listening"
     );
     Ok(async move {
         if let Err(e) = driver.run().await {
-            tracing::error!(error = %e, "ProxyDHCP service stopped");
+            tracing::error!(error = %e, "DHCP service stopped");
         }
     })
 }
