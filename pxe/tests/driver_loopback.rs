@@ -45,29 +45,33 @@ fn malformed() -> Vec<Vec<u8>> {
     ]
 }
 
-#[test]
-fn boot_server_answers_on_loopback_after_malformed_packets() {
+/// Runs a driver in `mode` on loopback ports, replying to a client socket that waits
+/// at most `wait` for an answer; returns the runtime, that socket and port 4011's
+/// address.
+fn serve(mode: Mode, wait: Duration) -> (tokio::runtime::Runtime, UdpSocket, SocketAddrV4) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     let client = UdpSocket::bind((LO, 0)).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    client.set_read_timeout(Some(wait)).unwrap();
     let mut config = DriverConfig::new(None);
     config.listen = LO;
     config.dhcp_port = 0;
     config.boot_port = Some(0);
     config.client_port = client.local_addr().unwrap().port();
     config.watch_rivals = false;
-    let policy = Policy::new(LO).with_boot_file(ClientArch::X86Bios, "undionly.kpxe");
-    let driver = rt
-        .block_on(Driver::bind(config, Mode::Proxy(policy)))
-        .unwrap();
+    let driver = rt.block_on(Driver::bind(config, mode)).unwrap();
     let boot = SocketAddrV4::new(LO, driver.boot_port().unwrap());
-    let _task = rt.spawn(driver.run());
+    rt.spawn(driver.run());
+    (rt, client, boot)
+}
+
+#[test]
+fn boot_server_answers_on_loopback_after_malformed_packets() {
+    let policy = Policy::new(LO).with_boot_file(ClientArch::X86Bios, "undionly.kpxe");
+    let (rt, client, boot) = serve(Mode::Proxy(policy), Duration::from_secs(5));
 
     for bytes in malformed() {
         client.send_to(&bytes, boot).unwrap();
@@ -110,27 +114,8 @@ impl BootPolicy for OneDevice {
 
 #[test]
 fn embedder_policy_answers_per_client() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let client = UdpSocket::bind((LO, 0)).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let mut config = DriverConfig::new(None);
-    config.listen = LO;
-    config.dhcp_port = 0;
-    config.boot_port = Some(0);
-    config.client_port = client.local_addr().unwrap().port();
-    config.watch_rivals = false;
     let hook = OneDevice(Policy::new(LO).with_boot_file(ClientArch::X86Bios, "undionly.kpxe"));
-    let driver = rt
-        .block_on(Driver::bind(config, Mode::ProxyFrom(Arc::new(hook))))
-        .unwrap();
-    let boot = SocketAddrV4::new(LO, driver.boot_port().unwrap());
-    let _task = rt.spawn(driver.run());
+    let (rt, client, boot) = serve(Mode::ProxyFrom(Arc::new(hook)), Duration::from_secs(1));
 
     let mut buf = [0u8; 1500];
     let mut stranger = ClientProfile::bios([2, 0, 0, 0, 0, 1]);

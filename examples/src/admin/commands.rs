@@ -302,9 +302,16 @@ fn parse_pair(text: &str) -> std::result::Result<(String, String), String> {
         .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))
 }
 
-/// Runs one command on `store`; returns what to print. Sessions and status belong to
-/// the running server, which answers them itself.
-pub fn run(store: &Store, command: Command, json: bool, progress: Progress<'_>) -> Result<String> {
+/// Runs one command on `store`; returns what to print. `in_use` tells which store files
+/// running sessions still read (never on a store used directly: no session runs
+/// there). Sessions and status belong to the running server, which answers them itself.
+pub fn run(
+    store: &Store,
+    command: Command,
+    json: bool,
+    progress: Progress<'_>,
+    in_use: &dyn Fn(&str) -> bool,
+) -> Result<String> {
     let out = render::Out { json };
     match command {
         Command::Vdisk(c) => vdisk(store, c, out, progress),
@@ -326,8 +333,7 @@ pub fn run(store: &Store, command: Command, json: bool, progress: Progress<'_>) 
         } => Ok(out.assignments(&store.pin(&device, &vdisk, version)?)),
         Command::Collection(c) => collection(store, c, out),
         Command::Personality(c) => personality(store, c, out),
-        // On the store directly no session runs here; provisiond asks its own.
-        Command::Store(StoreCommand::Check { clean }) => check(store, clean, &|_| false, out),
+        Command::Store(StoreCommand::Check { clean }) => check(store, clean, in_use, out),
         Command::Audit { limit } => Ok(out.audit(&store.audit_log(limit)?)),
         Command::Sessions(_) | Command::Status => Err(Error::Domain {
             kind: ErrorKind::Refused,
@@ -489,7 +495,7 @@ fn personality(store: &Store, command: PersonalityCommand, out: render::Out) -> 
 
 /// `store check`: lists the files no version names, or with `clean` deletes those
 /// that nothing needs: `in_use` tells which files running sessions still read.
-pub fn check(
+fn check(
     store: &Store,
     clean: bool,
     in_use: &dyn Fn(&str) -> bool,

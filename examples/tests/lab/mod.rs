@@ -247,30 +247,39 @@ impl Lab {
         self.path("serial.txt")
     }
 
-    /// QEMU arguments of a BIOS machine (SeaBIOS with its console on the serial port,
-    /// e1000 with QEMU's iPXE ROM on `tap0`, network boot) with `memory_mib` of RAM and
-    /// the NIC's `mac`.
-    pub fn bios_vm_args(&self, mac: &str, memory_mib: u32) -> Vec<String> {
-        let sercon = self.path("sercon.bin");
-        std::fs::write(&sercon, [0xf8, 0x03]).unwrap();
+    /// QEMU arguments every lab VM shares: `machine` under TCG with `memory_mib` of
+    /// RAM, no display, the serial console into [`Lab::serial`], a NIC `device` on tap0.
+    fn vm_args(&self, machine: &str, memory_mib: u32, device: String) -> Vec<String> {
         vec![
             "-machine".to_owned(),
-            "pc,accel=tcg".to_owned(),
+            format!("{machine},accel=tcg"),
             "-m".to_owned(),
             memory_mib.to_string(),
             "-display".to_owned(),
             "none".to_owned(),
             "-serial".to_owned(),
             format!("file:{}", self.serial().display()),
-            "-fw_cfg".to_owned(),
-            format!("name=etc/sercon-port,file={}", sercon.display()),
             "-netdev".to_owned(),
             "tap,id=n0,ifname=tap0,script=no,downscript=no".to_owned(),
             "-device".to_owned(),
-            format!("e1000,netdev=n0,mac={mac}"),
+            device,
+        ]
+    }
+
+    /// QEMU arguments of a BIOS machine (SeaBIOS with its console on the serial port,
+    /// e1000 with QEMU's iPXE ROM on `tap0`, network boot) with `memory_mib` of RAM and
+    /// the NIC's `mac`.
+    pub fn bios_vm_args(&self, mac: &str, memory_mib: u32) -> Vec<String> {
+        let sercon = self.path("sercon.bin");
+        std::fs::write(&sercon, [0xf8, 0x03]).unwrap();
+        let mut args = self.vm_args("pc", memory_mib, format!("e1000,netdev=n0,mac={mac}"));
+        args.extend([
+            "-fw_cfg".to_owned(),
+            format!("name=etc/sercon-port,file={}", sercon.display()),
             "-boot".to_owned(),
             "n".to_owned(),
-        ]
+        ]);
+        args
     }
 
     /// QEMU arguments of a UEFI machine: OVMF from `ovmf` (its code read-only, a copy of
@@ -279,15 +288,9 @@ impl Lab {
     pub fn uefi_vm_args(&self, ovmf: &Path, mac: &str, memory_mib: u32) -> Vec<String> {
         let vars = self.path("vars.fd");
         std::fs::copy(ovmf.join("OVMF_VARS_4M.fd"), &vars).unwrap();
-        vec![
-            "-machine".to_owned(),
-            "q35,accel=tcg".to_owned(),
-            "-m".to_owned(),
-            memory_mib.to_string(),
-            "-display".to_owned(),
-            "none".to_owned(),
-            "-serial".to_owned(),
-            format!("file:{}", self.serial().display()),
+        let nic = format!("virtio-net-pci,netdev=n0,mac={mac},romfile=");
+        let mut args = self.vm_args("q35", memory_mib, nic);
+        args.extend([
             "-drive".to_owned(),
             format!(
                 "if=pflash,format=raw,readonly=on,file={}",
@@ -295,11 +298,8 @@ impl Lab {
             ),
             "-drive".to_owned(),
             format!("if=pflash,format=raw,file={}", vars.display()),
-            "-netdev".to_owned(),
-            "tap,id=n0,ifname=tap0,script=no,downscript=no".to_owned(),
-            "-device".to_owned(),
-            format!("virtio-net-pci,netdev=n0,mac={mac},romfile="),
-        ]
+        ]);
+        args
     }
 }
 

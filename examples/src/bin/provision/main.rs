@@ -138,11 +138,13 @@ fn local(
         .map(|s| s.with_actor(actor))
         .map_err(|e| (1, format!("cannot open the store {}: {e}", dir.display())))?;
     let mut bar: Option<indicatif::ProgressBar> = None;
-    let result = admin::run(&store, command, json, &mut |what, done, total| {
+    let mut progress = |what: &str, done, total| {
         let bar = bar.get_or_insert_with(|| provision_examples::output::progress_bar(what));
         bar.set_length(total);
         bar.set_position(done);
-    });
+    };
+    // No session runs on a store used directly: no file is in use.
+    let result = admin::run(&store, command, json, &mut progress, &|_| false);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use provision_core::{Error, Mac, Sessions, Store};
-use provision_examples::admin::commands::StoreCommand;
 use provision_examples::admin::{self, Command, Line, Out, SessionsCommand};
 use provision_examples::http::{self, MAX_BODY, MAX_HEAD, Request};
 use pxe::driver::DriverStats;
@@ -293,11 +292,10 @@ fn execute(
             tracing::info!(%mac, dropped, actor, "write caches reset through the API");
             Ok(out.object(&json!({"device": mac.to_string(), "write_caches_dropped": dropped})))
         }
-        Command::Store(StoreCommand::Check { clean }) => {
+        command => {
             let in_use = |file: &str| api.sessions.file_in_use(file);
-            admin::commands::check(&store()?, clean, &in_use, out).map_err(fail)
+            admin::run(&store()?, command, json_out, progress, &in_use).map_err(fail)
         }
-        command => admin::run(&store()?, command, json_out, progress).map_err(fail),
     }
 }
 
