@@ -41,7 +41,8 @@ use crate::metrics::{Counted, TftpCounters};
 ///
 /// With `[dhcp]` enabled it answers PXE clients itself, beside the site's DHCP server
 /// (ProxyDHCP on ports 67 and 4011): firmware of a known device gets iPXE, iPXE gets the
-/// device's script.
+/// device's script. On a segment of its own (`mode = "full"`) it hands out the
+/// addresses too.
 ///
 /// The admin API (for `provision --api`, loopback port 10810 by default) also serves
 /// Prometheus metrics at `/metrics`.
