@@ -5,6 +5,7 @@
 //! at once for one connection, so implementations must be `Send + Sync` and must not hold
 //! a global lock across I/O.
 
+use std::fs::File;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -132,6 +133,40 @@ impl Extent {
     }
 }
 
+/// Where a run of an export's bytes is stored (see [`Export::locate`]); also the parts
+/// of a READ reply planned for zero-copy sending (headers as [`Located::Bytes`]).
+#[derive(Debug, Clone)]
+pub enum Located {
+    /// `len` bytes of `file` from `offset`, stored as they read.
+    File {
+        /// The file holding them.
+        file: Arc<File>,
+        /// Where in the file.
+        offset: u64,
+        /// How many.
+        len: u64,
+    },
+    /// This many bytes that read as zeroes.
+    Zeros(u64),
+    /// Bytes in memory.
+    Bytes(Vec<u8>),
+}
+
+impl Located {
+    /// How many bytes this run stands for.
+    pub fn len(&self) -> u64 {
+        match self {
+            Located::File { len, .. } | Located::Zeros(len) => *len,
+            Located::Bytes(b) => b.len() as u64,
+        }
+    }
+
+    /// True for an empty run.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// A block device served over NBD. Offsets and lengths reaching these methods are
 /// already checked against [`Export::size`] by the session.
 pub trait Export: Send + Sync {
@@ -173,6 +208,13 @@ pub trait Export: Send + Sync {
     /// early or overshoot; the session trims and merges. The default says "all data".
     fn block_status(&self, _offset: u64, len: u64) -> Result<Vec<Extent>, Errno> {
         Ok(vec![Extent::data(len)])
+    }
+    /// Where the bytes of `[offset, offset + len)` are stored, as runs in order that
+    /// cover exactly `len` bytes. The driver then sends file runs with `sendfile(2)`
+    /// straight from the page cache, instead of calling [`Export::read`] into a
+    /// buffer. `None` (the default): not known, call `read`.
+    fn locate(&self, _offset: u64, _len: u64) -> Option<Vec<Located>> {
+        None
     }
 }
 

@@ -53,7 +53,7 @@
 //! assert_eq!(reply.len(), 16 + 16);
 //! assert!(reply[16..].iter().all(|&b| b == 7));
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod client;
 #[cfg(feature = "server")]
@@ -66,6 +66,6 @@ pub mod wire;
 
 pub use error::{Error, ErrorKind, Result};
 pub use export::{
-    BlockSizes, Capabilities, Errno, Export, ExportListing, ExportProvider, Extent, MemoryExport,
-    Refusal, SingleExport, ZeroFlags,
+    BlockSizes, Capabilities, Errno, Export, ExportListing, ExportProvider, Extent, Located,
+    MemoryExport, Refusal, SingleExport, ZeroFlags,
 };

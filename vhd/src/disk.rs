@@ -1,6 +1,7 @@
 //! The [`Disk`] trait (a virtual disk as a block device sees it), allocation extents,
 //! and [`RawDisk`], a raw image file behind a [`Storage`].
 
+use std::fs::File;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -26,6 +27,59 @@ pub struct Extent {
     pub state: ExtentState,
 }
 
+/// Where a run of a disk's bytes is stored (see [`Disk::locate`]).
+#[derive(Debug, Clone)]
+pub enum Located {
+    /// `len` bytes of `file` from `offset`, stored as they read.
+    File {
+        /// The image file holding them.
+        file: Arc<File>,
+        /// Where in the file.
+        offset: u64,
+        /// How many.
+        len: u64,
+    },
+    /// This many bytes that read as zeros.
+    Zeros(u64),
+    /// Bytes held in memory (a write cache), copied out.
+    Bytes(Vec<u8>),
+}
+
+impl Located {
+    /// How many bytes of the disk this run covers.
+    pub fn len(&self) -> u64 {
+        match self {
+            Located::File { len, .. } | Located::Zeros(len) => *len,
+            Located::Bytes(b) => b.len() as u64,
+        }
+    }
+
+    /// True for an empty run.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Appends a run to `out`, merging it with the last one when both are zeros or both
+/// are neighbouring ranges of one file.
+pub fn push_located(out: &mut Vec<Located>, run: Located) {
+    if run.is_empty() {
+        return;
+    }
+    match (out.last_mut(), &run) {
+        (Some(Located::Zeros(n)), Located::Zeros(m)) => *n += m,
+        (
+            Some(Located::File { file, offset, len }),
+            Located::File {
+                file: f,
+                offset: o,
+                len: l,
+            },
+        ) if Arc::ptr_eq(file, f) && *offset + *len == *o => *len += l,
+        _ => out.push(run),
+    }
+}
+
 /// A virtual disk as a block device sees it (the whole chain, an overlay, or a raw file).
 ///
 /// Every method takes `&self`: one disk is read by many threads at once.
@@ -42,6 +96,14 @@ pub trait Disk: Send + Sync {
     fn is_read_only(&self) -> bool;
     /// Data/zero extents covering `[offset, offset + len)`, in order, merged.
     fn allocation(&self, offset: u64, len: u64) -> Result<Vec<Extent>>;
+    /// Where the bytes of `[offset, offset + len)` are stored, as runs in order. A
+    /// server sends file runs straight from the page cache (sendfile) instead of
+    /// copying them through a buffer. `None` (the default) when some of the bytes are
+    /// in no file (memory storage): read them with [`Disk::read_at`].
+    fn locate(&self, offset: u64, len: u64) -> Result<Option<Vec<Located>>> {
+        check_range(self.size(), offset, len)?;
+        Ok(None)
+    }
     /// Writes zeros over `[offset, offset + len)`.
     fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
         check_range(self.size(), offset, len)?;
@@ -141,5 +203,15 @@ impl Disk for RawDisk {
         let mut out = Vec::new();
         push_extent(&mut out, offset, len, ExtentState::Data);
         Ok(out)
+    }
+    fn locate(&self, offset: u64, len: u64) -> Result<Option<Vec<Located>>> {
+        check_range(self.size, offset, len)?;
+        Ok(self.storage.file().map(|file| {
+            vec![Located::File {
+                file: file.clone(),
+                offset,
+                len,
+            }]
+        }))
     }
 }

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::bat::{UNUSED, bit, run_len, set_bits};
-use crate::disk::{Disk, Extent, ExtentState, check_range, push_extent};
+use crate::disk::{Disk, Extent, ExtentState, Located, check_range, push_extent, push_located};
 use crate::error::{Error, Result};
 use crate::footer::{DiskType, FOOTER_LEN, Footer};
 use crate::header::DynamicHeader;
@@ -503,6 +503,51 @@ impl Image {
         Ok(())
     }
 
+    /// Appends where `[offset, offset + len)` is stored to `out`; false when some of it
+    /// lies in a storage that is no file.
+    fn locate_unchecked(&self, offset: u64, len: u64, out: &mut Vec<Located>) -> Result<bool> {
+        let here = |out: &mut Vec<Located>, at: u64, n: u64| match self.storage.file() {
+            Some(file) => {
+                let (file, offset, len) = (file.clone(), at, n);
+                push_located(out, Located::File { file, offset, len });
+                true
+            }
+            None => false,
+        };
+        let Some(s) = &self.sparse else {
+            return Ok(here(out, offset, len));
+        };
+        let mut pos = offset;
+        let end = offset + len;
+        let mut named = true;
+        while pos < end && named {
+            let block = (pos / s.block_size) as usize;
+            let in_block = pos % s.block_size;
+            let n = (s.block_size - in_block).min(end - pos);
+            let mut at = pos;
+            self.pieces(s, block, in_block, n, &mut |l, piece| {
+                named = named
+                    && match (piece, &self.parent) {
+                        (Piece::Here(off), _) => here(out, off, l),
+                        (Piece::Below, None) => {
+                            push_located(out, Located::Zeros(l));
+                            true
+                        }
+                        (Piece::Below, Some(p)) => {
+                            let avail = p.size.saturating_sub(at).min(l);
+                            let ok = p.locate_unchecked(at, avail, out)?;
+                            push_located(out, Located::Zeros(l - avail));
+                            ok
+                        }
+                    };
+                at += l;
+                Ok(())
+            })?;
+            pos += n;
+        }
+        Ok(named)
+    }
+
     /// Writes a sector-aligned run into one block, allocating the block if needed.
     fn write_block(
         &self,
@@ -685,6 +730,12 @@ impl Disk for Image {
             push_extent(&mut out, o, l, state);
         }
         Ok(out)
+    }
+
+    fn locate(&self, offset: u64, len: u64) -> Result<Option<Vec<Located>>> {
+        check_range(self.size, offset, len)?;
+        let mut out = Vec::new();
+        Ok(self.locate_unchecked(offset, len, &mut out)?.then_some(out))
     }
 
     fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {

@@ -70,7 +70,7 @@ pub use convert::{Progress, Target, convert, merge, save_overlay};
 pub use create::{
     CreateOptions, ParentLink, create_differencing, create_differencing_on, parent_link,
 };
-pub use disk::{Disk, Extent, ExtentState, RawDisk, check_range};
+pub use disk::{Disk, Extent, ExtentState, Located, RawDisk, check_range, push_located};
 pub use error::{Error, ErrorKind, Result};
 pub use footer::{
     DiskType, FOOTER_LEN, Footer, Geometry, MAX_DISK_SIZE, NO_DATA_OFFSET, VHD_EPOCH_UNIX,

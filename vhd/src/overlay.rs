@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::disk::{Disk, Extent, ExtentState, check_range, push_extent};
+use crate::disk::{Disk, Extent, ExtentState, Located, check_range, push_extent, push_located};
 use crate::error::{Error, Result};
 
 /// Granularity of an overlay, bytes.
@@ -342,6 +342,40 @@ impl Disk for Overlay {
             pos += n;
         }
         Ok(out)
+    }
+
+    /// Chunks the overlay holds are copied out (zeros stay zeros); the runs between
+    /// them are located in the base.
+    fn locate(&self, offset: u64, len: u64) -> Result<Option<Vec<Located>>> {
+        check_range(self.size, offset, len)?;
+        let st = self.read_state();
+        let mut out = Vec::new();
+        let mut pos = offset;
+        let end = offset + len;
+        while pos < end {
+            let idx = pos / CHUNK;
+            let n = ((idx + 1) * CHUNK).min(end) - pos;
+            if matches!(st.chunks.get(&idx), Some(Chunk::Zero)) {
+                push_located(&mut out, Located::Zeros(n));
+            } else if st.chunks.contains_key(&idx) {
+                let mut bytes = vec![0u8; n as usize];
+                self.read_chunk(&st, idx, &mut bytes, (pos % CHUNK) as usize)?;
+                push_located(&mut out, Located::Bytes(bytes));
+            } else {
+                let mut stop = pos + n;
+                while stop < end && !st.chunks.contains_key(&(stop / CHUNK)) {
+                    stop = ((stop / CHUNK + 1) * CHUNK).min(end);
+                }
+                let Some(runs) = self.base.locate(pos, stop - pos)? else {
+                    return Ok(None);
+                };
+                runs.into_iter().for_each(|r| push_located(&mut out, r));
+                pos = stop;
+                continue;
+            }
+            pos += n;
+        }
+        Ok(Some(out))
     }
 
     fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {

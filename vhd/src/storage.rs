@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 /// Positional I/O on the bytes of one image file. Implementations are shared by many
 /// threads: every method takes `&self`.
@@ -29,6 +29,11 @@ pub trait Storage: Send + Sync {
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
+    /// The file whose bytes these are at the same offsets, if there is one (for
+    /// [`crate::Disk::locate`]).
+    fn file(&self) -> Option<&Arc<File>> {
+        None
+    }
 }
 
 fn read_only_error() -> io::Error {
@@ -38,7 +43,7 @@ fn read_only_error() -> io::Error {
 /// A file read and written with pread/pwrite: no seek position, no lock.
 #[derive(Debug)]
 pub struct FileStorage {
-    file: File,
+    file: Arc<File>,
     read_only: bool,
 }
 
@@ -49,7 +54,7 @@ impl FileStorage {
             .read(true)
             .write(!read_only)
             .open(path)?;
-        Ok(FileStorage { file, read_only })
+        Ok(FileStorage::from_file(file, read_only))
     }
 
     /// Creates (or truncates) `path` for reading and writing.
@@ -60,15 +65,15 @@ impl FileStorage {
             .create(true)
             .truncate(true)
             .open(path)?;
-        Ok(FileStorage {
-            file,
-            read_only: false,
-        })
+        Ok(FileStorage::from_file(file, false))
     }
 
     /// Wraps an open file.
     pub fn from_file(file: File, read_only: bool) -> Self {
-        FileStorage { file, read_only }
+        FileStorage {
+            file: Arc::new(file),
+            read_only,
+        }
     }
 }
 
@@ -99,6 +104,9 @@ impl Storage for FileStorage {
     }
     fn is_read_only(&self) -> bool {
         self.read_only
+    }
+    fn file(&self) -> Option<&Arc<File>> {
+        Some(&self.file)
     }
 }
 

@@ -305,4 +305,7 @@ impl Export for ReadOnlyDisk {
             })
             .collect())
     }
+    fn locate(&self, offset: u64, len: u64) -> Option<Vec<nbd_proto::Located>> {
+        provision_core::adapters::nbd::locate(&*self.0, offset, len)
+    }
 }

@@ -2,7 +2,9 @@
 //!
 //! Per connection: one task reads requests and hands each to tokio's blocking pool,
 //! where [`Transmission::execute`] calls the export; replies go to a writer task in
-//! the order they finish. Memory is bounded per connection (in-flight payload bytes
+//! the order they finish. Small requests run on the reading task itself. A READ whose
+//! bytes the export locates in files that are in the page cache is not executed at
+//! all: the writer task sends it with `sendfile(2)`, never copying it through a buffer. Memory is bounded per connection (in-flight payload bytes
 //! and request count) and across the server (connection count, handshake timeout).
 //! [`ShutdownHandle::shutdown`] stops accepting, lets in-flight requests finish and
 //! closes every connection.
@@ -12,14 +14,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::driver::pool::BufferPool;
+use crate::driver::zero_copy;
 use crate::error::{Error, Result};
-use crate::export::ExportProvider;
+use crate::export::{ExportProvider, Located};
 use crate::server::handshake::{Handshake, HandshakeConfig, Progress};
 use crate::server::transmission::Transmission;
 use crate::wire::consts::REQUEST_HEADER_LEN;
@@ -41,6 +44,10 @@ pub struct ServerConfig {
     /// fast when the export answers from memory or the page cache. Set 0 for exports
     /// whose calls may block for long (network storage).
     pub inline_max_len: u32,
+    /// Send READ data the export locates in files ([`crate::Export::locate`]) with
+    /// `sendfile(2)` when it is in the page cache. Turn off for files on storage whose
+    /// page cache does not stay coherent (some network file systems).
+    pub zero_copy: bool,
     /// How long a client may go silent in the middle of a request (part of a request
     /// header, or of a WRITE payload, received) before its connection is closed. Time
     /// between requests is not limited: idle clients stay connected.
@@ -55,6 +62,7 @@ impl Default for ServerConfig {
             max_in_flight_bytes: 64 << 20,
             max_in_flight_requests: 64,
             inline_max_len: 64 << 10,
+            zero_copy: true,
             request_timeout: Duration::from_secs(60),
         }
     }
@@ -219,7 +227,18 @@ async fn connection(
     transmission(rd, wr, buf, session, config, stop, pool).await
 }
 
-type Reply = (Vec<u8>, [OwnedSemaphorePermit; 2]);
+/// A reply on its way to the writer task, with the in-flight permits it holds.
+struct Reply {
+    body: Body,
+    permits: [OwnedSemaphorePermit; 2],
+}
+
+enum Body {
+    /// The whole reply.
+    Bytes(Vec<u8>),
+    /// A READ reply planned for zero-copy sending.
+    Parts(Vec<Located>),
+}
 
 async fn transmission(
     mut rd: OwnedReadHalf,
@@ -285,17 +304,24 @@ async fn transmission(
             Err(e) => break Err(e),
         };
         let permits = [byte_permit, count_permit];
+        if config.zero_copy
+            && let Some(parts) = zero_copy_read(&session, &req)
+        {
+            let body = Body::Parts(parts);
+            let _ = tx.send(Reply { body, permits });
+            continue;
+        }
         if inline(&session, &req, config.inline_max_len) {
-            let reply = run(&session, &pool, &req, payload);
-            let _ = tx.send((reply, permits));
+            let body = Body::Bytes(run(&session, &pool, &req, payload));
+            let _ = tx.send(Reply { body, permits });
             continue;
         }
         let session = session.clone();
         let tx = tx.clone();
         let pool = pool.clone();
         tokio::task::spawn_blocking(move || {
-            let reply = run(&session, &pool, &req, payload);
-            let _ = tx.send((reply, permits));
+            let body = Body::Bytes(run(&session, &pool, &req, payload));
+            let _ = tx.send(Reply { body, permits });
         });
     };
     // Let in-flight requests finish and their replies go out, then close. A client that
@@ -325,6 +351,26 @@ fn run(session: &Transmission, pool: &BufferPool, req: &Request, payload: Vec<u8
     session.execute_into(req, &payload, &mut reply);
     drop(payload);
     reply
+}
+
+/// READs from this length up are sent with `sendfile(2)` when the export locates them.
+const ZERO_COPY_MIN: u32 = 16 << 10;
+
+/// The parts of a READ reply to send without copying: when the export locates every
+/// byte and every file run is in the page cache (so sending never waits for the disk
+/// on this task). `None`: read into a buffer (which also brings cold data in).
+fn zero_copy_read(session: &Transmission, req: &Request) -> Option<Vec<Located>> {
+    if req.command != Command::Read || req.length < ZERO_COPY_MIN {
+        return None;
+    }
+    let parts = session.plan_read(req)?;
+    parts
+        .iter()
+        .all(|p| match p {
+            Located::File { file, offset, len } => zero_copy::resident(file, *offset, *len),
+            _ => true,
+        })
+        .then_some(parts)
 }
 
 /// True for requests cheap enough to run on the connection's own task: rejected ones,
@@ -375,25 +421,90 @@ async fn read_payload(
     Ok(Some(payload))
 }
 
+/// The connection's sending side: small replies gathered into one buffer and sent
+/// together, file runs sent with `sendfile(2)` behind their header.
+struct Sender {
+    wr: OwnedWriteHalf,
+    buf: Vec<u8>,
+}
+
+/// Bytes gathered before they are sent.
+const SEND_BUFFER: usize = 64 << 10;
+
+static ZEROS: [u8; SEND_BUFFER] = [0; SEND_BUFFER];
+
+impl Sender {
+    async fn bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        if self.buf.len() + bytes.len() > SEND_BUFFER {
+            self.flush(false).await?;
+        }
+        if bytes.len() >= SEND_BUFFER {
+            zero_copy::send_all(self.wr.as_ref(), bytes, false).await?;
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    async fn part(&mut self, part: Located) -> Result<()> {
+        match part {
+            Located::Bytes(b) => self.bytes(&b).await,
+            Located::Zeros(mut n) => {
+                while n > 0 {
+                    let k = n.min(SEND_BUFFER as u64);
+                    self.bytes(&ZEROS[..k as usize]).await?;
+                    n -= k;
+                }
+                Ok(())
+            }
+            Located::File { file, offset, len } => {
+                self.flush(true).await?;
+                Ok(zero_copy::send_file(self.wr.as_ref(), &file, offset, len).await?)
+            }
+        }
+    }
+
+    /// Sends what is gathered; `more` when more bytes follow at once.
+    async fn flush(&mut self, more: bool) -> Result<()> {
+        if !self.buf.is_empty() {
+            zero_copy::send_all(self.wr.as_ref(), &self.buf, more).await?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
 async fn write_replies(
     wr: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Reply>,
     pool: Arc<BufferPool>,
 ) -> Result<()> {
-    let mut wr = BufWriter::with_capacity(64 << 10, wr);
-    while let Some((reply, permits)) = rx.recv().await {
-        wr.write_all(&reply).await?;
-        drop(permits);
-        pool.give(reply);
-        // Batch replies that are ready; flush when the queue is empty.
-        while let Ok((reply, permits)) = rx.try_recv() {
-            wr.write_all(&reply).await?;
-            drop(permits);
-            pool.give(reply);
+    let mut out = Sender {
+        wr,
+        buf: Vec::new(),
+    };
+    while let Some(first) = rx.recv().await {
+        // Batch replies that are ready; send when the queue is empty.
+        let mut next = Some(first);
+        while let Some(reply) = next {
+            match reply.body {
+                Body::Bytes(bytes) => {
+                    out.bytes(&bytes).await?;
+                    pool.give(bytes);
+                }
+                Body::Parts(parts) => {
+                    for part in parts {
+                        out.part(part).await?;
+                    }
+                }
+            }
+            drop(reply.permits);
+            next = rx.try_recv().ok();
         }
-        wr.flush().await?;
+        out.flush(false).await?;
+        // An idle connection keeps no buffer.
+        out.buf = Vec::new();
     }
-    wr.flush().await?;
-    wr.into_inner().shutdown().await.ok();
+    out.wr.shutdown().await.ok();
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! once (on a blocking pool) and send the replies in whatever order they finish.
 
 use crate::error::{Error, Result};
-use crate::export::{Capabilities, Errno, Extent, ZeroFlags};
+use crate::export::{Capabilities, Errno, Extent, Located, ZeroFlags};
 use crate::server::handshake::Negotiated;
 use crate::wire::consts::*;
 use crate::wire::reply::{self, BlockDescriptor};
@@ -278,6 +278,57 @@ impl Transmission {
         }
     }
 
+    /// A structured READ's chunks as (is_hole, relative offset, length): holes as
+    /// OFFSET_HOLE chunks (not with DF), data as OFFSET_DATA.
+    fn read_segments(&self, offset: u64, len: u64, df: bool) -> Vec<(bool, u64, u64)> {
+        if df {
+            return vec![(false, 0, len)];
+        }
+        let extents = self.neg.export.block_status(offset, len);
+        read_segments(extents.unwrap_or_default(), len)
+    }
+
+    /// A READ's reply as parts to send in order, when the export can locate its bytes
+    /// (see [`Export::locate`](crate::Export::locate)): reply headers as
+    /// [`Located::Bytes`], the data as the export's runs. `None` for any other request,
+    /// a request that fails its checks, or bytes the export cannot locate: build the
+    /// reply with [`Transmission::execute_into`] then.
+    pub fn plan_read(&self, req: &Request) -> Option<Vec<Located>> {
+        let Ok(Op::Read { offset, len, df }) = self.check(req) else {
+            return None;
+        };
+        let len = u64::from(len);
+        let mut parts = Vec::new();
+        if !self.neg.structured {
+            let mut head = Vec::with_capacity(SIMPLE_REPLY_HEADER_LEN);
+            reply::emit_simple(&mut head, req.cookie, Errno(0));
+            parts.push(Located::Bytes(head));
+            parts.extend(self.locate(offset, len)?);
+            return Some(parts);
+        }
+        let segments = self.read_segments(offset, len, df);
+        for (i, &(hole, rel, n)) in segments.iter().enumerate() {
+            let last = i + 1 == segments.len();
+            let mut head = Vec::with_capacity(STRUCTURED_REPLY_HEADER_LEN + 12);
+            if hole {
+                reply::emit_offset_hole(&mut head, last, req.cookie, offset + rel, n as u32);
+                parts.push(Located::Bytes(head));
+                continue;
+            }
+            reply::emit_offset_data_header(&mut head, last, req.cookie, offset + rel, n as u32);
+            parts.push(Located::Bytes(head));
+            parts.extend(self.locate(offset + rel, n)?);
+        }
+        Some(parts)
+    }
+
+    /// The export's runs for a range, if it names them and they cover it exactly.
+    fn locate(&self, offset: u64, len: u64) -> Option<Vec<Located>> {
+        let runs = self.neg.export.locate(offset, len)?;
+        let covered: u64 = runs.iter().map(Located::len).sum();
+        (covered == len).then_some(runs)
+    }
+
     /// A READ reply in `out` (old contents reused as scratch, see `execute_into`).
     fn read(&self, cookie: u64, offset: u64, len: u32, df: bool, out: &mut Vec<u8>) {
         let export = &*self.neg.export;
@@ -293,15 +344,7 @@ impl Transmission {
             }
             return;
         }
-        // Structured: holes as OFFSET_HOLE chunks (not with DF), data as OFFSET_DATA.
-        let segments = if df {
-            vec![(false, 0, len64)]
-        } else {
-            read_segments(
-                export.block_status(offset, len64).unwrap_or_default(),
-                len64,
-            )
-        };
+        let segments = self.read_segments(offset, len64, df);
         let chunk = STRUCTURED_REPLY_HEADER_LEN as u64;
         let total: u64 = segments
             .iter()

@@ -44,6 +44,27 @@ pub fn errno(error: &vhd::Error) -> Errno {
     }
 }
 
+/// Where `disk` stores `[offset, offset + len)`, as NBD runs for zero-copy reads (see
+/// [`Export::locate`]); `None` when the disk cannot name them or the range is bad.
+pub fn locate<D: Disk + ?Sized>(
+    disk: &D,
+    offset: u64,
+    len: u64,
+) -> Option<Vec<nbd_proto::Located>> {
+    let runs = disk.locate(offset, len).ok()??;
+    Some(
+        runs.into_iter()
+            .map(|run| match run {
+                vhd::Located::File { file, offset, len } => {
+                    nbd_proto::Located::File { file, offset, len }
+                }
+                vhd::Located::Zeros(n) => nbd_proto::Located::Zeros(n),
+                vhd::Located::Bytes(b) => nbd_proto::Located::Bytes(b),
+            })
+            .collect(),
+    )
+}
+
 fn log_errno(what: &str, offset: u64, error: &vhd::Error) -> Errno {
     let code = errno(error);
     tracing::warn!(request = what, offset, error = %error, errno = ?code, "disk request failed");
@@ -152,6 +173,9 @@ impl<D: Disk + ?Sized> Export for DiskExport<D> {
                 ExtentState::Zero => nbd_proto::Extent::hole(e.len),
             })
             .collect())
+    }
+    fn locate(&self, offset: u64, len: u64) -> Option<Vec<nbd_proto::Located>> {
+        locate(&*self.disk, offset, len)
     }
 }
 

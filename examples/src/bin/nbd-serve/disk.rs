@@ -129,4 +129,7 @@ impl Export for DiskExport {
         }
         Ok(out)
     }
+    fn locate(&self, offset: u64, len: u64) -> Option<Vec<nbd_proto::Located>> {
+        provision_core::adapters::nbd::locate(&*self.disk, offset, len)
+    }
 }
