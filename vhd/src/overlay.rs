@@ -50,6 +50,25 @@ impl State {
     }
 }
 
+/// `[offset, end)` cut at chunk bounds, as (start, length, the chunk held there);
+/// neighbouring chunks the overlay does not hold come as one piece, so the base is
+/// asked once for them.
+fn pieces(st: &State, offset: u64, end: u64) -> impl Iterator<Item = (u64, u64, Option<&Chunk>)> {
+    let mut pos = offset;
+    std::iter::from_fn(move || {
+        if pos >= end {
+            return None;
+        }
+        let start = pos;
+        let chunk = st.chunks.get(&(pos / CHUNK));
+        pos = ((pos / CHUNK + 1) * CHUNK).min(end);
+        while chunk.is_none() && pos < end && !st.chunks.contains_key(&(pos / CHUNK)) {
+            pos = ((pos / CHUNK + 1) * CHUNK).min(end);
+        }
+        Some((start, pos - start, chunk))
+    })
+}
+
 /// A sparse write overlay; see the module docs.
 #[derive(Debug)]
 pub struct Overlay {
@@ -318,28 +337,16 @@ impl Disk for Overlay {
         check_range(self.size, offset, len)?;
         let st = self.read_state();
         let mut out = Vec::new();
-        let mut pos = offset;
-        let end = offset + len;
-        while pos < end {
-            let idx = pos / CHUNK;
-            let n = ((idx + 1) * CHUNK).min(end) - pos;
-            match st.chunks.get(&idx) {
+        for (pos, n, chunk) in pieces(&st, offset, offset + len) {
+            match chunk {
                 Some(Chunk::Zero) => push_extent(&mut out, pos, n, ExtentState::Zero),
                 Some(_) => push_extent(&mut out, pos, n, ExtentState::Data),
                 None => {
-                    // Extend over absent chunks and ask the base once.
-                    let mut stop = pos + n;
-                    while stop < end && !st.chunks.contains_key(&(stop / CHUNK)) {
-                        stop = ((stop / CHUNK + 1) * CHUNK).min(end);
-                    }
-                    for e in self.base.allocation(pos, stop - pos)? {
+                    for e in self.base.allocation(pos, n)? {
                         push_extent(&mut out, e.offset, e.len, e.state);
                     }
-                    pos = stop;
-                    continue;
                 }
             }
-            pos += n;
         }
         Ok(out)
     }
@@ -350,30 +357,21 @@ impl Disk for Overlay {
         check_range(self.size, offset, len)?;
         let st = self.read_state();
         let mut out = Vec::new();
-        let mut pos = offset;
-        let end = offset + len;
-        while pos < end {
-            let idx = pos / CHUNK;
-            let n = ((idx + 1) * CHUNK).min(end) - pos;
-            if matches!(st.chunks.get(&idx), Some(Chunk::Zero)) {
-                push_located(&mut out, Located::Zeros(n));
-            } else if st.chunks.contains_key(&idx) {
-                let mut bytes = vec![0u8; n as usize];
-                self.read_chunk(&st, idx, &mut bytes, (pos % CHUNK) as usize)?;
-                push_located(&mut out, Located::Bytes(bytes));
-            } else {
-                let mut stop = pos + n;
-                while stop < end && !st.chunks.contains_key(&(stop / CHUNK)) {
-                    stop = ((stop / CHUNK + 1) * CHUNK).min(end);
+        for (pos, n, chunk) in pieces(&st, offset, offset + len) {
+            match chunk {
+                Some(Chunk::Zero) => push_located(&mut out, Located::Zeros(n)),
+                Some(_) => {
+                    let mut bytes = vec![0u8; n as usize];
+                    self.read_chunk(&st, pos / CHUNK, &mut bytes, (pos % CHUNK) as usize)?;
+                    push_located(&mut out, Located::Bytes(bytes));
                 }
-                let Some(runs) = self.base.locate(pos, stop - pos)? else {
-                    return Ok(None);
-                };
-                runs.into_iter().for_each(|r| push_located(&mut out, r));
-                pos = stop;
-                continue;
+                None => {
+                    let Some(runs) = self.base.locate(pos, n)? else {
+                        return Ok(None);
+                    };
+                    runs.into_iter().for_each(|r| push_located(&mut out, r));
+                }
             }
-            pos += n;
         }
         Ok(Some(out))
     }
