@@ -116,6 +116,8 @@ impl Storage for FileStorage {
 /// are immutable); a truncation under a map ends the process with SIGBUS.
 pub struct MmapStorage {
     map: memmap2::Mmap,
+    /// The mapped file, kept for zero-copy sends of its bytes.
+    file: Arc<File>,
 }
 
 impl MmapStorage {
@@ -127,7 +129,10 @@ impl MmapStorage {
         // slice do not change or disappear while it lives.
         #[allow(unsafe_code)]
         let map = unsafe { memmap2::Mmap::map(&file)? };
-        Ok(MmapStorage { map })
+        Ok(MmapStorage {
+            map,
+            file: Arc::new(file),
+        })
     }
 }
 
@@ -174,6 +179,9 @@ impl Storage for MmapStorage {
     }
     fn is_read_only(&self) -> bool {
         true
+    }
+    fn file(&self) -> Option<&Arc<File>> {
+        Some(&self.file)
     }
 }
 

@@ -109,6 +109,14 @@ fn raw_fixed_dynamic_and_chains_locate_what_they_read() {
 
     let child = chain(dir.path());
     check(&child, 0, SIZE);
+    // Memory-mapped images name their files too.
+    let mapped = OpenOptions {
+        mmap: true,
+        ..OpenOptions::new(true)
+    }
+    .open(&dir.path().join("child.vhd"))
+    .unwrap();
+    check(&mapped, 0, SIZE);
     check(&child, 50, 300);
     check(&child, (2 << 20) - 1000, 4000);
     check(&child, 4 << 20, 2 << 20);
