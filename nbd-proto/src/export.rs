@@ -210,9 +210,10 @@ pub trait Export: Send + Sync {
         Ok(vec![Extent::data(len)])
     }
     /// Where the bytes of `[offset, offset + len)` are stored, as runs in order that
-    /// cover exactly `len` bytes. The driver then sends file runs with `sendfile(2)`
-    /// straight from the page cache, instead of calling [`Export::read`] into a
-    /// buffer. `None` (the default): not known, call `read`.
+    /// cover exactly `len` bytes: the READ is then served from these runs, and
+    /// [`Export::read`] is not called for it. The driver sends file runs with
+    /// `sendfile(2)` straight from the page cache, or reads them on a blocking thread
+    /// when they are not cached. `None` (the default): not known, call `read`.
     fn locate(&self, _offset: u64, _len: u64) -> Option<Vec<Located>> {
         None
     }

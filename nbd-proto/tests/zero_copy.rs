@@ -1,7 +1,8 @@
 //! READs the export locates in files go out with sendfile: the bytes must be exactly
 //! those `read` gives, in simple and structured replies, across file runs, zero runs
-//! and bytes from memory, with many requests in flight; an export that locates the
-//! wrong length falls back to `read`; and nbdcopy copies such an export intact.
+//! and bytes from memory, with many requests in flight, whether the file is in the
+//! page cache or not; an export that locates the wrong length falls back to `read`;
+//! and nbdcopy copies such an export intact.
 
 mod common;
 
@@ -176,6 +177,22 @@ fn located_reads_match_the_model_in_simple_and_structured_replies() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::export("disk", Arc::new(FileExport::new(dir.path(), false)));
     reads(&server, false);
+    reads(&server, true);
+}
+
+#[test]
+fn runs_out_of_the_page_cache_are_read_from_their_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = FileExport::new(dir.path(), false);
+    export.file.sync_all().unwrap();
+    // GNU dd's documented way to drop a whole file from the page cache.
+    let path = dir.path().join("disk");
+    testkit::run(
+        Command::new("dd")
+            .arg(format!("if={}", path.display()))
+            .args(["iflag=nocache", "count=0"]),
+    );
+    let server = TestServer::export("disk", Arc::new(export));
     reads(&server, true);
 }
 

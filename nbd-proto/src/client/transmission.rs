@@ -30,6 +30,10 @@ pub struct Reply {
 struct Pending {
     command: Command,
     offset: u64,
+    /// READ length (0 for other commands).
+    length: usize,
+    /// READ data, allocated when the first data arrives (no zero-filling of bytes a
+    /// reply overwrites anyway).
     data: Vec<u8>,
     extents: Vec<BlockDescriptor>,
     error: Option<Errno>,
@@ -80,17 +84,18 @@ impl ClientTransmission {
         .emit(out);
         out.extend_from_slice(payload);
         if command != Command::Disc {
-            let data = if command == Command::Read {
-                vec![0; length as usize]
+            let length = if command == Command::Read {
+                length as usize
             } else {
-                Vec::new()
+                0
             };
             self.pending.insert(
                 cookie,
                 Pending {
                     command,
                     offset,
-                    data,
+                    length,
+                    data: Vec::new(),
                     extents: Vec::new(),
                     error: None,
                 },
@@ -129,11 +134,11 @@ impl ClientTransmission {
                             "simple reply to READ with structured replies",
                         ));
                     }
-                    let n = p.data.len();
+                    let n = p.length;
                     let Some(data) = input.get(hlen..hlen + n) else {
                         return Ok((0, None));
                     };
-                    p.data.copy_from_slice(data);
+                    p.data = data.to_vec();
                     used += n;
                 }
                 let p = self.pending.remove(&cookie).expect("present");
@@ -148,7 +153,7 @@ impl ClientTransmission {
                 len,
                 ..
             } => {
-                let max = p.data.len() as u64 + 4096 + (8u64 << 20);
+                let max = p.length as u64 + 4096 + (8u64 << 20);
                 if u64::from(len) > max {
                     return Err(Error::TooLong {
                         structure: "reply chunk",
@@ -172,7 +177,9 @@ impl ClientTransmission {
     }
 }
 
-fn finish(cookie: u64, p: Pending, error: Option<Errno>) -> Completion {
+fn finish(cookie: u64, mut p: Pending, error: Option<Errno>) -> Completion {
+    // Whatever no chunk covered reads as zeros.
+    p.data.resize(p.length, 0);
     let result = match error {
         Some(e) => Err(e),
         None => Ok(Reply {
@@ -188,7 +195,7 @@ fn chunk(p: &mut Pending, chunk_type: u16, payload: &[u8]) -> Result<()> {
     let place = |p: &mut Pending, offset: u64, n: usize| -> Result<std::ops::Range<usize>> {
         let rel = offset.checked_sub(p.offset).map(|r| r as usize);
         match rel.and_then(|r| r.checked_add(n).map(|e| r..e)) {
-            Some(range) if range.end <= p.data.len() => Ok(range),
+            Some(range) if range.end <= p.length => Ok(range),
             _ => Err(Error::invalid(
                 "reply chunk",
                 "offset",
@@ -206,7 +213,12 @@ fn chunk(p: &mut Pending, chunk_type: u16, payload: &[u8]) -> Result<()> {
             })?;
             let offset = u64::from_be_bytes(off.try_into().unwrap_or_default());
             let range = place(p, offset, payload.len() - 8)?;
-            p.data[range].copy_from_slice(&payload[8..]);
+            if p.data.is_empty() && range == (0..p.length) {
+                p.data = payload[8..].to_vec();
+            } else {
+                p.data.resize(p.length, 0);
+                p.data[range].copy_from_slice(&payload[8..]);
+            }
         }
         NBD_REPLY_TYPE_OFFSET_HOLE => {
             if payload.len() != 12 {
@@ -215,6 +227,7 @@ fn chunk(p: &mut Pending, chunk_type: u16, payload: &[u8]) -> Result<()> {
             let offset = u64::from_be_bytes(payload[..8].try_into().unwrap_or_default());
             let size = u32::from_be_bytes(payload[8..].try_into().unwrap_or_default());
             let range = place(p, offset, size as usize)?;
+            p.data.resize(p.length, 0);
             p.data[range].fill(0);
         }
         NBD_REPLY_TYPE_BLOCK_STATUS => {

@@ -305,10 +305,19 @@ async fn transmission(
         };
         let permits = [byte_permit, count_permit];
         if config.zero_copy
-            && let Some(parts) = zero_copy_read(&session, &req)
+            && let Some(parts) = located_read(&session, &req)
         {
-            let body = Body::Parts(parts);
-            let _ = tx.send(Reply { body, permits });
+            if parts.iter().all(cached) {
+                let body = Body::Parts(parts);
+                let _ = tx.send(Reply { body, permits });
+                continue;
+            }
+            // Cold: read the runs on a blocking thread (bringing them into the cache).
+            let (session, tx, pool) = (session.clone(), tx.clone(), pool.clone());
+            tokio::task::spawn_blocking(move || {
+                let body = Body::Bytes(gather(&session, &pool, &req, parts));
+                let _ = tx.send(Reply { body, permits });
+            });
             continue;
         }
         if inline(&session, &req, config.inline_max_len) {
@@ -356,21 +365,50 @@ fn run(session: &Transmission, pool: &BufferPool, req: &Request, payload: Vec<u8
 /// READs from this length up are sent with `sendfile(2)` when the export locates them.
 const ZERO_COPY_MIN: u32 = 16 << 10;
 
-/// The parts of a READ reply to send without copying: when the export locates every
-/// byte and every file run is in the page cache (so sending never waits for the disk
-/// on this task). `None`: read into a buffer (which also brings cold data in).
-fn zero_copy_read(session: &Transmission, req: &Request) -> Option<Vec<Located>> {
+/// The parts of a READ reply when the export locates its bytes (see
+/// [`Transmission::plan_read`]).
+fn located_read(session: &Transmission, req: &Request) -> Option<Vec<Located>> {
     if req.command != Command::Read || req.length < ZERO_COPY_MIN {
         return None;
     }
-    let parts = session.plan_read(req)?;
-    parts
-        .iter()
-        .all(|p| match p {
-            Located::File { file, offset, len } => zero_copy::resident(file, *offset, *len),
-            _ => true,
-        })
-        .then_some(parts)
+    session.plan_read(req)
+}
+
+/// True unless the part is a file run not wholly in the page cache (sending it would
+/// wait for the disk on an async worker).
+fn cached(part: &Located) -> bool {
+    match part {
+        Located::File { file, offset, len } => zero_copy::resident(file, *offset, *len),
+        _ => true,
+    }
+}
+
+/// A planned READ reply as one buffer, reading its file runs (blocking).
+fn gather(
+    session: &Transmission,
+    pool: &BufferPool,
+    req: &Request,
+    parts: Vec<Located>,
+) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let total = parts.iter().map(Located::len).sum::<u64>() as usize;
+    let mut out = pool.take(total);
+    out.clear();
+    for part in parts {
+        match part {
+            Located::Bytes(b) => out.extend_from_slice(&b),
+            Located::Zeros(n) => out.resize(out.len() + n as usize, 0),
+            Located::File { file, offset, len } => {
+                let at = out.len();
+                out.resize(at + len as usize, 0);
+                if let Err(e) = file.read_exact_at(&mut out[at..], offset) {
+                    tracing::warn!(offset, len, error = %e, "reading a located run failed");
+                    return session.error_reply(req, crate::Errno::EIO, None);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// True for requests cheap enough to run on the connection's own task: rejected ones,

@@ -518,6 +518,13 @@ impl Disk for Session {
     fn allocation(&self, offset: u64, len: u64) -> vhd::Result<Vec<Extent>> {
         self.disk.allocation(offset, len)
     }
+    /// Counted as a read: a server sends what this locates instead of reading it.
+    fn locate(&self, offset: u64, len: u64) -> vhd::Result<Option<Vec<vhd::Located>>> {
+        match self.disk.locate(offset, len) {
+            Ok(None) => Ok(None),
+            other => self.counters.read(len, other),
+        }
+    }
     fn write_zeroes(&self, offset: u64, len: u64) -> vhd::Result<()> {
         self.counters
             .write(len, self.disk.write_zeroes(offset, len))
