@@ -104,6 +104,28 @@ impl ClientTransmission {
         cookie
     }
 
+    /// How many bytes of input the next reply (or chunk) needs in all, as far as the
+    /// header at the start of `input` tells; `input.len()` when it cannot tell. A
+    /// driver makes room for that much once, instead of growing its buffer (and
+    /// moving the bytes already in it) while a large READ reply arrives.
+    pub fn wanted(&self, input: &[u8]) -> usize {
+        let Some(hlen) = input.get(..4).and_then(|m| ReplyHeader::header_len(m).ok()) else {
+            return input.len().max(4);
+        };
+        let Some(header) = input.get(..hlen).and_then(|h| ReplyHeader::parse(h).ok()) else {
+            return input.len().max(hlen);
+        };
+        match header {
+            ReplyHeader::Simple { error, cookie } => match self.pending.get(&cookie) {
+                Some(p) if error.0 == 0 && p.command == Command::Read && !self.structured => {
+                    hlen + p.length
+                }
+                _ => hlen,
+            },
+            ReplyHeader::Structured { len, .. } => hlen + len as usize,
+        }
+    }
+
     /// Consumes at most one reply (or chunk) from `input`; returns the bytes used and a
     /// completion when a request finished. Errors are protocol violations by the server.
     pub fn handle_input(&mut self, input: &[u8]) -> Result<(usize, Option<Completion>)> {

@@ -193,7 +193,15 @@ async fn read_replies(mut rd: OwnedReadHalf, mut buf: BytesMut, inner: Arc<Inner
                     break;
                 }
             }
-            buf.reserve(64 << 10);
+            // Room for the whole reply under way (READ data arrives in one buffer
+            // and is never moved inside it), and at least 64 KiB per read.
+            let wanted = inner
+                .state
+                .lock()
+                .map_err(|_| Error::Closed)?
+                .session
+                .wanted(&buf);
+            buf.reserve(wanted.saturating_sub(buf.len()).max(64 << 10));
             if rd.read_buf(&mut buf).await? == 0 {
                 return Err(Error::Closed);
             }

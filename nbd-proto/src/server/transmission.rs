@@ -290,7 +290,8 @@ impl Transmission {
 
     /// A READ's reply as parts to send in order, when the export can locate its bytes
     /// (see [`Export::locate`](crate::Export::locate)): reply headers as
-    /// [`Located::Bytes`], the data as the export's runs. `None` for any other request,
+    /// [`Located::Bytes`], the data as the export's runs; in structured replies, zero
+    /// runs of 4 KiB and more are sent as holes (no `block_status` call needed). `None` for any other request,
     /// a request that fails its checks, or bytes the export cannot locate: build the
     /// reply with [`Transmission::execute_into`] then.
     pub fn plan_read(&self, req: &Request) -> Option<Vec<Located>> {
@@ -298,26 +299,45 @@ impl Transmission {
             return None;
         };
         let len = u64::from(len);
-        let mut parts = Vec::new();
+        let runs = self.locate(offset, len)?;
+        let mut parts = Vec::with_capacity(runs.len() + 2);
         if !self.neg.structured {
             let mut head = Vec::with_capacity(SIMPLE_REPLY_HEADER_LEN);
             reply::emit_simple(&mut head, req.cookie, Errno(0));
             parts.push(Located::Bytes(head));
-            parts.extend(self.locate(offset, len)?);
+            parts.extend(runs);
             return Some(parts);
         }
-        let segments = self.read_segments(offset, len, df);
-        for (i, &(hole, rel, n)) in segments.iter().enumerate() {
-            let last = i + 1 == segments.len();
-            let mut head = Vec::with_capacity(STRUCTURED_REPLY_HEADER_LEN + 12);
-            if hole {
-                reply::emit_offset_hole(&mut head, last, req.cookie, offset + rel, n as u32);
-                parts.push(Located::Bytes(head));
-                continue;
+        // Chunks: zero runs long enough become OFFSET_HOLE (not with DF), everything
+        // between them one OFFSET_DATA each. (start, length, runs; no runs = hole)
+        let mut chunks: Vec<(u64, u64, Vec<Located>)> = Vec::new();
+        let mut pos = 0;
+        for run in runs {
+            let n = run.len();
+            let hole = !df && matches!(run, Located::Zeros(_)) && n >= MIN_HOLE_CHUNK;
+            match chunks.last_mut() {
+                Some((_, len, data)) if !hole && !data.is_empty() => {
+                    *len += n;
+                    data.push(run);
+                }
+                _ if hole => chunks.push((pos, n, Vec::new())),
+                _ => chunks.push((pos, n, vec![run])),
             }
-            reply::emit_offset_data_header(&mut head, last, req.cookie, offset + rel, n as u32);
-            parts.push(Located::Bytes(head));
-            parts.extend(self.locate(offset + rel, n)?);
+            pos += n;
+        }
+        let count = chunks.len();
+        for (i, (rel, n, data)) in chunks.into_iter().enumerate() {
+            let last = i + 1 == count;
+            let at = offset + rel;
+            let mut head = Vec::with_capacity(STRUCTURED_REPLY_HEADER_LEN + 12);
+            if data.is_empty() {
+                reply::emit_offset_hole(&mut head, last, req.cookie, at, n as u32);
+                parts.push(Located::Bytes(head));
+            } else {
+                reply::emit_offset_data_header(&mut head, last, req.cookie, at, n as u32);
+                parts.push(Located::Bytes(head));
+                parts.extend(data);
+            }
         }
         Some(parts)
     }
