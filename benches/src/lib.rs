@@ -30,6 +30,36 @@ pub fn report(case: &str, ours: Duration, peer_name: &str, peer: Duration) {
     );
 }
 
+/// CPU time (user + system, all threads) process `pid` has used so far; zero when
+/// it cannot be read.
+pub fn cpu_time(pid: u32) -> Duration {
+    // /proc/PID/stat: utime and stime are fields 14 and 15, in USER_HZ ticks (100 per
+    // second in the Linux user ABI); the command name before them may hold spaces.
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .collect::<Vec<_>>();
+            Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// Prints the server CPU time two servers spent on the same work; a ratio above 1
+/// means ours used less.
+pub fn report_cpu(case: &str, ours: Duration, peer_name: &str, peer: Duration) {
+    let ratio = peer.as_secs_f64() / ours.as_secs_f64().max(f64::EPSILON);
+    println!(
+        "{case:<48} ours {:>9.0} ms  {peer_name} {:>9.0} ms  CPU ratio   {ratio:>6.2}x",
+        ours.as_secs_f64() * 1e3,
+        peer.as_secs_f64() * 1e3,
+    );
+}
+
 /// Throughput in MiB/s for `bytes` moved in `elapsed`.
 pub fn mib_per_s(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / (1 << 20) as f64 / elapsed.as_secs_f64().max(f64::EPSILON)

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use nbd_proto::client::handshake::ClientConfig;
 use nbd_proto::driver::client::Client;
-use provision_benches::{mib_per_s, report};
+use provision_benches::{cpu_time, mib_per_s, report, report_cpu};
 use provision_core::{DeviceType, Mac, Mode, Store, import_vdisk};
 use testkit::ChildGuard;
 
@@ -70,11 +70,17 @@ fn server_rss_kib(pid: u32) -> u64 {
     rss_kib(pid) + children(pid).into_iter().map(rss_kib).sum::<u64>()
 }
 
+/// CPU time a server has used so far: the process and its living children.
+fn server_cpu(pid: u32) -> Duration {
+    cpu_time(pid) + children(pid).into_iter().map(cpu_time).sum::<Duration>()
+}
+
 struct Outcome {
     elapsed: Duration,
     bytes: u64,
     idle_rss_kib: u64,
     base_rss_kib: u64,
+    cpu: Duration,
 }
 
 /// Connects every client, measures the server's memory, then runs the storm.
@@ -95,9 +101,12 @@ async fn storm(addr: SocketAddr, exports: Vec<String>, size: u64, pid: u32) -> O
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle_rss_kib = server_rss_kib(pid);
+    let cpu_before = server_cpu(pid);
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for (n, client) in clients.into_iter().enumerate() {
+    // Connections stay open until the server's CPU time is read (nbd-server's
+    // per-connection processes take theirs with them when they exit).
+    for (n, client) in clients.iter().cloned().enumerate() {
         for lane in 0..QUEUE_DEPTH {
             let client = client.clone();
             tasks.push(tokio::spawn(async move {
@@ -121,19 +130,24 @@ async fn storm(addr: SocketAddr, exports: Vec<String>, size: u64, pid: u32) -> O
     for task in tasks {
         bytes += task.await.expect("a storm task panicked");
     }
+    let elapsed = start.elapsed();
+    let cpu = server_cpu(pid).saturating_sub(cpu_before);
+    drop(clients);
     Outcome {
-        elapsed: start.elapsed(),
+        elapsed,
         bytes,
         idle_rss_kib,
         base_rss_kib,
+        cpu,
     }
 }
 
 fn print(name: &str, clients: u64, o: &Outcome) {
     println!(
-        "{name:<34} {:>8.0} MiB/s aggregate, last client done after {:>6.2} s, server RSS {:>7} KiB idle with {clients} clients ({:>5} KiB per idle session)",
+        "{name:<34} {:>8.0} MiB/s aggregate, last client done after {:>6.2} s, server CPU {:>6.2} s, server RSS {:>7} KiB idle with {clients} clients ({:>5} KiB per idle session)",
         mib_per_s(o.bytes, o.elapsed),
         o.elapsed.as_secs_f64(),
+        o.cpu.as_secs_f64(),
         o.idle_rss_kib,
         o.idle_rss_kib.saturating_sub(o.base_rss_kib) / clients.max(1),
     );
@@ -250,6 +264,12 @@ fn main() {
             "nbd-server",
             theirs.elapsed,
         );
+        report_cpu(
+            "  server CPU for the storm",
+            ours.cpu,
+            "nbd-server",
+            theirs.cpu,
+        );
     } else {
         println!("nbd-server not installed (Debian package nbd-server): skipped");
     }
@@ -290,6 +310,12 @@ fn main() {
             ours.elapsed,
             "qemu-nbd",
             theirs.elapsed,
+        );
+        report_cpu(
+            "  server CPU for the storm",
+            ours.cpu,
+            "qemu-nbd",
+            theirs.cpu,
         );
     } else {
         println!("qemu-nbd not installed (Debian package qemu-utils): skipped");
