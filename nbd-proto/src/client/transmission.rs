@@ -126,6 +126,67 @@ impl ClientTransmission {
         }
     }
 
+    /// When the reply at the start of `input` carries all the data of a READ (a simple
+    /// reply, or one OFFSET_DATA chunk covering the whole request) and `input` holds
+    /// its header: the header's length (with the chunk's offset field) and the
+    /// payload's. A driver may then read the payload from its socket straight into a
+    /// buffer of its own and hand both to [`ClientTransmission::complete_direct`],
+    /// instead of gathering it in its input buffer to be copied.
+    pub fn direct_payload(&self, input: &[u8]) -> Option<(usize, usize)> {
+        let hlen = ReplyHeader::header_len(input.get(..4)?).ok()?;
+        let header = ReplyHeader::parse(input.get(..hlen)?).ok()?;
+        let p = self.pending.get(&header.cookie())?;
+        if p.command != Command::Read || p.length == 0 || !p.data.is_empty() {
+            return None;
+        }
+        match header {
+            ReplyHeader::Simple { error, .. } if error.0 == 0 && !self.structured => {
+                Some((hlen, p.length))
+            }
+            ReplyHeader::Structured {
+                chunk_type: NBD_REPLY_TYPE_OFFSET_DATA,
+                len,
+                ..
+            } => {
+                let offset = input.get(hlen..hlen + 8)?;
+                let whole = u64::from_be_bytes(offset.try_into().ok()?) == p.offset
+                    && len as usize == 8 + p.length;
+                whole.then_some((hlen + 8, p.length))
+            }
+            _ => None,
+        }
+    }
+
+    /// Consumes the reply whose header is `head` and whose payload the driver read
+    /// into `data`, as [`ClientTransmission::direct_payload`] described them; returns
+    /// the completion when the request finished.
+    pub fn complete_direct(&mut self, head: &[u8], data: Vec<u8>) -> Result<Option<Completion>> {
+        match self.direct_payload(head) {
+            Some((hlen, n)) if hlen == head.len() && n == data.len() => {}
+            _ => {
+                return Err(Error::invalid(
+                    "reply",
+                    "payload",
+                    "not a whole READ payload",
+                ));
+            }
+        }
+        let header = ReplyHeader::parse(&head[..ReplyHeader::header_len(head)?])?;
+        let cookie = header.cookie();
+        let done = match header {
+            ReplyHeader::Simple { .. } => true,
+            ReplyHeader::Structured { flags, .. } => flags & NBD_REPLY_FLAG_DONE != 0,
+        };
+        let p = self.pending.get_mut(&cookie).expect("checked above");
+        p.data = data;
+        if !done {
+            return Ok(None);
+        }
+        let p = self.pending.remove(&cookie).expect("checked above");
+        let error = p.error;
+        Ok(Some(finish(cookie, p, error)))
+    }
+
     /// Consumes at most one reply (or chunk) from `input`; returns the bytes used and a
     /// completion when a request finished. Errors are protocol violations by the server.
     pub fn handle_input(&mut self, input: &[u8]) -> Result<(usize, Option<Completion>)> {
@@ -269,4 +330,51 @@ fn chunk(p: &mut Pending, chunk_type: u16, payload: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::reply::{emit_offset_data_header, emit_offset_hole, emit_simple};
+
+    /// The same replies, once through `handle_input` and once with the payload read
+    /// "directly": identical completions; and what is not a whole payload is not
+    /// offered directly.
+    #[test]
+    fn direct_payloads_complete_like_buffered_ones() {
+        let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        for structured in [false, true] {
+            let mut a = ClientTransmission::new(structured);
+            let mut b = ClientTransmission::new(structured);
+            let mut out = Vec::new();
+            let cookie = a.request(Command::Read, 0, 4096, 5000, &[], &mut out);
+            b.request(Command::Read, 0, 4096, 5000, &[], &mut out);
+            let mut head = Vec::new();
+            if structured {
+                emit_offset_data_header(&mut head, true, cookie, 4096, 5000);
+            } else {
+                emit_simple(&mut head, cookie, Errno(0));
+            }
+            let mut whole = head.clone();
+            whole.extend_from_slice(&data);
+            let (used, buffered) = a.handle_input(&whole).unwrap();
+            assert_eq!(used, whole.len());
+            assert_eq!(b.direct_payload(&head), Some((head.len(), 5000)));
+            let direct = b.complete_direct(&head, data.clone()).unwrap();
+            assert_eq!(direct, buffered);
+            assert_eq!(direct.unwrap().result.unwrap().data, data);
+            assert_eq!(b.in_flight(), 0);
+        }
+        // A chunk covering part of the request, or a hole, is not a whole payload.
+        let mut t = ClientTransmission::new(true);
+        let mut out = Vec::new();
+        let cookie = t.request(Command::Read, 0, 0, 8192, &[], &mut out);
+        let mut head = Vec::new();
+        emit_offset_data_header(&mut head, false, cookie, 0, 4096);
+        assert_eq!(t.direct_payload(&head), None);
+        assert!(t.complete_direct(&head, vec![0; 4096]).is_err());
+        head.clear();
+        emit_offset_hole(&mut head, true, cookie, 0, 8192);
+        assert_eq!(t.direct_payload(&head), None);
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -177,24 +177,51 @@ impl Client {
     }
 }
 
+/// Wakes the caller waiting for a finished request.
+fn deliver(st: &mut State, done: Option<crate::client::transmission::Completion>) {
+    if let Some(c) = done
+        && let Some(w) = st.waiters.remove(&c.cookie)
+    {
+        let _ = w.send(c.result);
+    }
+}
+
 async fn read_replies(mut rd: OwnedReadHalf, mut buf: BytesMut, inner: Arc<Inner>) {
     let result: Result<()> = async {
         loop {
-            loop {
+            // Hand out every reply already buffered; stop at a READ payload still to
+            // come, which is read straight into its own buffer (never copied).
+            let direct = loop {
                 let mut st = inner.state.lock().map_err(|_| Error::Closed)?;
+                if let Some((head, n)) = st.session.direct_payload(&buf)
+                    && buf.len() < head + n
+                {
+                    break Some((head, n));
+                }
                 let (used, done) = st.session.handle_input(&buf)?;
                 buf.advance(used);
-                if let Some(c) = done
-                    && let Some(w) = st.waiters.remove(&c.cookie)
-                {
-                    let _ = w.send(c.result);
-                }
+                deliver(&mut st, done);
                 if used == 0 {
-                    break;
+                    break None;
                 }
+            };
+            if let Some((head, n)) = direct {
+                let header = buf.split_to(head);
+                let mut data = Vec::with_capacity(n);
+                data.extend_from_slice(&buf);
+                buf.clear();
+                while data.len() < n {
+                    let room = n - data.len();
+                    if rd.read_buf(&mut (&mut data).limit(room)).await? == 0 {
+                        return Err(Error::Closed);
+                    }
+                }
+                let mut st = inner.state.lock().map_err(|_| Error::Closed)?;
+                let done = st.session.complete_direct(&header, data)?;
+                deliver(&mut st, done);
+                continue;
             }
-            // Room for the whole reply under way (READ data arrives in one buffer
-            // and is never moved inside it), and at least 64 KiB per read.
+            // Room for the whole reply under way, and at least 64 KiB per read.
             let wanted = inner
                 .state
                 .lock()
