@@ -881,3 +881,52 @@ fn retransmission_timeout_follows_the_measured_round_trip() {
         Duration::from_millis(100)
     );
 }
+
+/// Counts the reads a transfer makes of its source.
+#[derive(Debug)]
+struct CountingSource {
+    inner: MemorySource,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl tftp::Source for CountingSource {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.read_at(offset, buf)
+    }
+}
+
+#[test]
+fn small_blocks_are_served_from_large_reads_and_resent_blocks_stay_exact() {
+    let data = file(512 * 300 + 17);
+    let source = Arc::new(CountingSource {
+        inner: MemorySource::from(data.clone()),
+        reads: Default::default(),
+    });
+    let mut now = Instant::now();
+    let config = TransferConfig::default();
+    let mut t = ReadTransfer::new(now, &request(&[]), source.clone(), &config).unwrap();
+    let mut buf = vec![0u8; 600];
+    let mut got = Vec::new();
+    for block in 1..=301u16 {
+        let n = t.poll_transmit(&mut buf).expect("a DATA packet");
+        assert_eq!(u16::from_be_bytes([buf[2], buf[3]]), block);
+        got.extend_from_slice(&buf[4..n]);
+        if block == 150 {
+            // Lose ACK 150 once: the resent block comes from an earlier offset.
+            now = t.poll_timeout().unwrap();
+            t.handle_timeout(now);
+            let n = t.poll_transmit(&mut buf).expect("DATA 150 again");
+            assert_eq!(&buf[4..n], &data[149 * 512..150 * 512]);
+        }
+        t.handle_datagram(now, &Packet::Ack(block).to_vec());
+    }
+    assert_eq!(got, data);
+    assert!(matches!(t.outcome(), Some(Outcome::Completed)));
+    let reads = source.reads.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(reads <= 8, "{reads} reads for 301 blocks of 512 bytes");
+}

@@ -68,7 +68,14 @@ pub struct ReadTransfer {
     outcome: Option<Outcome>,
     blocks_sent: u64,
     retransmitted: u64,
+    /// Bytes of the source read ahead of the blocks being sent, and their offset: one
+    /// read serves many small blocks (one system call per block otherwise).
+    ahead: Vec<u8>,
+    ahead_at: u64,
 }
+
+/// Bytes read from the source at a time (at least one block).
+const READ_AHEAD: usize = 32 << 10;
 
 impl ReadTransfer {
     /// Starts serving `source` for `request`.
@@ -141,6 +148,8 @@ impl ReadTransfer {
             oack: None,
             oack_due: false,
             repeats: 0,
+            ahead: Vec::new(),
+            ahead_at: 0,
             retries: 0,
             deadline: Some(now + config.timeout),
             error_due: None,
@@ -403,7 +412,7 @@ impl ReadTransfer {
         }
     }
 
-    fn emit_block(&self, block: u64, buf: &mut [u8]) -> Result<usize, Error> {
+    fn emit_block(&mut self, block: u64, buf: &mut [u8]) -> Result<usize, Error> {
         let need = DATA_HEADER_LEN + self.blksize;
         if buf.len() < need {
             return Err(Error::BufferTooSmall {
@@ -419,24 +428,14 @@ impl ReadTransfer {
             .saturating_sub(offset)
             .min(self.blksize as u64) as usize;
         emit_data_header(block as u16, buf)?;
-        let payload = &mut buf[DATA_HEADER_LEN..DATA_HEADER_LEN + expect];
-        let mut got = 0;
-        while got < expect {
-            let n = self
-                .source
-                .read_at(offset + got as u64, &mut payload[got..])
+        let ahead_end = self.ahead_at + self.ahead.len() as u64;
+        if offset < self.ahead_at || offset + expect as u64 > ahead_end {
+            self.read_ahead(offset, expect)
                 .map_err(|e| Error::io(format!("reading block {block}"), e))?;
-            if n == 0 {
-                return Err(Error::io(
-                    format!("reading block {block}"),
-                    std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "file shrank while being served",
-                    ),
-                ));
-            }
-            got += n;
         }
+        let at = (offset - self.ahead_at) as usize;
+        buf[DATA_HEADER_LEN..DATA_HEADER_LEN + expect]
+            .copy_from_slice(&self.ahead[at..at + expect]);
         Ok(DATA_HEADER_LEN + expect)
     }
 
@@ -457,6 +456,35 @@ impl ReadTransfer {
     /// True once the transfer has ended and has nothing left to send.
     pub fn is_finished(&self) -> bool {
         self.outcome().is_some()
+    }
+}
+
+impl ReadTransfer {
+    /// Fills the read-ahead buffer from `offset` with at least `expect` bytes.
+    fn read_ahead(&mut self, offset: u64, expect: usize) -> std::io::Result<()> {
+        let want = (self.source.len().saturating_sub(offset) as usize)
+            .min(READ_AHEAD.max(self.blksize))
+            .max(expect);
+        self.ahead.resize(want, 0);
+        self.ahead_at = offset;
+        let mut got = 0;
+        while got < want {
+            match self
+                .source
+                .read_at(offset + got as u64, &mut self.ahead[got..])?
+            {
+                0 => break,
+                n => got += n,
+            }
+        }
+        self.ahead.truncate(got);
+        if got < expect {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "file shrank while being served",
+            ));
+        }
+        Ok(())
     }
 }
 
