@@ -5,7 +5,9 @@
 //! LIST/SET_META_CONTEXT; transmission with simple and structured replies and
 //! `base:allocation` block status), a sans-IO client session ([`client`]), the [`Export`]
 //! trait a server serves, and, behind the `server` feature, tokio drivers (`driver`): a
-//! server for any [`ExportProvider`] over TCP and a small pipelining client.
+//! server for any [`ExportProvider`] over TCP and a small pipelining client. An export
+//! that can say where its bytes are stored ([`Export::locate`]) has large READs sent
+//! with `sendfile(2)` straight from the page cache.
 //!
 //! ```text
 //!  bytes from socket --> server::handshake::Handshake --(Negotiated)--> server::transmission::Transmission

@@ -3,7 +3,7 @@
 //! same segment as the data, and `cachestat(2)` to tell whether a range is in the page
 //! cache (a `sendfile` of a cold range would stall the async worker on the disk).
 //!
-//! The only unsafe code of the crate: four system calls on descriptors that the
+//! The only unsafe code of the crate: three system calls on descriptors that the
 //! borrowed `File` and `TcpStream` keep open for the duration of each call.
 #![allow(unsafe_code)]
 
