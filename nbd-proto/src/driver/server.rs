@@ -4,8 +4,9 @@
 //! where [`Transmission::execute`] calls the export; replies go to a writer task in
 //! the order they finish. Small requests run on the reading task itself. A READ whose
 //! bytes the export locates in files that are in the page cache is not executed at
-//! all: the writer task sends it with `sendfile(2)`, never copying it through a buffer. Memory is bounded per connection (in-flight payload bytes
-//! and request count) and across the server (connection count, handshake timeout).
+//! all: the writer task sends it with `sendfile(2)`, never copying it through a
+//! buffer. Memory is bounded per connection (in-flight payload bytes and request
+//! count) and across the server (connection count, handshake timeout).
 //! [`ShutdownHandle::shutdown`] stops accepting, lets in-flight requests finish and
 //! closes every connection.
 
