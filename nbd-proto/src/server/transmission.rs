@@ -291,9 +291,9 @@ impl Transmission {
     /// A READ's reply as parts to send in order, when the export can locate its bytes
     /// (see [`Export::locate`](crate::Export::locate)): reply headers as
     /// [`Located::Bytes`], the data as the export's runs; in structured replies, zero
-    /// runs of 4 KiB and more are sent as holes (no `block_status` call needed). `None` for any other request,
-    /// a request that fails its checks, or bytes the export cannot locate: build the
-    /// reply with [`Transmission::execute_into`] then.
+    /// runs of 4 KiB and more are sent as holes (no `block_status` call needed).
+    /// `None` for any other request, a request that fails its checks, or bytes the
+    /// export cannot locate: build the reply with [`Transmission::execute_into`] then.
     pub fn plan_read(&self, req: &Request) -> Option<Vec<Located>> {
         let Ok(Op::Read { offset, len, df }) = self.check(req) else {
             return None;
