@@ -22,9 +22,21 @@ pub fn best_of(runs: usize, mut work: impl FnMut()) -> Duration {
 /// Prints one comparison line: `case  ours  peer  ratio` where a ratio above 1 means
 /// we are faster.
 pub fn report(case: &str, ours: Duration, peer_name: &str, peer: Duration) {
+    print_ratio(case, ours, peer_name, peer, "speed ratio", 3);
+}
+
+/// One line `case  ours  peer  ratio`: times in ms with `decimals`, the ratio peer/ours.
+fn print_ratio(
+    case: &str,
+    ours: Duration,
+    peer_name: &str,
+    peer: Duration,
+    kind: &str,
+    decimals: usize,
+) {
     let ratio = peer.as_secs_f64() / ours.as_secs_f64().max(f64::EPSILON);
     println!(
-        "{case:<48} ours {:>9.3} ms  {peer_name} {:>9.3} ms  speed ratio {ratio:>6.2}x",
+        "{case:<48} ours {:>9.decimals$} ms  {peer_name} {:>9.decimals$} ms  {kind:<11} {ratio:>6.2}x",
         ours.as_secs_f64() * 1e3,
         peer.as_secs_f64() * 1e3,
     );
@@ -52,12 +64,7 @@ pub fn cpu_time(pid: u32) -> Duration {
 /// Prints the server CPU time two servers spent on the same work; a ratio above 1
 /// means ours used less.
 pub fn report_cpu(case: &str, ours: Duration, peer_name: &str, peer: Duration) {
-    let ratio = peer.as_secs_f64() / ours.as_secs_f64().max(f64::EPSILON);
-    println!(
-        "{case:<48} ours {:>9.0} ms  {peer_name} {:>9.0} ms  CPU ratio   {ratio:>6.2}x",
-        ours.as_secs_f64() * 1e3,
-        peer.as_secs_f64() * 1e3,
-    );
+    print_ratio(case, ours, peer_name, peer, "CPU ratio", 0);
 }
 
 /// Throughput in MiB/s for `bytes` moved in `elapsed`.

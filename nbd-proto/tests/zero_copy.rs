@@ -172,10 +172,14 @@ fn reads(server: &TestServer, structured: bool) {
     });
 }
 
+fn serve(export: FileExport) -> TestServer {
+    TestServer::export("disk", Arc::new(export))
+}
+
 #[test]
 fn located_reads_match_the_model_in_simple_and_structured_replies() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::export("disk", Arc::new(FileExport::new(dir.path(), false)));
+    let server = serve(FileExport::new(dir.path(), false));
     reads(&server, false);
     reads(&server, true);
 }
@@ -192,14 +196,14 @@ fn runs_out_of_the_page_cache_are_read_from_their_files() {
             .arg(format!("if={}", path.display()))
             .args(["iflag=nocache", "count=0"]),
     );
-    let server = TestServer::export("disk", Arc::new(export));
+    let server = serve(export);
     reads(&server, true);
 }
 
 #[test]
 fn a_plan_of_the_wrong_length_is_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::export("disk", Arc::new(FileExport::new(dir.path(), true)));
+    let server = serve(FileExport::new(dir.path(), true));
     reads(&server, false);
     reads(&server, true);
 }
@@ -210,7 +214,7 @@ fn nbdcopy_copies_a_located_export_intact() {
         panic!("nbdcopy is not installed (Debian package libnbd-bin)");
     };
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::export("disk", Arc::new(FileExport::new(dir.path(), false)));
+    let server = serve(FileExport::new(dir.path(), false));
     let out = dir.path().join("copy");
     testkit::run(
         Command::new(nbdcopy)

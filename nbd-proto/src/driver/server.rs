@@ -524,6 +524,8 @@ async fn write_replies(
     };
     while let Some(first) = rx.recv().await {
         // Batch replies that are ready; send when the queue is empty.
+        out.buf = pool.take(SEND_BUFFER);
+        out.buf.clear();
         let mut next = Some(first);
         while let Some(reply) = next {
             match reply.body {
@@ -542,7 +544,7 @@ async fn write_replies(
         }
         out.flush(false).await?;
         // An idle connection keeps no buffer.
-        out.buf = Vec::new();
+        pool.give(std::mem::take(&mut out.buf));
     }
     out.wr.shutdown().await.ok();
     Ok(())

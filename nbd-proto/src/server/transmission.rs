@@ -280,7 +280,7 @@ impl Transmission {
 
     /// A structured READ's chunks as (is_hole, relative offset, length): holes as
     /// OFFSET_HOLE chunks (not with DF), data as OFFSET_DATA.
-    fn read_segments(&self, offset: u64, len: u64, df: bool) -> Vec<(bool, u64, u64)> {
+    fn chunks(&self, offset: u64, len: u64, df: bool) -> Vec<(bool, u64, u64)> {
         if df {
             return vec![(false, 0, len)];
         }
@@ -364,7 +364,7 @@ impl Transmission {
             }
             return;
         }
-        let segments = self.read_segments(offset, len64, df);
+        let segments = self.chunks(offset, len64, df);
         let chunk = STRUCTURED_REPLY_HEADER_LEN as u64;
         let total: u64 = segments
             .iter()
