@@ -49,6 +49,7 @@ async fn exercise(addr: SocketAddr, export: &str, structured: bool) {
     for t in tasks {
         t.await.unwrap();
     }
+    mixed_reads(&client).await;
     client.flush().await.unwrap();
     client.write_zeroes(1 << 19, 1 << 19, 0).await.unwrap();
     assert!(
@@ -76,6 +77,27 @@ async fn exercise(addr: SocketAddr, export: &str, structured: bool) {
         assert_eq!(one.len(), 1);
     }
     client.disconnect().await.unwrap();
+}
+
+/// Large and small reads in flight together: whole replies read straight into their
+/// buffers alternate with small ones gathered in the input buffer.
+async fn mixed_reads(client: &Client) {
+    let model: Vec<u8> = (0..512u32 << 10).map(|i| (i % 251) as u8).collect();
+    client.write(0, &model, 0).await.unwrap();
+    let tasks: Vec<_> = (0..24usize)
+        .map(|i| {
+            let (c, model) = (client.clone(), model.clone());
+            tokio::spawn(async move {
+                let len = [128 << 10, 3000, 200_000, 17][i % 4];
+                let offset = (i * 13_001) % (model.len() - len);
+                let got = c.read(offset as u64, len as u32).await.unwrap();
+                assert!(got == model[offset..offset + len], "read {i} differs");
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
 }
 
 #[test]

@@ -186,7 +186,16 @@ fn deliver(st: &mut State, done: Option<crate::client::transmission::Completion>
     }
 }
 
+/// The input buffer grows by at least this much per read.
+const READ_CHUNK: usize = 64 << 10;
+/// Enough for any reply header, with an OFFSET_DATA chunk's offset field.
+const HEADER_PEEK: usize = 32;
+
 async fn read_replies(mut rd: OwnedReadHalf, mut buf: BytesMut, inner: Arc<Inner>) {
+    // After a large payload went straight into its own buffer, the next reply is
+    // likely large too: read no more than its header, so none of its payload lands
+    // in `buf` to be copied out again.
+    let mut header_only = false;
     let result: Result<()> = async {
         loop {
             // Hand out every reply already buffered; stop at a READ payload still to
@@ -204,6 +213,7 @@ async fn read_replies(mut rd: OwnedReadHalf, mut buf: BytesMut, inner: Arc<Inner
                 if used == 0 {
                     break None;
                 }
+                header_only = false;
             };
             if let Some((head, n)) = direct {
                 let header = buf.split_to(head);
@@ -219,17 +229,24 @@ async fn read_replies(mut rd: OwnedReadHalf, mut buf: BytesMut, inner: Arc<Inner
                 let mut st = inner.state.lock().map_err(|_| Error::Closed)?;
                 let done = st.session.complete_direct(&header, data)?;
                 deliver(&mut st, done);
+                header_only = n >= READ_CHUNK;
                 continue;
             }
-            // Room for the whole reply under way, and at least 64 KiB per read.
-            let wanted = inner
-                .state
-                .lock()
-                .map_err(|_| Error::Closed)?
-                .session
-                .wanted(&buf);
-            buf.reserve(wanted.saturating_sub(buf.len()).max(64 << 10));
-            if rd.read_buf(&mut buf).await? == 0 {
+            let read = if header_only && buf.len() < HEADER_PEEK {
+                let room = HEADER_PEEK - buf.len();
+                rd.read_buf(&mut (&mut buf).limit(room)).await?
+            } else {
+                // Room for the whole reply under way, and a good chunk per read.
+                let wanted = inner
+                    .state
+                    .lock()
+                    .map_err(|_| Error::Closed)?
+                    .session
+                    .wanted(&buf);
+                buf.reserve(wanted.saturating_sub(buf.len()).max(READ_CHUNK));
+                rd.read_buf(&mut buf).await?
+            };
+            if read == 0 {
                 return Err(Error::Closed);
             }
         }
