@@ -67,6 +67,9 @@ pub struct Tftp {
     /// Folder of boot files (iPXE binaries, kernels, initrds), relative to the config
     /// file; requests cannot leave it.
     pub root: PathBuf,
+    /// Microseconds a transfer polls for the client's answer before it sleeps (0: off);
+    /// see `tftp::ServerConfig::busy_poll`.
+    pub busy_poll_us: u64,
 }
 
 /// `[dhcp]`: ProxyDHCP beside the site's DHCP server (which hands out the addresses),
@@ -208,6 +211,7 @@ impl Default for Tftp {
             enabled: false,
             listen: SocketAddr::from(([0, 0, 0, 0], 69)),
             root: PathBuf::from("tftp"),
+            busy_poll_us: 50,
         }
     }
 }
@@ -397,5 +401,21 @@ impl Dhcp {
         config.client_port = self.client_port;
         config.router_advertisements = self.router_advertisements;
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented example is a valid file (unknown keys are refused), and its
+    /// TFTP tuning is the default.
+    #[test]
+    fn the_example_file_parses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("provisiond.toml");
+        std::fs::write(&path, include_str!("../provisiond.toml")).unwrap();
+        let example = Config::load(&path).unwrap();
+        assert_eq!(example.tftp.busy_poll_us, Tftp::default().busy_poll_us);
     }
 }

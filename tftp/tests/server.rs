@@ -340,6 +340,49 @@ fn wrong_tid_gets_error_5_and_the_transfer_goes_on() {
     assert_eq!(got, content);
 }
 
+/// The busy-poller's bounds: a client slower than its budget (each ACK 2 ms late) and
+/// one lost ACK still end in the whole file, the lost block resent after the timeout.
+#[test]
+fn a_slow_lockstep_client_with_a_lost_ack_gets_the_whole_file() {
+    let root = tempfile::tempdir().unwrap();
+    let content = pattern(512 * 12 + 100, 9);
+    std::fs::write(root.path().join("f"), &content).unwrap();
+    let server = serve_dir(root.path(), ServerConfig::default());
+    let s = client();
+    s.send_to(&rrq("f", &[("timeout", "1")]), server.addr)
+        .unwrap();
+    let (oack, tid) = recv(&s);
+    assert!(matches!(Packet::parse(&oack), Ok(Packet::Oack(_))));
+    let mut got = Vec::new();
+    let mut ack = 0u16;
+    let mut lost_once = false;
+    loop {
+        std::thread::sleep(Duration::from_millis(2));
+        s.send_to(&Packet::Ack(ack).to_vec(), tid).unwrap();
+        let (bytes, from) = recv(&s);
+        assert_eq!(from, tid);
+        let Ok(Packet::Data { block, data }) = Packet::parse(&bytes) else {
+            panic!("expected DATA, got {bytes:?}")
+        };
+        assert_eq!(block, ack + 1);
+        let data = data.to_vec();
+        if block == 3 && !lost_once {
+            // This ACK is "lost": the same block must come again.
+            lost_once = true;
+            let (again, _) = recv(&s);
+            assert_eq!(again, bytes, "block 3 resent unchanged");
+        }
+        got.extend_from_slice(&data);
+        ack = block;
+        if data.len() < 512 {
+            s.send_to(&Packet::Ack(ack).to_vec(), tid).unwrap();
+            break;
+        }
+    }
+    assert!(lost_once);
+    assert_eq!(got, content);
+}
+
 #[test]
 fn a_repeated_request_does_not_start_a_second_stream() {
     let root = tempfile::tempdir().unwrap();

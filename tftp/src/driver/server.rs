@@ -21,11 +21,12 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::{Semaphore, mpsc};
 
+use super::busy_poll::{BusyPoll, Gate};
 use crate::error::{Error, ErrorCode};
 use crate::packet::{MAX_BLKSIZE, Packet, Request};
 use crate::provider::Provider;
@@ -50,6 +51,11 @@ pub struct ServerConfig {
     /// Transfers served at once to one IP address (limits what a spoofed source can
     /// draw, SPECS §3.5); further requests from it get ERROR 0.
     pub max_transfers_per_client: usize,
+    /// How long a transfer polls its socket for the client's answer before it sleeps
+    /// (zero: never). Saves a thread wake-up per lock-step block; bounded to one
+    /// spinning transfer per spare core, and backs off for clients slower than this
+    /// (see `driver::busy_poll`). Not used in single-port mode.
+    pub busy_poll: Duration,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +66,7 @@ impl Default for ServerConfig {
             allow_write: false,
             max_transfers: 1024,
             max_transfers_per_client: 128,
+            busy_poll: Duration::from_micros(50),
         }
     }
 }
@@ -83,6 +90,7 @@ pub struct Server<P> {
     socket: Arc<UdpSocket>,
     provider: Arc<P>,
     config: Arc<ServerConfig>,
+    spinners: Arc<Gate>,
 }
 
 impl<P: Provider + 'static> Server<P> {
@@ -97,6 +105,7 @@ impl<P: Provider + 'static> Server<P> {
             socket: Arc::new(socket),
             provider: Arc::new(provider),
             config: Arc::new(config),
+            spinners: Gate::per_spare_core(),
         })
     }
 
@@ -219,6 +228,7 @@ impl<P: Provider + 'static> Server<P> {
                 listener: self.socket.clone(),
                 provider: self.provider.clone(),
                 config: self.config.clone(),
+                spinners: self.spinners.clone(),
                 rx,
             };
             let routes = routes.clone();
@@ -332,6 +342,7 @@ struct Job<P> {
     listener: Arc<UdpSocket>,
     provider: Arc<P>,
     config: Arc<ServerConfig>,
+    spinners: Arc<Gate>,
     rx: mpsc::Receiver<Vec<u8>>,
 }
 
@@ -405,6 +416,9 @@ impl<P: Provider + 'static> Job<P> {
         mut session: Box<dyn Session + Send>,
     ) -> (Outcome, (u64, u64)) {
         let own_socket = !self.config.single_port;
+        let mut busy_poll = own_socket
+            .then(|| BusyPoll::new(socket, self.config.busy_poll, self.spinners.clone()))
+            .flatten();
         let mut out = vec![0u8; DATAGRAM_BUF];
         let mut inbuf = vec![0u8; DATAGRAM_BUF];
         // One timer, moved only when the deadline changes (cheaper than a new one per
@@ -429,24 +443,36 @@ impl<P: Provider + 'static> Job<P> {
                 armed = deadline;
                 sleep.as_mut().reset(deadline.map_or_else(far, Into::into));
             }
-            tokio::select! {
-                r = socket.recv_from(&mut inbuf), if own_socket => match r {
-                    Ok((n, from)) if from == self.peer => session.handle_datagram(Instant::now(), &inbuf[..n]),
-                    Ok((_, from)) => {
-                        let p = Packet::Error { code: ErrorCode::UnknownTid, message: "Unknown transfer ID".into() };
-                        let _ = socket.send_to(&p.to_vec(), from).await;
-                    }
-                    Err(e) if transient(&e) => {}
-                    Err(e) => return (Outcome::Failed(Error::io("receiving", e)), session.stats()),
+            let spun = busy_poll.as_mut().and_then(|b| b.poll(&mut inbuf));
+            let event = match spun {
+                Some(r) => Event::Socket(r),
+                None => tokio::select! {
+                    r = socket.recv_from(&mut inbuf), if own_socket => Event::Socket(r),
+                    m = self.rx.recv() => Event::Routed(m),
+                    () = &mut sleep => Event::Timeout,
                 },
-                m = self.rx.recv() => match m {
-                    Some(bytes) => session.handle_datagram(Instant::now(), &bytes),
-                    None => {
-                        let e = Error::io("routing", io::Error::other("listener stopped"));
-                        return (Outcome::Failed(e), session.stats());
-                    }
-                },
-                () = &mut sleep => {
+            };
+            match event {
+                Event::Socket(Ok((n, from))) if from == self.peer => {
+                    session.handle_datagram(Instant::now(), &inbuf[..n]);
+                }
+                Event::Socket(Ok((_, from))) => {
+                    let p = Packet::Error {
+                        code: ErrorCode::UnknownTid,
+                        message: "Unknown transfer ID".into(),
+                    };
+                    let _ = socket.send_to(&p.to_vec(), from).await;
+                }
+                Event::Socket(Err(e)) if transient(&e) => {}
+                Event::Socket(Err(e)) => {
+                    return (Outcome::Failed(Error::io("receiving", e)), session.stats());
+                }
+                Event::Routed(Some(bytes)) => session.handle_datagram(Instant::now(), &bytes),
+                Event::Routed(None) => {
+                    let e = Error::io("routing", io::Error::other("listener stopped"));
+                    return (Outcome::Failed(e), session.stats());
+                }
+                Event::Timeout => {
                     armed = None;
                     session.handle_timeout(Instant::now());
                 }
@@ -455,6 +481,13 @@ impl<P: Provider + 'static> Job<P> {
         let stats = session.stats();
         (session.take_outcome().unwrap_or(Outcome::Completed), stats)
     }
+}
+
+/// What woke a transfer's pump.
+enum Event {
+    Socket(io::Result<(usize, SocketAddr)>),
+    Routed(Option<Vec<u8>>),
+    Timeout,
 }
 
 enum Opened {

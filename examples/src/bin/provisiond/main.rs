@@ -257,7 +257,10 @@ async fn serve_tftp(
     let server = tftp::Server::bind(
         config.tftp.listen,
         Counted::new(tftp::Fallback::new(files, folder), counters),
-        tftp::ServerConfig::default(),
+        tftp::ServerConfig {
+            busy_poll: Duration::from_micros(config.tftp.busy_poll_us),
+            ..tftp::ServerConfig::default()
+        },
     )
     .await
     .map_err(|e| format!("cannot listen for TFTP on {}: {e}", config.tftp.listen))?;
