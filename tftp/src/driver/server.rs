@@ -26,9 +26,10 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{Semaphore, mpsc};
 
+use super::batch::Batch;
 use super::busy_poll::{BusyPoll, Gate};
 use crate::error::{Error, ErrorCode};
-use crate::packet::{MAX_BLKSIZE, Packet, Request};
+use crate::packet::{DATA_HEADER_LEN, MAX_BLKSIZE, Packet, Request};
 use crate::provider::Provider;
 use crate::transfer::{Outcome, ReadTransfer, TransferConfig, WriteTransfer};
 
@@ -294,16 +295,13 @@ trait Session {
     fn stats(&self) -> (u64, u64) {
         (0, 0)
     }
+    /// Room `poll_transmit` needs for any datagram it may write.
+    fn datagram_room(&self) -> usize {
+        DATAGRAM_BUF
+    }
 }
 
 macro_rules! session {
-    ($t:ty, stats) => {
-        session!($t, {
-            fn stats(&self) -> (u64, u64) {
-                <$t>::stats(self)
-            }
-        });
-    };
     ($t:ty) => {
         session!($t, {});
     };
@@ -331,7 +329,15 @@ macro_rules! session {
         }
     };
 }
-session!(ReadTransfer, stats);
+session!(ReadTransfer, {
+    fn stats(&self) -> (u64, u64) {
+        ReadTransfer::stats(self)
+    }
+    fn datagram_room(&self) -> usize {
+        // A DATA packet, or a (short) OACK or ERROR.
+        (DATA_HEADER_LEN + self.blksize()).max(1024)
+    }
+});
 session!(WriteTransfer);
 
 /// One transfer's task.
@@ -427,11 +433,12 @@ impl<P: Provider + 'static> Job<P> {
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
+        let mut batch = Batch::default();
         loop {
-            while let Some(n) = session.poll_transmit(&mut out) {
-                if let Err(e) = socket.send_to(&out[..n], self.peer).await
-                    && !transient(&e)
-                {
+            // What is due (a window) leaves in as few system calls as it fits in.
+            let room = session.datagram_room();
+            while batch.gather(&mut out, room, |buf| session.poll_transmit(buf)) > 0 {
+                if let Err(e) = batch.send(socket, self.peer, &out, transient).await {
                     return (Outcome::Failed(Error::io("sending", e)), session.stats());
                 }
             }
