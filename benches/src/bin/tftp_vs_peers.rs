@@ -6,7 +6,8 @@
 //! - 20 concurrent clients downloading the same 64 MiB file at blksize 1468.
 //!
 //! Run: `cargo run --release -p provision-benches --bin tftp_vs_peers` (file size in MiB
-//! from `TFTP_BENCH_MIB`, default 64). Our server runs as a child process (this binary
+//! from `TFTP_BENCH_MIB`, default 64; our busy-poll budget from `TFTP_BENCH_BUSY_POLL_US`,
+//! default 50). Our server runs as a child process (this binary
 //! with `--serve ROOT PORT`), so every server is measured the same way. Needs root for
 //! tftpd-hpa's chroot (`-s`) and for dnsmasq, whose TFTP server always uses port 69
 //! (dnsmasq 2.90 has no option to move it): it listens on 127.0.0.69:69.
@@ -251,7 +252,15 @@ fn serve(root: &Path, port: u16) {
     runtime.block_on(async {
         let provider = tftp::DirProvider::new(root).expect("root");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let server = tftp::Server::bind(addr, provider, tftp::ServerConfig::default())
+        // TFTP_BENCH_BUSY_POLL_US overrides the busy-poll budget (0 turns it off).
+        let mut config = tftp::ServerConfig::default();
+        if let Some(us) = std::env::var("TFTP_BENCH_BUSY_POLL_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            config.busy_poll = std::time::Duration::from_micros(us);
+        }
+        let server = tftp::Server::bind(addr, provider, config)
             .await
             .expect("bind");
         server.run().await.expect("serving");
