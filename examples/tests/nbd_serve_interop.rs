@@ -69,6 +69,22 @@ fn raw_file_is_served_and_written() {
     let after = std::fs::read(&raw).unwrap();
     assert!(after[1000..4000].iter().all(|&b| b == 0x77));
     assert_eq!(after[4000], image_bytes()[4000]);
+    if testkit::find_program("nbdsh").is_some() {
+        // Zeroing a file writes zeroes: a FAST_ZERO request fails at once, unapplied.
+        let out = nbdsh(&format!(
+            r#"
+h = nbd.NBD(); h.connect_uri({uri:?})
+assert h.can_fast_zero()
+try:
+    h.zero(4096, 0, nbd.CMD_FLAG_FAST_ZERO)
+    print("fast zero applied")
+except nbd.Error as e:
+    print("fast zero refused", e.errno)
+"#
+        ));
+        assert!(out.contains("fast zero refused ENOTSUP"), "{out}");
+        assert!(std::fs::read(&raw).unwrap()[1000..4000] == after[1000..4000]);
+    }
 }
 
 #[test]

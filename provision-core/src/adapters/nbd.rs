@@ -76,6 +76,7 @@ pub struct DiskExport<D: ?Sized> {
     disk: Arc<D>,
     description: Option<String>,
     shared: bool,
+    fast_zero: bool,
 }
 
 impl<D: Disk + ?Sized> DiskExport<D> {
@@ -86,7 +87,16 @@ impl<D: Disk + ?Sized> DiskExport<D> {
             disk,
             description: None,
             shared,
+            fast_zero: false,
         }
+    }
+
+    /// Says zeroing only marks ranges (a write overlay), so `NBD_CMD_FLAG_FAST_ZERO`
+    /// requests are carried out; otherwise they fail at once with `ENOTSUP`, as the
+    /// protocol asks of a server whose zeroing would write zeroes.
+    pub fn with_fast_zero(mut self, fast_zero: bool) -> Self {
+        self.fast_zero = fast_zero;
+        self
     }
 
     /// Sets the description NBD_OPT_INFO and NBD_OPT_LIST report.
@@ -109,7 +119,8 @@ impl<D: Disk + ?Sized> Export for DiskExport<D> {
             caps |= Capabilities::FLUSH
                 | Capabilities::FUA
                 | Capabilities::TRIM
-                | Capabilities::WRITE_ZEROES;
+                | Capabilities::WRITE_ZEROES
+                | Capabilities::FAST_ZERO;
         }
         if self.shared {
             caps |= Capabilities::MULTI_CONN;
@@ -152,6 +163,9 @@ impl<D: Disk + ?Sized> Export for DiskExport<D> {
     }
 
     fn write_zeroes(&self, offset: u64, len: u64, flags: ZeroFlags) -> Result<(), Errno> {
+        if flags.fast && !self.fast_zero {
+            return Err(Errno::ENOTSUP);
+        }
         self.disk
             .write_zeroes(offset, len)
             .map_err(|e| log_errno("write_zeroes", offset, &e))?;

@@ -3,7 +3,7 @@
 //! This binary only parses arguments and composes `nbd_proto`'s driver with an
 //! adapter from the image to an `nbd_proto::Export` (see `disk.rs`).
 
-mod disk;
+mod provider;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -89,7 +89,7 @@ fn run(args: Args) -> Result<(), String> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default()
     });
-    let provider = disk::provider(&args, name.clone())?;
+    let provider = provider::provider(&args, name.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(64)
