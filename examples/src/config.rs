@@ -42,6 +42,10 @@ pub struct Nbd {
     pub listen: SocketAddr,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Microseconds a connection whose client sends one request at a time polls for
+    /// the next one before it sleeps (0: off); see
+    /// `nbd_proto::driver::server::ServerConfig::busy_poll`.
+    pub busy_poll_us: u64,
 }
 
 /// `[sessions]`: standard-mode write caches.
@@ -191,6 +195,7 @@ impl Default for Nbd {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 10809)),
             max_connections: 4096,
+            busy_poll_us: 50,
         }
     }
 }
@@ -409,7 +414,7 @@ mod tests {
     use super::*;
 
     /// The documented example is a valid file (unknown keys are refused), and its
-    /// TFTP tuning is the default.
+    /// busy-poll tuning is the default.
     #[test]
     fn the_example_file_parses() {
         let dir = tempfile::tempdir().unwrap();
@@ -417,5 +422,6 @@ mod tests {
         std::fs::write(&path, include_str!("../provisiond.toml")).unwrap();
         let example = Config::load(&path).unwrap();
         assert_eq!(example.tftp.busy_poll_us, Tftp::default().busy_poll_us);
+        assert_eq!(example.nbd.busy_poll_us, Nbd::default().busy_poll_us);
     }
 }

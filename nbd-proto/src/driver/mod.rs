@@ -1,6 +1,7 @@
 //! The tokio drivers (feature `server`): they move bytes between sockets and the
 //! sans-IO sessions, and nothing more.
 
+mod busy_poll;
 pub mod client;
 pub mod pool;
 pub mod server;

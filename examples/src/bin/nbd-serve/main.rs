@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use nbd_proto::ExportProvider;
@@ -54,6 +55,12 @@ struct Args {
     /// Connections served at once; further ones are closed.
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
+    /// Microseconds a connection whose client sends one request at a time polls for
+    /// the next one before it sleeps (0: off). Saves a thread wake-up per request for
+    /// some CPU: one connection per spare core spins at a time, and clients slower than
+    /// this back it off.
+    #[arg(long, default_value_t = 50)]
+    busy_poll_us: u64,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -101,6 +108,7 @@ fn run(args: Args) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let config = ServerConfig {
             max_connections: args.max_connections,
+            busy_poll: Duration::from_micros(args.busy_poll_us),
             ..ServerConfig::default()
         };
         let server = Server::new(provider, config);

@@ -203,6 +203,7 @@ async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let server_config = ServerConfig {
         max_connections: config.nbd.max_connections,
+        busy_poll: Duration::from_micros(config.nbd.busy_poll_us),
         ..ServerConfig::default()
     };
     let server = Server::new(

@@ -1,0 +1,222 @@
+//! Busy-polling the socket of a synchronous client for its next request.
+//!
+//! A client that sends one request at a time (a booting kernel reading its root file
+//! system, `fio --iodepth=1`) pays a round trip per request, and much of it is the
+//! server thread's wake-up when the next request arrives: tens of microseconds in a
+//! virtual machine. After the reply has gone out, polling the socket for a few dozen
+//! microseconds catches the next request without that wake-up. Clients with several
+//! requests in flight do not need it (pipelining hides the wake-up), so a connection
+//! spins only after [`SYNC_STREAK`] requests in a row arrived with nothing else in
+//! flight.
+//!
+//! Spinning costs CPU, so it is bounded: a time budget per wait; at most one spinning
+//! connection per spare core in the process; and a back-off: a wait that ends
+//! empty-handed makes the connection skip its next 1, 2, 4 ... 64 chances, so a client
+//! that thinks longer than the budget between requests (or has gone idle) costs next to
+//! nothing.
+
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+/// Requests in a row, each alone in flight, that make a client synchronous.
+pub(crate) const SYNC_STREAK: u32 = 8;
+/// The longest run of chances skipped after an empty spin.
+const MAX_SKIP: u32 = 64;
+/// Bytes read per spin (a request header is 28; a WRITE payload's rest follows the
+/// usual path).
+const SPIN_READ: usize = 4096;
+
+/// Connections spinning at once in this process, and how many may.
+struct Gate {
+    spinning: AtomicUsize,
+    max: usize,
+}
+
+/// One spinner per core beyond the first (none on a single core, where spinning
+/// would only delay the client it waits for).
+fn gate() -> &'static Gate {
+    static GATE: OnceLock<Gate> = OnceLock::new();
+    GATE.get_or_init(|| Gate {
+        spinning: AtomicUsize::new(0),
+        max: std::thread::available_parallelism().map_or(1, |n| n.get()) - 1,
+    })
+}
+
+impl Gate {
+    fn enter(&self) -> Option<Spinning<'_>> {
+        self.spinning
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Spinning(self))
+    }
+}
+
+/// A place among the spinners, given back when dropped.
+struct Spinning<'a>(&'a Gate);
+
+impl Drop for Spinning<'_> {
+    fn drop(&mut self) {
+        self.0.spinning.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// When a connection spins: how synchronous its client is, and its back-off.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rhythm {
+    /// Requests in a row that arrived with nothing else in flight.
+    streak: u32,
+    /// Chances still to skip.
+    skip: u32,
+    /// Chances to skip after the next empty spin.
+    next_skip: u32,
+}
+
+impl Rhythm {
+    /// A request arrived; `alone` when no other request of the connection was in
+    /// flight (its client waited for the previous reply).
+    pub(crate) fn request(&mut self, alone: bool) {
+        self.streak = if alone {
+            self.streak.saturating_add(1)
+        } else {
+            0
+        };
+    }
+
+    /// Whether this wait may spin (a skipped chance counts down the back-off).
+    pub(crate) fn may_spin(&mut self) -> bool {
+        if self.streak < SYNC_STREAK {
+            return false;
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+            return false;
+        }
+        true
+    }
+
+    /// Records how a spin ended.
+    fn spun(&mut self, caught: bool) {
+        if caught {
+            self.skip = 0;
+            self.next_skip = 0;
+        } else {
+            self.next_skip = (self.next_skip * 2).clamp(1, MAX_SKIP);
+            self.skip = self.next_skip;
+        }
+    }
+}
+
+/// One connection's busy-poller: a second handle on its (non-blocking) socket.
+pub(crate) struct BusyPoll {
+    socket: TcpStream,
+    budget: Duration,
+    pub(crate) rhythm: Rhythm,
+}
+
+impl BusyPoll {
+    /// `None` when `budget` is zero or the handle cannot be duplicated.
+    pub(crate) fn new(socket: &impl AsFd, budget: Duration) -> Option<Self> {
+        if budget.is_zero() {
+            return None;
+        }
+        let socket = TcpStream::from(socket.as_fd().try_clone_to_owned().ok()?);
+        Some(Self {
+            socket,
+            budget,
+            rhythm: Rhythm::default(),
+        })
+    }
+
+    /// Reads what arrives within the budget into `buf`; false when nothing did (or the
+    /// socket has an error or end of stream for the usual path to see).
+    pub(crate) fn spin(&mut self, buf: &mut BytesMut) -> bool {
+        let Some(_spinning) = gate().enter() else {
+            return false;
+        };
+        let start = Instant::now();
+        let mut chunk = [0u8; SPIN_READ];
+        loop {
+            match (&self.socket).read(&mut chunk) {
+                Ok(n) if n > 0 => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    self.rhythm.spun(true);
+                    return true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                _ => return false,
+            }
+            if start.elapsed() >= self.budget {
+                self.rhythm.spun(false);
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_synchronous_client_spins_and_empty_spins_back_off() {
+        let mut r = Rhythm::default();
+        for _ in 0..SYNC_STREAK - 1 {
+            r.request(true);
+        }
+        assert!(!r.may_spin(), "not yet synchronous");
+        r.request(true);
+        assert!(r.may_spin());
+        r.request(false);
+        assert!(!r.may_spin(), "a pipelining client never spins");
+        for _ in 0..SYNC_STREAK {
+            r.request(true);
+        }
+        // 1, 2, 4 ... chances skipped after each empty spin, at most MAX_SKIP.
+        let mut expected = 1;
+        for _ in 0..9 {
+            r.spun(false);
+            let skipped = std::iter::from_fn(|| Some(r.may_spin()))
+                .take_while(|&spin| !spin)
+                .count();
+            assert_eq!(skipped, expected);
+            expected = (expected * 2).min(MAX_SKIP as usize);
+        }
+        r.spun(true);
+        assert!(r.may_spin());
+    }
+
+    #[test]
+    fn a_waiting_request_is_caught_and_silence_ends_within_the_budget() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut poll = BusyPoll::new(&server, Duration::from_micros(200)).unwrap();
+        let mut buf = BytesMut::new();
+        if gate().max == 0 {
+            assert!(!poll.spin(&mut buf), "no spare core: never spins");
+            return;
+        }
+        assert!(!poll.spin(&mut buf), "nothing was sent");
+        std::io::Write::write_all(&mut client, b"request").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !poll.spin(&mut buf) {
+            assert!(Instant::now() < deadline, "the request was never caught");
+        }
+        assert_eq!(&buf[..], b"request");
+        drop(client);
+        assert!(
+            !poll.spin(&mut buf),
+            "end of stream is left to the usual path"
+        );
+    }
+}
