@@ -114,37 +114,45 @@ impl Rhythm {
     }
 }
 
-/// One connection's busy-poller: a second handle on its (non-blocking) socket.
+/// One connection's busy-poller, with a second handle on its (non-blocking) socket,
+/// duplicated at the first spin (so connections that never spin hold no extra
+/// descriptor).
 pub(crate) struct BusyPoll {
-    socket: TcpStream,
+    socket: Option<TcpStream>,
     budget: Duration,
     pub(crate) rhythm: Rhythm,
 }
 
 impl BusyPoll {
-    /// `None` when `budget` is zero or the handle cannot be duplicated.
-    pub(crate) fn new(socket: &impl AsFd, budget: Duration) -> Option<Self> {
-        if budget.is_zero() {
-            return None;
-        }
-        let socket = TcpStream::from(socket.as_fd().try_clone_to_owned().ok()?);
-        Some(Self {
-            socket,
+    /// `None` when `budget` is zero.
+    pub(crate) fn new(budget: Duration) -> Option<Self> {
+        (!budget.is_zero()).then(|| Self {
+            socket: None,
             budget,
             rhythm: Rhythm::default(),
         })
     }
 
-    /// Reads what arrives within the budget into `buf`; false when nothing did (or the
-    /// socket has an error or end of stream for the usual path to see).
-    pub(crate) fn spin(&mut self, buf: &mut BytesMut) -> bool {
+    /// Reads what arrives on `stream` within the budget into `buf`; false when nothing
+    /// did (or the socket has an error or end of stream for the usual path to see).
+    pub(crate) fn spin(&mut self, stream: &impl AsFd, buf: &mut BytesMut) -> bool {
         let Some(_spinning) = gate().enter() else {
+            return false;
+        };
+        if self.socket.is_none() {
+            self.socket = stream
+                .as_fd()
+                .try_clone_to_owned()
+                .ok()
+                .map(TcpStream::from);
+        }
+        let Some(socket) = &self.socket else {
             return false;
         };
         let start = Instant::now();
         let mut chunk = [0u8; SPIN_READ];
         loop {
-            match (&self.socket).read(&mut chunk) {
+            match (&*socket).read(&mut chunk) {
                 Ok(n) if n > 0 => {
                     buf.extend_from_slice(&chunk[..n]);
                     self.rhythm.spun(true);
@@ -200,22 +208,22 @@ mod tests {
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
-        let mut poll = BusyPoll::new(&server, Duration::from_micros(200)).unwrap();
+        let mut poll = BusyPoll::new(Duration::from_micros(200)).unwrap();
         let mut buf = BytesMut::new();
         if gate().max == 0 {
-            assert!(!poll.spin(&mut buf), "no spare core: never spins");
+            assert!(!poll.spin(&server, &mut buf), "no spare core: never spins");
             return;
         }
-        assert!(!poll.spin(&mut buf), "nothing was sent");
+        assert!(!poll.spin(&server, &mut buf), "nothing was sent");
         std::io::Write::write_all(&mut client, b"request").unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !poll.spin(&mut buf) {
+        while !poll.spin(&server, &mut buf) {
             assert!(Instant::now() < deadline, "the request was never caught");
         }
         assert_eq!(&buf[..], b"request");
         drop(client);
         assert!(
-            !poll.spin(&mut buf),
+            !poll.spin(&server, &mut buf),
             "end of stream is left to the usual path"
         );
     }

@@ -258,7 +258,7 @@ async fn transmission(
     pool: Arc<BufferPool>,
 ) -> Result<()> {
     let (tx, rx) = mpsc::unbounded_channel::<Reply>();
-    let mut busy_poll = BusyPoll::new(rd.as_ref(), config.busy_poll);
+    let mut busy_poll = BusyPoll::new(config.busy_poll);
     let writer = tokio::spawn(write_replies(wr, rx, pool.clone()));
     let bytes = Arc::new(Semaphore::new(config.max_in_flight_bytes));
     let count = Arc::new(Semaphore::new(config.max_in_flight_requests));
@@ -278,7 +278,7 @@ async fn transmission(
                 // the client's next request.
                 tokio::task::yield_now().await;
                 let idle = count.available_permits() == config.max_in_flight_requests;
-                if idle && poller.spin(&mut buf) {
+                if idle && poller.spin(rd.as_ref(), &mut buf) {
                     continue;
                 }
             }

@@ -17,6 +17,7 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -101,47 +102,54 @@ impl Backoff {
     }
 }
 
-/// One transfer's busy-poller: a second handle on its socket, read without waiting.
+/// One transfer's busy-poller, with a second handle on its socket (read without
+/// waiting), duplicated at the first spin so transfers that never spin hold no extra
+/// descriptor.
 #[derive(Debug)]
 pub(crate) struct BusyPoll {
-    socket: UdpSocket,
+    socket: Option<UdpSocket>,
     budget: Duration,
     gate: Arc<Gate>,
     backoff: Backoff,
 }
 
 impl BusyPoll {
-    /// Polls `socket` (a non-blocking socket, as tokio's are) for up to `budget` per
-    /// wait; `None` when the budget is zero or the handle cannot be duplicated.
-    pub(crate) fn new(
-        socket: &impl std::os::fd::AsFd,
-        budget: Duration,
-        gate: Arc<Gate>,
-    ) -> Option<Self> {
+    /// Polls for up to `budget` per wait; `None` when the budget is zero.
+    pub(crate) fn new(budget: Duration, gate: Arc<Gate>) -> Option<Self> {
         if budget.is_zero() {
             return None;
         }
-        let socket = UdpSocket::from(socket.as_fd().try_clone_to_owned().ok()?);
+        gate.transfers.fetch_add(1, Ordering::AcqRel);
         Some(Self {
-            socket,
+            socket: None,
             budget,
             gate,
             backoff: Backoff::default(),
         })
-        .inspect(|b| {
-            b.gate.transfers.fetch_add(1, Ordering::AcqRel);
-        })
     }
 
-    /// The next datagram if one arrives within the budget; `None` to go and sleep.
-    pub(crate) fn poll(&mut self, buf: &mut [u8]) -> Option<io::Result<(usize, SocketAddr)>> {
+    /// The next datagram on `socket` (non-blocking, as tokio's are) if one arrives
+    /// within the budget; `None` to go and sleep.
+    pub(crate) fn poll(
+        &mut self,
+        socket: &impl AsFd,
+        buf: &mut [u8],
+    ) -> Option<io::Result<(usize, SocketAddr)>> {
         if !self.backoff.try_spin() {
             return None;
         }
         let _spinning = self.gate.enter()?;
+        if self.socket.is_none() {
+            self.socket = socket
+                .as_fd()
+                .try_clone_to_owned()
+                .ok()
+                .map(UdpSocket::from);
+        }
+        let own = self.socket.as_ref()?;
         let start = Instant::now();
         loop {
-            match self.socket.recv_from(buf) {
+            match own.recv_from(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 result => {
                     self.backoff.spun(true);
@@ -207,17 +215,17 @@ mod tests {
         server.set_nonblocking(true).unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         let gate = Arc::new(Gate::new(1));
-        let mut poll = BusyPoll::new(&server, Duration::from_micros(200), gate.clone()).unwrap();
+        let mut poll = BusyPoll::new(Duration::from_micros(200), gate.clone()).unwrap();
         assert_eq!(gate.transfers.load(Ordering::Acquire), 1);
         let mut buf = [0u8; 16];
-        assert!(poll.poll(&mut buf).is_none(), "nothing was sent");
+        assert!(poll.poll(&server, &mut buf).is_none(), "nothing was sent");
         assert_eq!(gate.spinning.load(Ordering::Acquire), 0);
         // The empty spin made the next wait skip; the one after spins again.
         client
             .send_to(b"ack", server.local_addr().unwrap())
             .unwrap();
-        assert!(poll.poll(&mut buf).is_none());
-        let (n, from) = poll.poll(&mut buf).unwrap().unwrap();
+        assert!(poll.poll(&server, &mut buf).is_none());
+        let (n, from) = poll.poll(&server, &mut buf).unwrap().unwrap();
         assert_eq!(
             (&buf[..n], from),
             (&b"ack"[..], client.local_addr().unwrap())

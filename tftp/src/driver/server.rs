@@ -423,7 +423,7 @@ impl<P: Provider + 'static> Job<P> {
     ) -> (Outcome, (u64, u64)) {
         let own_socket = !self.config.single_port;
         let mut busy_poll = own_socket
-            .then(|| BusyPoll::new(socket, self.config.busy_poll, self.spinners.clone()))
+            .then(|| BusyPoll::new(self.config.busy_poll, self.spinners.clone()))
             .flatten();
         let mut out = vec![0u8; DATAGRAM_BUF];
         let mut inbuf = vec![0u8; DATAGRAM_BUF];
@@ -450,7 +450,7 @@ impl<P: Provider + 'static> Job<P> {
                 armed = deadline;
                 sleep.as_mut().reset(deadline.map_or_else(far, Into::into));
             }
-            let spun = busy_poll.as_mut().and_then(|b| b.poll(&mut inbuf));
+            let spun = busy_poll.as_mut().and_then(|b| b.poll(socket, &mut inbuf));
             let event = match spun {
                 Some(r) => Event::Socket(r),
                 None => tokio::select! {
