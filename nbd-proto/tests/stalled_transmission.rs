@@ -2,7 +2,8 @@
 //! header that announces a payload, half of it, then silence (or half a request header).
 //! The server keeps serving other clients, its memory grows with what the stalled clients
 //! sent rather than with what they announced, and a stalled request ends its connection
-//! after `ServerConfig::request_timeout` (idle time between requests is not limited).
+//! after `ServerConfig::request_timeout` (idle time between requests is not limited), and
+//! so does a client that leaves its replies unread.
 
 mod common;
 
@@ -313,4 +314,40 @@ fn shutdown_does_not_wait_for_a_client_stalled_mid_write() {
         start.elapsed()
     );
     assert!(closed_within(&mut stalled, Duration::from_secs(5)));
+}
+
+/// A client that sends READs and never reads the replies: once the socket buffers are
+/// full and nothing moves for the request timeout, its connection ends (freeing the
+/// replies held for it) and other clients are served meanwhile.
+#[test]
+fn a_client_that_leaves_its_replies_unread_is_disconnected() {
+    let _serial = serial();
+    let timeout = Duration::from_millis(800);
+    let server = server(ServerConfig {
+        request_timeout: timeout,
+        ..ServerConfig::default()
+    });
+    let mut deaf = go(&server);
+    const READS: u64 = 40;
+    for i in 0..READS {
+        deaf.write_all(&header(Command::Read, (i % 8) << 20, 1 << 20))
+            .unwrap();
+    }
+    normal_client(&server, 0, 9);
+    std::thread::sleep(timeout * 4);
+    // Now read: the replies stop short of the 40 MiB asked for, at the end of stream.
+    deaf.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = 0u64;
+    let mut chunk = vec![0; 1 << 20];
+    loop {
+        match deaf.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the connection was left open ({got} bytes read): {e}"),
+        }
+    }
+    assert!(got < READS << 20, "every reply arrived: {got} bytes");
+    normal_client(&server, 1 << 20, 10);
 }

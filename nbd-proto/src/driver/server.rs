@@ -51,8 +51,10 @@ pub struct ServerConfig {
     /// page cache does not stay coherent (some network file systems).
     pub zero_copy: bool,
     /// How long a client may go silent in the middle of a request (part of a request
-    /// header, or of a WRITE payload, received) before its connection is closed. Time
-    /// between requests is not limited: idle clients stay connected.
+    /// header, or of a WRITE payload, received), or leave its replies unread while the
+    /// server has more to send, before its connection is closed (and the replies it
+    /// holds in memory freed). Time between requests is not limited: idle clients stay
+    /// connected.
     pub request_timeout: Duration,
     /// How long a connection whose client sends one request at a time polls its
     /// socket for the next request before it sleeps (zero: never). Saves a thread
@@ -259,7 +261,7 @@ async fn transmission(
 ) -> Result<()> {
     let (tx, rx) = mpsc::unbounded_channel::<Reply>();
     let mut busy_poll = BusyPoll::new(config.busy_poll);
-    let writer = tokio::spawn(write_replies(wr, rx, pool.clone()));
+    let writer = tokio::spawn(write_replies(wr, rx, pool.clone(), config.request_timeout));
     let bytes = Arc::new(Semaphore::new(config.max_in_flight_bytes));
     let count = Arc::new(Semaphore::new(config.max_in_flight_requests));
     let result = loop {
@@ -287,6 +289,9 @@ async fn transmission(
             let partial = !buf.is_empty();
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => break Ok(None),
+                // The writer gave up (the client left its replies unread): its error
+                // is the connection's.
+                () = tx.closed() => break Err(Error::Closed),
                 _ = tokio::time::sleep(config.request_timeout), if partial => {
                     break Err(Error::Timeout("the rest of a request header"));
                 }
@@ -489,6 +494,8 @@ async fn read_payload(
 struct Sender {
     wr: OwnedWriteHalf,
     buf: Vec<u8>,
+    /// How long the client may leave replies unread before the connection ends.
+    stall: Duration,
 }
 
 /// Bytes gathered before they are sent.
@@ -502,7 +509,7 @@ impl Sender {
             self.flush(false).await?;
         }
         if bytes.len() >= SEND_BUFFER {
-            zero_copy::send_all(self.wr.as_ref(), bytes, false).await?;
+            zero_copy::send_all(self.wr.as_ref(), bytes, false, self.stall).await?;
         } else {
             self.buf.extend_from_slice(bytes);
         }
@@ -522,7 +529,7 @@ impl Sender {
             }
             Located::File { file, offset, len } => {
                 self.flush(true).await?;
-                Ok(zero_copy::send_file(self.wr.as_ref(), &file, offset, len).await?)
+                Ok(zero_copy::send_file(self.wr.as_ref(), &file, offset, len, self.stall).await?)
             }
         }
     }
@@ -530,7 +537,7 @@ impl Sender {
     /// Sends what is gathered; `more` when more bytes follow at once.
     async fn flush(&mut self, more: bool) -> Result<()> {
         if !self.buf.is_empty() {
-            zero_copy::send_all(self.wr.as_ref(), &self.buf, more).await?;
+            zero_copy::send_all(self.wr.as_ref(), &self.buf, more, self.stall).await?;
             self.buf.clear();
         }
         Ok(())
@@ -541,10 +548,12 @@ async fn write_replies(
     wr: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Reply>,
     pool: Arc<BufferPool>,
+    stall: Duration,
 ) -> Result<()> {
     let mut out = Sender {
         wr,
         buf: Vec::new(),
+        stall,
     };
     while let Some(first) = rx.recv().await {
         // Batch replies that are ready; send when the queue is empty.

@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -64,12 +65,30 @@ pub fn resident(file: &File, offset: u64, len: u64) -> bool {
     r == 0 && stat.nr_cache >= end - first
 }
 
+/// Waits until the socket takes bytes; fails with `TimedOut` when it has taken none
+/// for `stall` (a client that stopped reading its replies).
+async fn writable(stream: &TcpStream, stall: Duration) -> io::Result<()> {
+    match tokio::time::timeout(stall, stream.writable()).await {
+        Ok(ready) => ready,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client has read no reply bytes for too long",
+        )),
+    }
+}
+
 /// Sends all of `bytes`; with `more`, tells the kernel more data follows at once, so
-/// a short header is not pushed out as a segment of its own.
-pub async fn send_all(stream: &TcpStream, mut bytes: &[u8], more: bool) -> io::Result<()> {
+/// a short header is not pushed out as a segment of its own. Fails when the client
+/// reads nothing for `stall`.
+pub async fn send_all(
+    stream: &TcpStream,
+    mut bytes: &[u8],
+    more: bool,
+    stall: Duration,
+) -> io::Result<()> {
     let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
     while !bytes.is_empty() {
-        stream.writable().await?;
+        writable(stream, stall).await?;
         let sent = stream.try_io(Interest::WRITABLE, || {
             // SAFETY: the stream keeps the socket open; `bytes` is a live slice of
             // `bytes.len()` readable bytes.
@@ -97,12 +116,19 @@ pub async fn send_all(stream: &TcpStream, mut bytes: &[u8], more: bool) -> io::R
     Ok(())
 }
 
-/// Sends `len` bytes of `file` from `offset` with `sendfile(2)`.
-pub async fn send_file(stream: &TcpStream, file: &File, offset: u64, len: u64) -> io::Result<()> {
+/// Sends `len` bytes of `file` from `offset` with `sendfile(2)`; fails when the client
+/// reads nothing for `stall`.
+pub async fn send_file(
+    stream: &TcpStream,
+    file: &File,
+    offset: u64,
+    len: u64,
+    stall: Duration,
+) -> io::Result<()> {
     let mut off = libc::off_t::try_from(offset).map_err(io::Error::other)?;
     let mut left = len;
     while left > 0 {
-        stream.writable().await?;
+        writable(stream, stall).await?;
         let sent = stream.try_io(Interest::WRITABLE, || {
             let count = left.min(1 << 30) as usize;
             // SAFETY: both descriptors are kept open by their owners for the call;
