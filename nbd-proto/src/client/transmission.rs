@@ -133,16 +133,19 @@ impl ClientTransmission {
     /// buffer of its own and hand both to [`ClientTransmission::complete_direct`],
     /// instead of gathering it in its input buffer to be copied.
     pub fn direct_payload(&self, input: &[u8]) -> Option<(usize, usize)> {
+        self.whole_read(input).map(|(_, head, n)| (head, n))
+    }
+
+    /// [`ClientTransmission::direct_payload`] with the parsed header.
+    fn whole_read(&self, input: &[u8]) -> Option<(ReplyHeader, usize, usize)> {
         let hlen = ReplyHeader::header_len(input.get(..4)?).ok()?;
         let header = ReplyHeader::parse(input.get(..hlen)?).ok()?;
         let p = self.pending.get(&header.cookie())?;
         if p.command != Command::Read || p.length == 0 || !p.data.is_empty() {
             return None;
         }
-        match header {
-            ReplyHeader::Simple { error, .. } if error.0 == 0 && !self.structured => {
-                Some((hlen, p.length))
-            }
+        let head = match header {
+            ReplyHeader::Simple { error, .. } if error.0 == 0 && !self.structured => hlen,
             ReplyHeader::Structured {
                 chunk_type: NBD_REPLY_TYPE_OFFSET_DATA,
                 len,
@@ -151,18 +154,19 @@ impl ClientTransmission {
                 let offset = input.get(hlen..hlen + 8)?;
                 let whole = u64::from_be_bytes(offset.try_into().ok()?) == p.offset
                     && len as usize == 8 + p.length;
-                whole.then_some((hlen + 8, p.length))
+                whole.then_some(hlen + 8)?
             }
-            _ => None,
-        }
+            _ => return None,
+        };
+        Some((header, head, p.length))
     }
 
     /// Consumes the reply whose header is `head` and whose payload the driver read
     /// into `data`, as [`ClientTransmission::direct_payload`] described them; returns
     /// the completion when the request finished.
     pub fn complete_direct(&mut self, head: &[u8], data: Vec<u8>) -> Result<Option<Completion>> {
-        match self.direct_payload(head) {
-            Some((hlen, n)) if hlen == head.len() && n == data.len() => {}
+        let header = match self.whole_read(head) {
+            Some((header, hlen, n)) if hlen == head.len() && n == data.len() => header,
             _ => {
                 return Err(Error::invalid(
                     "reply",
@@ -170,8 +174,7 @@ impl ClientTransmission {
                     "not a whole READ payload",
                 ));
             }
-        }
-        let header = ReplyHeader::parse(&head[..ReplyHeader::header_len(head)?])?;
+        };
         let cookie = header.cookie();
         let done = match header {
             ReplyHeader::Simple { .. } => true,

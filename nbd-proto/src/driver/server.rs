@@ -264,6 +264,7 @@ async fn transmission(
     let writer = tokio::spawn(write_replies(wr, rx, pool.clone(), config.request_timeout));
     let bytes = Arc::new(Semaphore::new(config.max_in_flight_bytes));
     let count = Arc::new(Semaphore::new(config.max_in_flight_requests));
+    let nothing_in_flight = || count.available_permits() == config.max_in_flight_requests;
     let result = loop {
         let req = loop {
             match session.decode(&buf) {
@@ -279,8 +280,7 @@ async fn transmission(
                 // Let the writer send the reply the client waits for, then watch for
                 // the client's next request.
                 tokio::task::yield_now().await;
-                let idle = count.available_permits() == config.max_in_flight_requests;
-                if idle && poller.spin(rd.as_ref(), &mut buf) {
+                if nothing_in_flight() && poller.spin(rd.as_ref(), &mut buf) {
                     continue;
                 }
             }
@@ -309,8 +309,7 @@ async fn transmission(
         };
         buf.advance(REQUEST_HEADER_LEN);
         if let Some(poller) = busy_poll.as_mut() {
-            let alone = count.available_permits() == config.max_in_flight_requests;
-            poller.rhythm.request(alone);
+            poller.rhythm.request(nothing_in_flight());
         }
         if req.command == Command::Disc {
             break Ok(());

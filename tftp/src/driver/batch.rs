@@ -57,14 +57,15 @@ impl Batch {
         buf: &[u8],
         skip: impl Fn(&io::Error) -> bool,
     ) -> io::Result<()> {
-        let datagrams: Vec<[IoSlice<'_>; 1]> =
-            self.datagrams(buf).map(|d| [IoSlice::new(d)]).collect();
-        if let [[one]] = datagrams.as_slice() {
-            return match socket.send_to(one, peer).await {
+        if let [end] = self.ends[..] {
+            // A lone datagram (lock-step): no message headers to build.
+            return match socket.send_to(&buf[..end], peer).await {
                 Err(e) if !skip(&e) => Err(e),
                 _ => Ok(()),
             };
         }
+        let datagrams: Vec<[IoSlice<'_>; 1]> =
+            self.datagrams(buf).map(|d| [IoSlice::new(d)]).collect();
         let addr = SocketAddrAny::from(peer);
         let mut sent = 0;
         while sent < datagrams.len() {
