@@ -1,4 +1,4 @@
-//! Helpers for the side-by-side benchmarks in `benches/benches/`.
+//! Helpers for the side-by-side benchmarks in `benches/src/bin/`.
 //!
 //! Every benchmark that has a peer doing the same work (qemu-img, qemu-nbd, nbdkit,
 //! tftpd-hpa, dnsmasq) runs ours and the peer in one run and prints the ratio, so
@@ -65,6 +65,19 @@ pub fn cpu_time(pid: u32) -> Duration {
 /// means ours used less.
 pub fn report_cpu(case: &str, ours: Duration, peer_name: &str, peer: Duration) {
     print_ratio(case, ours, peer_name, peer, "CPU ratio", 0);
+}
+
+/// Which TCP congestion control each side's connections use: ours is set by the NBD
+/// server's configuration (`ServerConfig::default()`: cubic), the peers take the
+/// machine's (`net.ipv4.tcp_congestion_control`).
+pub fn congestion_controls() -> String {
+    let ours = nbd_proto::driver::server::ServerConfig::default()
+        .congestion_control
+        .unwrap_or("the system's");
+    let system = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("TCP congestion control: ours {ours}, peers {system} (the machine's)")
 }
 
 /// Throughput in MiB/s for `bytes` moved in `elapsed`.

@@ -46,6 +46,9 @@ pub struct Nbd {
     /// the next one before it sleeps (0: off); see
     /// `nbd_proto::driver::server::ServerConfig::busy_poll`.
     pub busy_poll_us: u64,
+    /// TCP congestion control of NBD connections (`system`: the machine's); see
+    /// `nbd_proto::driver::server::ServerConfig::congestion_control`.
+    pub tcp_congestion: String,
 }
 
 /// `[sessions]`: standard-mode write caches.
@@ -196,6 +199,7 @@ impl Default for Nbd {
             listen: SocketAddr::from(([127, 0, 0, 1], 10809)),
             max_connections: 4096,
             busy_poll_us: 50,
+            tcp_congestion: "cubic".into(),
         }
     }
 }
@@ -423,5 +427,6 @@ mod tests {
         let example = Config::load(&path).unwrap();
         assert_eq!(example.tftp.busy_poll_us, Tftp::default().busy_poll_us);
         assert_eq!(example.nbd.busy_poll_us, Nbd::default().busy_poll_us);
+        assert_eq!(example.nbd.tcp_congestion, Nbd::default().tcp_congestion);
     }
 }

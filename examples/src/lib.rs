@@ -11,6 +11,24 @@ pub mod output;
 
 use std::fmt;
 
+/// The TCP congestion control named in a configuration or on the command line, as
+/// `nbd_proto::driver::server::ServerConfig::congestion_control` takes it: `system`
+/// keeps the machine's (`None`); any other name goes to the kernel as it is (kept for
+/// the life of the process: it is read once, at start-up).
+///
+/// ```
+/// use provision_examples::congestion_control;
+/// assert_eq!(congestion_control("cubic"), Some("cubic"));
+/// assert_eq!(congestion_control("system"), None);
+/// ```
+pub fn congestion_control(name: &str) -> Option<&'static str> {
+    match name.trim() {
+        "system" => None,
+        "cubic" => Some("cubic"),
+        other => Some(Box::leak(other.to_owned().into_boxed_str())),
+    }
+}
+
 /// A byte count given on the command line: `512`, `64K`, `100M`, `20G`, `1T`
 /// (binary multiples; a trailing `B` or `iB` is accepted).
 ///

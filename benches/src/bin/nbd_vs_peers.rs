@@ -21,7 +21,7 @@ use std::time::Duration;
 use nbd_proto::driver::client::Client;
 use nbd_proto::driver::server::{Server, ServerConfig};
 use nbd_proto::{Capabilities, Errno, Export, Extent, SingleExport};
-use provision_benches::{best_of, cpu_time, mib_per_s, report, report_cpu};
+use provision_benches::{best_of, congestion_controls, cpu_time, mib_per_s, report, report_cpu};
 use testkit::ChildGuard;
 
 fn main() {
@@ -59,6 +59,7 @@ fn main() {
     );
     let bytes = mib << 20;
     println!("nbd_vs_peers: {mib} MiB image (3/4 allocated), dynamic VHD beside it");
+    println!("{}", congestion_controls());
 
     // Sequential reads.
     let ours_vhd = ours(&vhd);

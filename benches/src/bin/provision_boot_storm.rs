@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use nbd_proto::client::handshake::ClientConfig;
 use nbd_proto::driver::client::Client;
-use provision_benches::{cpu_time, mib_per_s, report, report_cpu};
+use provision_benches::{congestion_controls, cpu_time, mib_per_s, report, report_cpu};
 use provision_core::{DeviceType, Mac, Mode, Store, import_vdisk};
 use testkit::ChildGuard;
 
@@ -200,6 +200,7 @@ fn main() {
         "boot storm: {clients} clients, {} MiB working set each, QD {QUEUE_DEPTH}, 128 KiB reads",
         size >> 20
     );
+    println!("{}", congestion_controls());
 
     // provisiond: standard-mode sessions, one write cache per device.
     let port = testkit::free_tcp_port();

@@ -1,7 +1,7 @@
 //! `nbd-serve`: serves one disk image (a raw file or a VHD) over NBD.
 //!
 //! This binary only parses arguments and composes `nbd_proto`'s driver with an
-//! adapter from the image to an `nbd_proto::Export` (see `disk.rs`).
+//! adapter from the image to an `nbd_proto::Export` (see `provider.rs`).
 
 mod provider;
 
@@ -61,6 +61,12 @@ struct Args {
     /// this back it off.
     #[arg(long, default_value_t = 50)]
     busy_poll_us: u64,
+    /// TCP congestion control of the connections (`system`: the machine's,
+    /// net.ipv4.tcp_congestion_control). With bbr the kernel paces every connection
+    /// with timers unless the interface has the fq qdisc, which costs a streaming
+    /// server several times the CPU; hence cubic.
+    #[arg(long, default_value = "cubic", value_name = "NAME")]
+    tcp_congestion: String,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -109,6 +115,7 @@ fn run(args: Args) -> Result<(), String> {
         let config = ServerConfig {
             max_connections: args.max_connections,
             busy_poll: Duration::from_micros(args.busy_poll_us),
+            congestion_control: provision_examples::congestion_control(&args.tcp_congestion),
             ..ServerConfig::default()
         };
         let server = Server::new(provider, config);

@@ -204,6 +204,7 @@ async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
     let server_config = ServerConfig {
         max_connections: config.nbd.max_connections,
         busy_poll: Duration::from_micros(config.nbd.busy_poll_us),
+        congestion_control: provision_examples::congestion_control(&config.nbd.tcp_congestion),
         ..ServerConfig::default()
     };
     let server = Server::new(
