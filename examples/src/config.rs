@@ -42,6 +42,9 @@ pub struct Nbd {
     pub listen: SocketAddr,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Request and reply data held in memory across all connections (e.g. "512M");
+    /// see `nbd_proto::driver::server::ServerConfig::max_buffered_bytes`.
+    pub max_buffered: String,
     /// Microseconds a connection whose client sends one request at a time polls for
     /// the next one before it sleeps (0: off); see
     /// `nbd_proto::driver::server::ServerConfig::busy_poll`.
@@ -198,6 +201,7 @@ impl Default for Nbd {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 10809)),
             max_connections: 4096,
+            max_buffered: "512M".into(),
             busy_poll_us: 50,
             tcp_congestion: "cubic".into(),
         }
@@ -331,6 +335,21 @@ impl Config {
     }
 }
 
+impl Nbd {
+    /// The NBD server's settings, with sizes parsed.
+    pub fn server_config(&self) -> Result<nbd_proto::driver::server::ServerConfig, String> {
+        let max_buffered =
+            crate::parse_size(&self.max_buffered).map_err(|e| format!("nbd.max_buffered: {e}"))?;
+        Ok(nbd_proto::driver::server::ServerConfig {
+            max_connections: self.max_connections,
+            max_buffered_bytes: usize::try_from(max_buffered).unwrap_or(usize::MAX),
+            busy_poll: Duration::from_micros(self.busy_poll_us),
+            congestion_control: crate::congestion_control(&self.tcp_congestion),
+            ..Default::default()
+        })
+    }
+}
+
 impl Boot {
     /// The settings of the per-device TFTP files.
     pub fn settings(&self) -> provision_core::adapters::tftp::BootSettings {
@@ -428,5 +447,8 @@ mod tests {
         assert_eq!(example.tftp.busy_poll_us, Tftp::default().busy_poll_us);
         assert_eq!(example.nbd.busy_poll_us, Nbd::default().busy_poll_us);
         assert_eq!(example.nbd.tcp_congestion, Nbd::default().tcp_congestion);
+        let nbd = example.nbd.server_config().unwrap();
+        assert_eq!(nbd.max_buffered_bytes, 512 << 20);
+        assert_eq!(nbd.congestion_control, Some("cubic"));
     }
 }

@@ -351,3 +351,51 @@ fn a_client_that_leaves_its_replies_unread_is_disconnected() {
     assert!(got < READS << 20, "every reply arrived: {got} bytes");
     normal_client(&server, 1 << 20, 10);
 }
+
+/// Many clients that send READs and leave the replies unread: together they hold no
+/// more of the server's memory than `max_buffered_bytes` (each alone could hold 64 MiB),
+/// and once their connections time out a well-behaved client is served.
+#[test]
+fn clients_that_leave_replies_unread_hold_at_most_the_memory_budget() {
+    let _serial = serial();
+    const CLIENTS: usize = 8;
+    const READS: u64 = 32;
+    let budget = 16 << 20;
+    let server = server(ServerConfig {
+        max_buffered_bytes: budget,
+        request_timeout: Duration::from_secs(2),
+        ..ServerConfig::default()
+    });
+    normal_client(&server, 0, 1);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = rss_kib();
+    let mut deaf = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut s = go(&server);
+        for i in 0..READS {
+            s.write_all(&header(Command::Read, (i % 8) << 20, 1 << 20))
+                .unwrap();
+        }
+        deaf.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let during = rss_kib();
+    let growth = during.saturating_sub(before);
+    eprintln!(
+        "RSS {before} KiB before, {during} KiB with {CLIENTS} clients asking {READS} MiB each \
+         and reading nothing (+{growth} KiB)"
+    );
+    // The budget, the reply-buffer pool (16 MiB) and slack; without the budget the
+    // replies held came to ~240 MiB.
+    assert!(
+        growth < (budget as u64 >> 10) + 16 * 1024 + 8 * 1024,
+        "RSS grew by {growth} KiB; the budget is {} KiB",
+        budget >> 10
+    );
+    // The budget is taken: a WRITE waits for it until the deaf connections time out.
+    let start = Instant::now();
+    normal_client(&server, 1 << 20, 2);
+    eprintln!("a normal client was served after {:?}", start.elapsed());
+    drop(deaf);
+    normal_client(&server, 2 << 20, 3);
+}

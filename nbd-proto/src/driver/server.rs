@@ -6,7 +6,8 @@
 //! bytes the export locates in files that are in the page cache is not executed at
 //! all: the writer task sends it with `sendfile(2)`, never copying it through a
 //! buffer. Memory is bounded per connection (in-flight payload bytes and request
-//! count) and across the server (connection count, handshake timeout).
+//! count) and across the server (connection count, handshake timeout, bytes held in
+//! buffers).
 //! [`ShutdownHandle::shutdown`] stops accepting, lets in-flight requests finish and
 //! closes every connection.
 
@@ -42,6 +43,12 @@ pub struct ServerConfig {
     pub max_in_flight_bytes: usize,
     /// Requests in flight per connection.
     pub max_in_flight_requests: usize,
+    /// Payload bytes held in memory across all connections: WRITE payloads, and READ
+    /// replies built in buffers (READs sent with `sendfile` hold none). A request that
+    /// would pass it waits, and its connection reads nothing more meanwhile, until
+    /// replies of others are sent (clients that stop reading theirs are closed after
+    /// `request_timeout`), so many slow readers cannot exhaust the server's memory.
+    pub max_buffered_bytes: usize,
     /// READ/WRITE/BLOCK_STATUS requests up to this length run on the connection's own
     /// task instead of the blocking pool: no thread hand-off, so small random I/O is
     /// fast when the export answers from memory or the page cache. Set 0 for exports
@@ -81,6 +88,7 @@ impl Default for ServerConfig {
             handshake: HandshakeConfig::default(),
             max_in_flight_bytes: 64 << 20,
             max_in_flight_requests: 64,
+            max_buffered_bytes: 512 << 20,
             inline_max_len: 64 << 10,
             zero_copy: true,
             request_timeout: Duration::from_secs(60),
@@ -136,14 +144,14 @@ impl Server {
             );
         }
         let slots = Arc::new(Semaphore::new(self.config.max_connections));
-        let pool = Arc::new(BufferPool::new(POOL_BYTES, POOL_MAX_BUFFER));
+        let shared = Shared::new(POOL_BYTES, &self.config);
         let mut stop = self.shutdown.subscribe();
         let mut trim = tokio::time::interval(POOL_TRIM_PERIOD);
         loop {
             let (stream, peer) = tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
                 _ = trim.tick() => {
-                    pool.trim_idle();
+                    shared.pool.trim_idle();
                     continue;
                 }
                 accepted = listener.accept() => match accepted {
@@ -164,9 +172,9 @@ impl Server {
             let provider = self.provider.clone();
             let config = self.config;
             let stop = self.shutdown.subscribe();
-            let pool = pool.clone();
+            let shared = shared.clone();
             tokio::spawn(async move {
-                match connection(stream, peer, provider, config, stop, pool).await {
+                match connection(stream, peer, provider, config, stop, shared).await {
                     Ok(()) => tracing::debug!(%peer, "connection closed"),
                     // A peer that just hangs up (a port probe, a client killed) is
                     // routine; anything else is worth an operator's eye.
@@ -215,11 +223,41 @@ pub async fn serve_connection(
     config: ServerConfig,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    let pool = Arc::new(BufferPool::new(
-        config.max_in_flight_bytes.min(POOL_BYTES),
-        POOL_MAX_BUFFER,
-    ));
-    connection(stream, peer, provider, config, stop, pool).await
+    let shared = Shared::new(config.max_in_flight_bytes.min(POOL_BYTES), &config);
+    connection(stream, peer, provider, config, stop, shared).await
+}
+
+/// What the connections of one server share.
+#[derive(Clone)]
+struct Shared {
+    /// Reply buffers for reuse.
+    pool: Arc<BufferPool>,
+    /// The server's memory budget (`ServerConfig::max_buffered_bytes`), in bytes.
+    memory: Arc<Semaphore>,
+}
+
+impl Shared {
+    fn new(pool_bytes: usize, config: &ServerConfig) -> Self {
+        Self {
+            pool: Arc::new(BufferPool::new(pool_bytes, POOL_MAX_BUFFER)),
+            memory: Arc::new(Semaphore::new(config.max_buffered_bytes)),
+        }
+    }
+
+    /// Waits for `len` bytes of the memory budget (at most all of it); `None` when
+    /// the server shuts down first.
+    async fn reserve(
+        &self,
+        len: u32,
+        config: &ServerConfig,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<OwnedSemaphorePermit> {
+        let len = len.min(config.max_buffered_bytes.min(u32::MAX as usize) as u32);
+        tokio::select! {
+            permit = self.memory.clone().acquire_many_owned(len) => permit.ok(),
+            _ = stop.wait_for(|s| *s) => None,
+        }
+    }
 }
 
 async fn connection(
@@ -228,7 +266,7 @@ async fn connection(
     provider: Arc<dyn ExportProvider>,
     config: ServerConfig,
     mut stop: watch::Receiver<bool>,
-    pool: Arc<BufferPool>,
+    shared: Shared,
 ) -> Result<()> {
     stream.set_nodelay(true)?;
     let (mut rd, mut wr) = stream.into_split();
@@ -268,13 +306,16 @@ async fn connection(
     tracing::info!(%peer, export = %negotiated.name, size = negotiated.size,
         structured = negotiated.structured, "transmission");
     let session = Arc::new(Transmission::new(*negotiated));
-    transmission(rd, wr, buf, session, config, stop, pool).await
+    transmission(rd, wr, buf, session, config, stop, shared).await
 }
 
-/// A reply on its way to the writer task, with the in-flight permits it holds.
+/// A reply on its way to the writer task, with the room it holds until it is sent: its
+/// share of the connection's in-flight bytes and requests, and of the server's memory
+/// when its data sits in a buffer.
 struct Reply {
     body: Body,
     permits: [OwnedSemaphorePermit; 2],
+    memory: Option<OwnedSemaphorePermit>,
 }
 
 enum Body {
@@ -291,8 +332,9 @@ async fn transmission(
     session: Arc<Transmission>,
     config: ServerConfig,
     mut stop: watch::Receiver<bool>,
-    pool: Arc<BufferPool>,
+    shared: Shared,
 ) -> Result<()> {
+    let pool = &shared.pool;
     let (tx, rx) = mpsc::unbounded_channel::<Reply>();
     let mut busy_poll = BusyPoll::new(config.busy_poll);
     let writer = tokio::spawn(write_replies(wr, rx, pool.clone(), config.request_timeout));
@@ -359,6 +401,14 @@ async fn transmission(
         let Ok(count_permit) = count.clone().acquire_owned().await else {
             break Ok(());
         };
+        // A WRITE's payload is in memory from the moment it is read.
+        let mut memory = None;
+        if req.command == Command::Write {
+            let Some(permit) = shared.reserve(cost, &config, &mut stop).await else {
+                break Ok(());
+            };
+            memory = Some(permit);
+        }
         let len = req.payload_len();
         let payload = match read_payload(&mut rd, &mut buf, len, &config, &mut stop).await {
             Ok(Some(p)) => p,
@@ -367,25 +417,47 @@ async fn transmission(
             Err(e) => break Err(e),
         };
         let permits = [byte_permit, count_permit];
-        if config.zero_copy
-            && let Some(parts) = located_read(&session, &req)
-        {
-            if parts.iter().all(cached) {
-                let body = Body::Parts(parts);
-                let _ = tx.send(Reply { body, permits });
-                continue;
-            }
+        let mut located = if config.zero_copy {
+            located_read(&session, &req)
+        } else {
+            None
+        };
+        if let Some(parts) = located.take_if(|parts| parts.iter().all(cached)) {
+            let body = Body::Parts(parts);
+            let _ = tx.send(Reply {
+                body,
+                permits,
+                memory,
+            });
+            continue;
+        }
+        // The reply's data will sit in a buffer.
+        if req.command == Command::Read {
+            let Some(permit) = shared.reserve(cost, &config, &mut stop).await else {
+                break Ok(());
+            };
+            memory = Some(permit);
+        }
+        if let Some(parts) = located {
             // Cold: read the runs on a blocking thread (bringing them into the cache).
             let (session, tx, pool) = (session.clone(), tx.clone(), pool.clone());
             tokio::task::spawn_blocking(move || {
                 let body = Body::Bytes(gather(&session, &pool, &req, parts));
-                let _ = tx.send(Reply { body, permits });
+                let _ = tx.send(Reply {
+                    body,
+                    permits,
+                    memory,
+                });
             });
             continue;
         }
         if inline(&session, &req, config.inline_max_len) {
-            let body = Body::Bytes(run(&session, &pool, &req, payload));
-            let _ = tx.send(Reply { body, permits });
+            let body = Body::Bytes(run(&session, pool, &req, payload));
+            let _ = tx.send(Reply {
+                body,
+                permits,
+                memory,
+            });
             continue;
         }
         let session = session.clone();
@@ -393,7 +465,11 @@ async fn transmission(
         let pool = pool.clone();
         tokio::task::spawn_blocking(move || {
             let body = Body::Bytes(run(&session, &pool, &req, payload));
-            let _ = tx.send(Reply { body, permits });
+            let _ = tx.send(Reply {
+                body,
+                permits,
+                memory,
+            });
         });
     };
     // Let in-flight requests finish and their replies go out, then close. A client that
@@ -605,7 +681,7 @@ async fn write_replies(
                     }
                 }
             }
-            drop(reply.permits);
+            drop((reply.permits, reply.memory));
             next = rx.try_recv().ok();
         }
         out.flush(false).await?;

@@ -55,6 +55,11 @@ struct Args {
     /// Connections served at once; further ones are closed.
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
+    /// Request and reply data held in memory across all connections (WRITE payloads,
+    /// READ replies built in buffers; READs sent from the page cache hold none).
+    /// Requests past it wait for room.
+    #[arg(long, default_value = "512M", value_parser = parse_size, value_name = "SIZE")]
+    max_buffered: u64,
     /// Microseconds a connection whose client sends one request at a time polls for
     /// the next one before it sleeps (0: off). Saves a thread wake-up per request for
     /// some CPU: one connection per spare core spins at a time, and clients slower than
@@ -114,6 +119,7 @@ fn run(args: Args) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let config = ServerConfig {
             max_connections: args.max_connections,
+            max_buffered_bytes: usize::try_from(args.max_buffered).unwrap_or(usize::MAX),
             busy_poll: Duration::from_micros(args.busy_poll_us),
             congestion_control: provision_examples::congestion_control(&args.tcp_congestion),
             ..ServerConfig::default()

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use nbd_proto::driver::server::{Server, ServerConfig};
+use nbd_proto::driver::server::Server;
 use provision_core::adapters::nbd::SessionExports;
 use provision_core::adapters::pxe::StorePolicy;
 use provision_core::adapters::tftp::DeviceFiles;
@@ -201,15 +201,9 @@ async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen for NBD on {}: {e}", config.nbd.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let server_config = ServerConfig {
-        max_connections: config.nbd.max_connections,
-        busy_poll: Duration::from_micros(config.nbd.busy_poll_us),
-        congestion_control: provision_examples::congestion_control(&config.nbd.tcp_congestion),
-        ..ServerConfig::default()
-    };
     let server = Server::new(
         Arc::new(SessionExports::new(sessions.clone())),
-        server_config,
+        config.nbd.server_config()?,
     );
     let shutdown = server.shutdown_handle();
     tracing::info!(%addr, "NBD service listening");
