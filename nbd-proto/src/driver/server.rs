@@ -196,10 +196,16 @@ impl Server {
 /// `net.ipv4.tcp_allowed_congestion_control` for what an unprivileged process may
 /// choose).
 pub fn set_congestion_control(listener: impl AsFd, name: &str) -> std::io::Result<()> {
+    use rustix::io::Errno;
     rustix::net::sockopt::set_tcp_congestion(listener, name).map_err(|e| {
+        let why = match e {
+            Errno::NOENT => "not in this kernel (see net.ipv4.tcp_available_congestion_control)",
+            Errno::PERM => "not allowed (see net.ipv4.tcp_allowed_congestion_control)",
+            _ => "refused",
+        };
         std::io::Error::new(
-            e.kind(),
-            format!("TCP congestion control {name:?}: {e} (see /proc/sys/net/ipv4/tcp_available_congestion_control)"),
+            std::io::Error::from(e).kind(),
+            format!("TCP congestion control {name:?}: {why}: {e}"),
         )
     })
 }
