@@ -117,6 +117,11 @@ enum Answers {
 
 struct State {
     answers: Answers,
+    /// Deciding may wait on I/O: an embedder's policy (a database lookup, a device
+    /// added) or full mode's lease file. On a multi-thread runtime such decisions run
+    /// in `block_in_place`, so the runtime moves its other tasks (NBD connections in a
+    /// combined server) off this thread meanwhile.
+    blocking: bool,
     rivals: Mutex<Rivals>,
     stats: Arc<DriverStats>,
 }
@@ -226,6 +231,7 @@ impl Driver {
             _ => None,
         };
         let ours = [mode.server_ip()];
+        let blocking = !matches!(mode, Mode::Proxy(_));
         let answers = match mode {
             Mode::Proxy(policy) => Answers::Proxy(Arc::new(policy)),
             Mode::ProxyFrom(policy) => Answers::Proxy(policy),
@@ -240,6 +246,7 @@ impl Driver {
         Ok(Driver {
             state: Arc::new(State {
                 answers,
+                blocking,
                 rivals: Mutex::new(Rivals::new(ours)),
                 stats: Arc::default(),
             }),
@@ -383,6 +390,9 @@ async fn serve(
     config: Arc<DriverConfig>,
 ) -> Result<()> {
     let mut buf = vec![0u8; 65536];
+    let block_in_place = state.blocking
+        && tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
     loop {
         let (n, src) = match sock.recv_from(&mut buf).await {
             Ok(x) => x,
@@ -400,7 +410,12 @@ async fn serve(
                 continue;
             }
         };
-        let Some(outcome) = decide(&state, port, &msg, src) else {
+        let outcome = if block_in_place {
+            tokio::task::block_in_place(|| decide(&state, port, &msg, src))
+        } else {
+            decide(&state, port, &msg, src)
+        };
+        let Some(outcome) = outcome else {
             continue;
         };
         let mac = msg

@@ -143,3 +143,56 @@ fn embedder_policy_answers_per_client() {
     );
     rt.shutdown_background();
 }
+
+/// Answers every client after a slow lookup (a database on a busy disk).
+struct Slow(Policy, Duration);
+
+impl BootPolicy for Slow {
+    fn server_ip(&self) -> Ipv4Addr {
+        self.0.server_ip
+    }
+
+    fn policy_for(&self, _: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
+        std::thread::sleep(self.1);
+        Ok(Cow::Borrowed(&self.0))
+    }
+}
+
+/// An embedder's policy may block: the runtime's other tasks (in provisiond, the NBD
+/// connections) keep running meanwhile, even on a runtime with a single worker.
+#[test]
+fn a_slow_embedder_policy_does_not_stall_the_runtimes_other_tasks() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let lookup = Duration::from_millis(300);
+    let policy = Policy::new(LO).with_boot_file(ClientArch::X86Bios, "undionly.kpxe");
+    let (rt, client, boot) = serve(
+        Mode::ProxyFrom(Arc::new(Slow(policy, lookup))),
+        Duration::from_secs(5),
+    );
+    // Another task of the runtime ticks every 10 ms and keeps its longest gap.
+    let longest_ms = Arc::new(AtomicU64::new(0));
+    let longest = longest_ms.clone();
+    rt.spawn(async move {
+        let mut last = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let gap = last.elapsed().as_millis() as u64;
+            longest.fetch_max(gap, Ordering::Relaxed);
+            last = std::time::Instant::now();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut buf = [0u8; 1500];
+    for xid in 1..=2 {
+        let req = ClientProfile::bios([2, 0, 0, 0, 0, 3]).boot_request(xid, LO, None);
+        client.send_to(&req.encode(), boot).unwrap();
+        let (n, _) = client.recv_from(&mut buf).expect("an ACK after the lookup");
+        assert_eq!(Message::parse(&buf[..n]).unwrap().xid, xid);
+    }
+    let gap = longest_ms.load(Ordering::Relaxed);
+    assert!(
+        gap < lookup.as_millis() as u64 / 2,
+        "the other task waited {gap} ms while the policy looked up ({lookup:?})"
+    );
+    rt.shutdown_background();
+}
