@@ -2,7 +2,8 @@
 //!
 //! Per connection: one task reads requests and hands each to tokio's blocking pool,
 //! where [`Transmission::execute`] calls the export; replies go to a writer task in
-//! the order they finish. Small requests run on the reading task itself. A READ whose
+//! the order they finish. Small requests run on the reading task itself, except READs
+//! of file bytes that are not in the page cache. A READ whose
 //! bytes the export locates in files that are in the page cache is not executed at
 //! all: the writer task sends it with `sendfile(2)`, never copying it through a
 //! buffer. Memory is bounded per connection (in-flight payload bytes and request
@@ -457,7 +458,7 @@ async fn transmission(
             });
             continue;
         }
-        if inline(&session, &req, config.inline_max_len) {
+        if inline(&session, &req, config.inline_max_len) && !cold_read(&session, &req) {
             let body = Body::Bytes(run(&session, pool, &req, payload));
             let _ = tx.send(Reply {
                 body,
@@ -517,6 +518,16 @@ fn located_read(session: &Transmission, req: &Request) -> Option<Vec<Located>> {
         return None;
     }
     session.plan_read(req)
+}
+
+/// True for a READ whose bytes lie in file runs not wholly in the page cache: read on
+/// the connection's task it would hold an async worker, and every connection on it,
+/// for the disk's latency.
+fn cold_read(session: &Transmission, req: &Request) -> bool {
+    req.command == Command::Read
+        && session
+            .plan_read(req)
+            .is_some_and(|parts| !parts.iter().all(cached))
 }
 
 /// True unless the part is a file run not wholly in the page cache (sending it would

@@ -17,8 +17,17 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(provider: Arc<dyn ExportProvider>, config: ServerConfig) -> Self {
+        Self::start_on(provider, config, 2)
+    }
+
+    /// Like `start`, on a runtime of `workers` async worker threads.
+    pub fn start_on(
+        provider: Arc<dyn ExportProvider>,
+        config: ServerConfig,
+        workers: usize,
+    ) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(workers)
             .enable_all()
             .build()
             .unwrap();
