@@ -222,7 +222,9 @@ const POOL_TRIM_PERIOD: Duration = Duration::from_secs(2);
 const POOL_MAX_BUFFER: usize = 4 << 20;
 
 /// Serves one accepted connection through handshake and transmission (for embedders
-/// with their own accept loop; `stop` becoming true shuts it down cleanly).
+/// with their own accept loop; `stop` becoming true shuts it down cleanly). The
+/// connection gets a reply-buffer pool and a memory budget of its own: bounding the
+/// number of connections is the embedder's part.
 pub async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -247,7 +249,9 @@ impl Shared {
     fn new(pool_bytes: usize, config: &ServerConfig) -> Self {
         Self {
             pool: Arc::new(BufferPool::new(pool_bytes, POOL_MAX_BUFFER)),
-            memory: Arc::new(Semaphore::new(config.max_buffered_bytes)),
+            memory: Arc::new(Semaphore::new(
+                config.max_buffered_bytes.min(Semaphore::MAX_PERMITS),
+            )),
         }
     }
 
