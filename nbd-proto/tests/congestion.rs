@@ -1,6 +1,7 @@
-//! The TCP congestion control of the server's connections: set on the listening socket,
-//! so every accepted connection starts with it, as `ss` (iproute2) reports it; a name
-//! the kernel does not know is reported and the server serves with the system's.
+//! The TCP congestion control of the server's connections: set on the listening socket
+//! (by `Server::serve`, or by `listen` before the socket listens), so every accepted
+//! connection starts with it, as `ss` (iproute2) reports it; a name the kernel does
+//! not know is reported and the server serves with the system's.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestServer;
-use nbd_proto::driver::server::{ServerConfig, set_congestion_control};
+use nbd_proto::driver::server::{ServerConfig, listen, set_congestion_control};
 use nbd_proto::{MemoryExport, SingleExport};
 
 fn system_default() -> String {
@@ -65,17 +66,40 @@ fn server_side(client: &TcpStream) -> String {
         .to_owned()
 }
 
-#[test]
-fn accepted_connections_start_with_the_configured_congestion_control() {
-    // One the system does not use already, so the test can tell them apart.
-    let wanted = if system_default() == "reno" {
+/// A congestion control the system does not use already, so tests can tell them apart.
+fn not_the_systems() -> &'static str {
+    if system_default() == "reno" {
         "cubic"
     } else {
         "reno"
-    };
+    }
+}
+
+#[test]
+fn accepted_connections_start_with_the_configured_congestion_control() {
+    let wanted = not_the_systems();
     let server = server(Some(wanted));
     let _first = greeted(&server);
     let client = greeted(&server);
+    assert_eq!(server_side(&client), wanted);
+}
+
+#[test]
+fn a_listener_from_listen_gives_it_even_to_connections_before_serve() {
+    let wanted = not_the_systems();
+    let config = ServerConfig {
+        congestion_control: Some(wanted),
+        ..ServerConfig::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(async { listen("127.0.0.1:0".parse().unwrap(), &config) })
+        .unwrap();
+    // Nothing accepts: the kernel has set the connection up from the listener alone.
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     assert_eq!(server_side(&client), wanted);
 }
 

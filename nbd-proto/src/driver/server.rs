@@ -136,6 +136,10 @@ impl Server {
     /// has ended.
     pub async fn serve(self, listener: TcpListener) -> Result<()> {
         if let Some(name) = self.config.congestion_control
+            && rustix::net::sockopt::tcp_congestion(&listener)
+                .ok()
+                .as_deref()
+                != Some(name)
             && let Err(e) = set_congestion_control(&listener, name)
         {
             tracing::warn!(
@@ -209,6 +213,25 @@ pub fn set_congestion_control(listener: impl AsFd, name: &str) -> std::io::Resul
             format!("TCP congestion control {name:?}: {why}: {e}"),
         )
     })
+}
+
+/// A listener on `addr` for [`Server::serve`], with `config`'s congestion control set
+/// before it listens, so that even a connection that arrives before `serve` starts
+/// has it (`serve` reports a congestion control the kernel refuses). Must be called
+/// within a tokio runtime.
+pub fn listen(addr: SocketAddr, config: &ServerConfig) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // What `TcpListener::bind` does: restart without waiting out TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    if let Some(name) = config.congestion_control {
+        let _ = set_congestion_control(&socket, name);
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// How long a closing connection may take to send its last replies.

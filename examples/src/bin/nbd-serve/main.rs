@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use nbd_proto::ExportProvider;
-use nbd_proto::driver::server::{Server, ServerConfig};
+use nbd_proto::driver::server::{Server, ServerConfig, listen};
 
 /// Serve a disk image over the Network Block Device protocol.
 ///
@@ -114,9 +114,6 @@ fn run(args: Args) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let config = ServerConfig {
             max_connections: args.max_connections,
             max_buffered_bytes: usize::try_from(args.max_buffered).unwrap_or(usize::MAX),
@@ -124,6 +121,8 @@ fn run(args: Args) -> Result<(), String> {
             congestion_control: provision_examples::congestion_control(&args.tcp_congestion),
             ..ServerConfig::default()
         };
+        let listener = listen(args.listen, &config)
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let server = Server::new(provider, config);
         let handle = server.shutdown_handle();
         tokio::spawn(async move {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use nbd_proto::driver::server::Server;
+use nbd_proto::driver::server::{Server, listen};
 use provision_core::adapters::nbd::SessionExports;
 use provision_core::adapters::pxe::StorePolicy;
 use provision_core::adapters::tftp::DeviceFiles;
@@ -197,13 +197,13 @@ async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
         wait_for_signal().await;
         return Ok(());
     }
-    let listener = tokio::net::TcpListener::bind(config.nbd.listen)
-        .await
+    let server_config = config.nbd.server_config()?;
+    let listener = listen(config.nbd.listen, &server_config)
         .map_err(|e| format!("cannot listen for NBD on {}: {e}", config.nbd.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let server = Server::new(
         Arc::new(SessionExports::new(sessions.clone())),
-        config.nbd.server_config()?,
+        server_config,
     );
     let shutdown = server.shutdown_handle();
     tracing::info!(%addr, "NBD service listening");
