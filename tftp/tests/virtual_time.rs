@@ -345,13 +345,36 @@ fn client_ignoring_the_oack_gets_plain_rfc1350() {
     let mut h = Harness::new(&req, file(1000));
     assert_eq!(h.sent().len(), 1);
     let rrq = Packet::Rrq(req.clone()).to_vec();
+    // The client retransmits on its timer (1 s here).
+    h.now += Duration::from_secs(1);
     h.raw(&rrq); // first repeat: maybe our OACK was lost
     assert!(matches!(h.sent()[..], [Sent::Oack(_)]));
+    h.now += Duration::from_secs(1);
     h.raw(&rrq); // second: the client does not understand OACK
     assert_eq!(h.sent(), [Sent::Data(1, 512)]);
     h.ack(1);
     assert_eq!(h.sent(), [Sent::Data(2, 488)]);
     h.ack(2);
+    assert!(h.completed());
+}
+
+/// Copies of the request the network duplicated or delayed arrive close together: they
+/// are not a client ignoring the OACK, and the options stay (dropping them after the
+/// client accepted the OACK would make it take a 512-byte DATA 1 for its last block).
+#[test]
+fn duplicated_requests_do_not_drop_the_options() {
+    let req = request(&[("blksize", "1468")]);
+    let mut h = Harness::new(&req, file(1000));
+    assert_eq!(h.sent().len(), 1);
+    let rrq = Packet::Rrq(req.clone()).to_vec();
+    for _ in 0..3 {
+        h.now += Duration::from_millis(20);
+        h.raw(&rrq);
+        assert_eq!(h.sent(), [], "a copy of the request changes nothing");
+    }
+    h.ack(0);
+    assert_eq!(h.sent(), [Sent::Data(1, 1000)]);
+    h.ack(1);
     assert!(h.completed());
 }
 

@@ -61,6 +61,8 @@ pub struct ReadTransfer {
     oack_due: bool,
     /// Requests repeated by the client while the OACK waited.
     repeats: u32,
+    /// When the transfer began, or the last counted repeat arrived.
+    repeated_at: Instant,
     retries: u32,
     deadline: Option<Instant>,
     /// An ERROR packet to send before ending.
@@ -148,6 +150,7 @@ impl ReadTransfer {
             oack: None,
             oack_due: false,
             repeats: 0,
+            repeated_at: now,
             ahead: Vec::new(),
             ahead_at: 0,
             retries: 0,
@@ -281,10 +284,21 @@ impl ReadTransfer {
     /// the client ignores OACKs, so we drop all options and answer with DATA 1 as plain
     /// RFC 1350 (RFC 2347: a client must accept a server that ignores options). Once
     /// data flows, repeats are ignored: the timer retransmits.
+    ///
+    /// A repeat counts only when it comes half a timeout or more after the transfer began
+    /// or after the last counted one: a client retransmits on its timer, while copies
+    /// the network duplicated or delayed arrive close together. Counting those could drop
+    /// the options after the client had accepted the OACK, and it would then take a
+    /// 512-byte DATA 1 for the short last block of its larger block size: a silently
+    /// truncated file.
     pub fn handle_repeated_request(&mut self, now: Instant) {
         if self.outcome.is_some() || self.oack.is_none() {
             return;
         }
+        if now.saturating_duration_since(self.repeated_at) < self.base_timeout / 2 {
+            return;
+        }
+        self.repeated_at = now;
         self.repeats += 1;
         if self.repeats >= 2 {
             self.drop_options(now);
