@@ -266,15 +266,17 @@ struct Shared {
     pool: Arc<BufferPool>,
     /// The server's memory budget (`ServerConfig::max_buffered_bytes`), in bytes.
     memory: Arc<Semaphore>,
+    /// The most one request takes from it: all of it.
+    largest: u32,
 }
 
 impl Shared {
     fn new(pool_bytes: usize, config: &ServerConfig) -> Self {
+        let budget = config.max_buffered_bytes.min(Semaphore::MAX_PERMITS);
         Self {
             pool: Arc::new(BufferPool::new(pool_bytes, POOL_MAX_BUFFER)),
-            memory: Arc::new(Semaphore::new(
-                config.max_buffered_bytes.min(Semaphore::MAX_PERMITS),
-            )),
+            memory: Arc::new(Semaphore::new(budget)),
+            largest: u32::try_from(budget).unwrap_or(u32::MAX),
         }
     }
 
@@ -283,12 +285,10 @@ impl Shared {
     async fn reserve(
         &self,
         len: u32,
-        config: &ServerConfig,
         stop: &mut watch::Receiver<bool>,
     ) -> Option<OwnedSemaphorePermit> {
-        let len = len.min(config.max_buffered_bytes.min(u32::MAX as usize) as u32);
         tokio::select! {
-            permit = self.memory.clone().acquire_many_owned(len) => permit.ok(),
+            permit = self.memory.clone().acquire_many_owned(len.min(self.largest)) => permit.ok(),
             _ = stop.wait_for(|s| *s) => None,
         }
     }
@@ -438,7 +438,7 @@ async fn transmission(
         // A WRITE's payload is in memory from the moment it is read.
         let mut memory = None;
         if req.command == Command::Write {
-            let Some(permit) = shared.reserve(cost, &config, &mut stop).await else {
+            let Some(permit) = shared.reserve(cost, &mut stop).await else {
                 break Ok(());
             };
             memory = Some(permit);
@@ -467,7 +467,7 @@ async fn transmission(
         }
         // The reply's data will sit in a buffer.
         if req.command == Command::Read {
-            let Some(permit) = shared.reserve(cost, &config, &mut stop).await else {
+            let Some(permit) = shared.reserve(cost, &mut stop).await else {
                 break Ok(());
             };
             memory = Some(permit);
