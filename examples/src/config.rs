@@ -52,6 +52,13 @@ pub struct Nbd {
     /// TCP congestion control of NBD connections (`system`: the machine's); see
     /// `nbd_proto::driver::server::ServerConfig::congestion_control`.
     pub tcp_congestion: String,
+    /// Seconds of silence before TCP keepalive probes a connection (then 3 probes 10 s
+    /// apart); 0 turns keepalive off. See
+    /// `nbd_proto::driver::server::ServerConfig::keepalive`.
+    pub keepalive_seconds: u64,
+    /// Seconds an idle connection is kept (0: for ever); see
+    /// `nbd_proto::driver::server::ServerConfig::idle_timeout`.
+    pub idle_timeout_seconds: u64,
 }
 
 /// `[sessions]`: standard-mode write caches.
@@ -204,6 +211,8 @@ impl Default for Nbd {
             max_buffered: "512M".into(),
             busy_poll_us: 50,
             tcp_congestion: "cubic".into(),
+            keepalive_seconds: 30,
+            idle_timeout_seconds: 0,
         }
     }
 }
@@ -340,11 +349,18 @@ impl Nbd {
     pub fn server_config(&self) -> Result<nbd_proto::driver::server::ServerConfig, String> {
         let max_buffered =
             crate::parse_size(&self.max_buffered).map_err(|e| format!("nbd.max_buffered: {e}"))?;
+        use nbd_proto::driver::server::Keepalive;
         Ok(nbd_proto::driver::server::ServerConfig {
             max_connections: self.max_connections,
             max_buffered_bytes: usize::try_from(max_buffered).unwrap_or(usize::MAX),
             busy_poll: Duration::from_micros(self.busy_poll_us),
             congestion_control: crate::congestion_control(&self.tcp_congestion),
+            keepalive: (self.keepalive_seconds > 0).then(|| Keepalive {
+                idle: Duration::from_secs(self.keepalive_seconds),
+                ..Keepalive::default()
+            }),
+            idle_timeout: (self.idle_timeout_seconds > 0)
+                .then(|| Duration::from_secs(self.idle_timeout_seconds)),
             ..Default::default()
         })
     }

@@ -231,7 +231,11 @@ fn private_device(dir: &Path, mac: &str, size: &str) -> (std::path::PathBuf, Soc
         format!("store = \"store\"\n[nbd]\nlisten = \"{addr}\"\n"),
     )
     .unwrap();
-    (config, addr, format!("nbd://{addr}/{mac}"))
+    // A hypervisor's way in: the device's attach secret.
+    let secret: serde_json::Value =
+        serde_json::from_str(&ok(&store, &["--json", "device", "attach-secret", "seat"])).unwrap();
+    let secret = secret["attach_secret"].as_str().unwrap();
+    (config, addr, format!("nbd://{addr}/{mac}/os/{secret}"))
 }
 
 #[test]

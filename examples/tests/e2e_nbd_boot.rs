@@ -98,10 +98,14 @@ fn two_vms_share_a_standard_vdisk() {
 
     let mut server = Provisiond::start(dir, CONFIG);
     let base_before = base_file(&server, &store_dir);
-    let vm_a = Vm::new("vm-a", VM_A);
-    let vm_b = Vm::new("vm-b", VM_B);
+    // The hypervisor attaches each VM's disk with the device's attach secret.
+    let vm_a = Vm::new("vm-a", &server.attach_export("vm-a", "os"));
+    let vm_b = Vm::new("vm-b", &server.attach_export("vm-b", "os"));
     // The device's default vDisk, and the same one named explicitly (`/` encoded).
-    let vm_p = Vm::new("vm-p", &format!("{VM_P}%2Fos"));
+    let vm_p = Vm::new(
+        "vm-p",
+        &server.attach_export("vm-p", "os").replace('/', "%2F"),
+    );
 
     eprintln!("step 1: vm-a and vm-b boot the standard vDisk at once");
     let booted = boot_at_once(&qemu, &server, &[vm_a.clone(), vm_b.clone()], "1");
@@ -262,9 +266,9 @@ fn versions_maintenance_test_production() {
     }
 
     let mut server = Provisiond::start(dir, CONFIG);
-    let maint = Vm::new("maint-set-version-1", MAINT);
-    let tester = Vm::new("tester", TESTER);
-    let prod = Vm::new("prod", PROD);
+    let maint = Vm::new("maint-set-version-1", &server.attach_export("maint", "os"));
+    let tester = Vm::new("tester", &server.attach_export("tester", "os"));
+    let prod = Vm::new("prod", &server.attach_export("prod", "os"));
     // Every boot is a new boot of its device, as a PXE boot would mark it.
     let fresh_boot = |vm: &Vm, name: &str, tag: &str| {
         server.new_boot(name);

@@ -132,8 +132,34 @@ fn cli_and_server_work_together() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     testkit::wait_for_tcp(addr, Duration::from_secs(20));
 
-    let one = format!("nbd://{addr}/52:54:00:aa:00:01/os");
-    let two = format!("nbd://{addr}/52:54:00:aa:00:02");
+    let api = |args: &[&str]| {
+        testkit::run_output(
+            Command::new(PROVISION)
+                .arg("--config")
+                .arg(&config)
+                .args(["--actor", "tester"])
+                .args(args),
+            testkit::DEFAULT_TIMEOUT,
+        )
+    };
+    // A device's export names its boot's token; an operator's reset starts a boot
+    // and prints it (a DHCP exchange or script fetch does the same for a real device).
+    let boot = |device: &str| {
+        let out = api(&["--json", "sessions", "reset", device]);
+        let reset: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        reset["token"].as_str().expect("a token").to_owned()
+    };
+    let one = format!("nbd://{addr}/52:54:00:aa:00:01/os/{}", boot("seat-1"));
+    let two = format!("nbd://{addr}/52:54:00:aa:00:02/os/{}", boot("seat-2"));
+    assert!(
+        !qemu_io_ok(
+            &qemu_io,
+            &format!("nbd://{addr}/52:54:00:aa:00:02/os"),
+            &["read 0 512"]
+        ),
+        "an export without a token was served"
+    );
     assert!(qemu_io_ok(
         &qemu_io,
         &one,
@@ -153,13 +179,25 @@ fn cli_and_server_work_together() {
     let script = testkit::run(
         Command::new(&curl).args(["-s", &format!("{tftp}/provision/52:54:00:aa:00:01.ipxe")]),
     );
+    // Fetching the script started seat-1's next boot: its export carries the new token.
+    let export = script
+        .split_whitespace()
+        .find_map(|arg| arg.strip_prefix("nbdroot=10.1.2.3:10809/"))
+        .unwrap_or_else(|| panic!("no nbdroot in {script}"));
+    let (_, token) = export.rsplit_once('/').unwrap();
+    assert_eq!(export, format!("52:54:00:aa:00:01/os/{token}"));
     assert!(
-        script.contains("nbdroot=10.1.2.3:10809/52:54:00:aa:00:01/os hostname=seat-1"),
+        script.contains(&format!("{export} hostname=seat-1")),
         "{script}"
     );
+    assert!(
+        !qemu_io_ok(&qemu_io, &one, &["read 0 512"]),
+        "the old boot's token still opens"
+    );
+    let one = format!("nbd://{addr}/{export}");
     let personality = testkit::run(Command::new(&curl).args([
         "-s",
-        &format!("{tftp}/provision/52:54:00:aa:00:01.personality"),
+        &format!("{tftp}/provision/52:54:00:aa:00:01/{token}.personality"),
     ]));
     assert_eq!(personality, "hostname=seat-1\nrole=kiosk\n");
     let file = testkit::run(Command::new(&curl).args(["-s", &format!("{tftp}/undionly.kpxe")]));
@@ -167,16 +205,6 @@ fn cli_and_server_work_together() {
 
     // A new version made through the API while the server runs (the CLI finds the
     // API and its token in the config file); the audit log names who made it.
-    let api = |args: &[&str]| {
-        testkit::run_output(
-            Command::new(PROVISION)
-                .arg("--config")
-                .arg(&config)
-                .args(["--actor", "tester"])
-                .args(args),
-            testkit::DEFAULT_TIMEOUT,
-        )
-    };
     let out = api(&["version", "new", "os", "--note", "v1"]);
     assert!(
         out.status.success(),
@@ -281,6 +309,10 @@ fn cli_and_server_work_together() {
     let out = api(&["--json", "sessions", "reset", "seat-1"]);
     let reset: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reset["write_caches_dropped"], 1, "{reset}");
+    let one = format!(
+        "nbd://{addr}/52:54:00:aa:00:01/os/{}",
+        reset["token"].as_str().unwrap()
+    );
     assert!(
         qemu_io_ok(&qemu_io, &one, &["read -P 0 0 4096"]),
         "seat-1's writes survived a reset"

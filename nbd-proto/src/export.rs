@@ -217,6 +217,13 @@ pub trait Export: Send + Sync {
     fn locate(&self, _offset: u64, _len: u64) -> Option<Vec<Located>> {
         None
     }
+
+    /// A signal that, once fired, makes servers close this export's connections (its
+    /// requests in flight finish first). `None`: connections end only by the client's
+    /// or the server's own doing.
+    fn end_signal(&self) -> Option<crate::EndSignal> {
+        None
+    }
 }
 
 /// One line of an NBD_OPT_LIST answer.

@@ -60,12 +60,14 @@
 pub mod client;
 #[cfg(feature = "server")]
 pub mod driver;
+mod end_signal;
 pub mod error;
 pub mod export;
 pub mod fuzz;
 pub mod server;
 pub mod wire;
 
+pub use end_signal::{EndSignal, Ended};
 pub use error::{Error, ErrorKind, Result};
 pub use export::{
     BlockSizes, Capabilities, Errno, Export, ExportListing, ExportProvider, Extent, Located,

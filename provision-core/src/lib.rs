@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod adapters;
+mod boot;
 mod error;
 mod images;
 mod mac;
@@ -38,6 +39,7 @@ mod resolve;
 mod session;
 mod store;
 
+pub use boot::{Boot, BootCause, Token};
 pub use error::{Error, ErrorKind, Result};
 pub use images::{
     Cleanup, clean_leftover_files, create_vdisk, import_vdisk, leftover_files, new_version,
@@ -49,8 +51,8 @@ pub use model::{
 };
 pub use resolve::resolve_version;
 pub use session::{
-    CACHE_DIR, PRIVATE_DIR, Session, SessionInfo, SessionMode, SessionSettings, SessionStats,
-    Sessions, Usage,
+    CACHE_DIR, NewBoot, PRIVATE_DIR, Session, SessionInfo, SessionMode, SessionSettings,
+    SessionStats, Sessions, Usage,
 };
 pub use store::collections::CollectionSettings;
 pub use store::devices::{DeviceUpdate, PERSONALITY_LIMIT};

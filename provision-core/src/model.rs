@@ -47,6 +47,7 @@ macro_rules! text_enum {
         }
     };
 }
+pub(crate) use text_enum;
 
 text_enum! {
     /// Which version of a vDisk a device boots.

@@ -8,6 +8,8 @@ use provision_core::{
 };
 use vhd::Disk;
 
+mod common;
+
 const SIZE: u64 = 8 << 20;
 const DEVICES: u8 = 50;
 const OPS: usize = 300;
@@ -53,7 +55,7 @@ fn fifty_sessions_stay_isolated() {
         *b = (i / 4096) as u8;
     }
     {
-        let maint = sessions.open(Mac([2, 0, 0, 0, 1, 0]), None).unwrap();
+        let maint = common::open(&sessions, Mac([2, 0, 0, 0, 1, 0]), "os").unwrap();
         maint.write_at(&base, 0).unwrap();
     }
     store.promote("os").unwrap();
@@ -72,7 +74,7 @@ fn fifty_sessions_stay_isolated() {
             let sessions = sessions.clone();
             let base = base.clone();
             std::thread::spawn(move || {
-                let session = sessions.open(Mac([2, 0, 0, 0, 0, n]), None).unwrap();
+                let session = common::open(&sessions, Mac([2, 0, 0, 0, 0, n]), "os").unwrap();
                 assert_eq!(session.info().version, 1);
                 let mut model = base.to_vec();
                 let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(n + 1));

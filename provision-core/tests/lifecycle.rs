@@ -7,6 +7,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+mod common;
+
 use nbd_proto::driver::server::{Server, ShutdownHandle};
 use provision_core::adapters::nbd::SessionExports;
 use provision_core::{
@@ -56,8 +58,13 @@ impl Running {
         }
     }
 
+    /// The device's export of `os` in its current boot.
     fn url(&self, mac: &str) -> String {
-        format!("nbd://{}/{mac}/os", self.addr)
+        format!(
+            "nbd://{}/{}",
+            self.addr,
+            common::export(&self.sessions, mac, "os")
+        )
     }
 
     fn stop(mut self) {
@@ -84,7 +91,7 @@ fn qemu_io(bin: &Path, url: &str, commands: &[&str]) -> bool {
 }
 
 fn boot(running: &Running, mac: &str) {
-    running.sessions.new_boot(mac.parse::<Mac>().unwrap());
+    common::reboot(&running.sessions, mac.parse::<Mac>().unwrap());
 }
 
 #[test]
@@ -166,6 +173,12 @@ fn versions_devices_and_restarts() {
         qemu_io(&qio, &running.url(PRIVATE), &["read -P 0x44 8192 512"]),
         "private data lost in a restart"
     );
+    // A standard-mode boot's write cache did not survive the restart: its reconnect is
+    // refused, never served the bare version; its next boot is served.
+    assert!(
+        !qemu_io(&qio, &running.url(TEST), &["read 0 512"]),
+        "a standard-mode reconnect after a restart was served without its write cache"
+    );
     assert!(qemu_io(
         &qio,
         &running.url(MAINT),
@@ -178,6 +191,7 @@ fn versions_devices_and_restarts() {
         qemu_io(&qio, &running.url(TEST), &["read -P 0x33 0 64K"]),
         "test device does not see version 1"
     );
+    boot(&running, PROD);
     assert!(
         qemu_io(&qio, &running.url(PROD), &["read -P 0x11 0 64K"]),
         "production saw an untested version"
@@ -185,14 +199,14 @@ fn versions_devices_and_restarts() {
 
     // A production session opened before the promotion stays on version 0.
     let prod_mac: Mac = PROD.parse().unwrap();
-    let pinned_session = running.sessions.open(prod_mac, Some("os")).unwrap();
+    let pinned_session = common::open(&running.sessions, prod_mac, "os").unwrap();
     assert_eq!(
         (pinned_session.info().version, pinned_session.info().mode),
         (0, SessionMode::Standard)
     );
     store.promote("os").unwrap(); // production
     let mut buf = [0u8; 4];
-    vhd::Disk::read_at(&pinned_session, &mut buf, 0).unwrap();
+    vhd::Disk::read_at(&*pinned_session, &mut buf, 0).unwrap();
     assert_eq!(buf, [0x11; 4], "a running session changed version");
     drop(pinned_session);
     boot(&running, PROD);
@@ -244,7 +258,7 @@ fn versions_devices_and_restarts() {
     let v1_before = std::fs::read(&before[1]).unwrap();
     assert_ne!(v1_before, std::fs::read(&before[0]).unwrap());
     let test_mac: Mac = TEST.parse().unwrap();
-    let old_chain = Arc::new(running.sessions.open(test_mac, Some("os")).unwrap());
+    let old_chain = common::open(&running.sessions, test_mac, "os").unwrap();
     assert_eq!(old_chain.info().version, 1);
     let merged = Arc::new(AtomicBool::new(false));
     let reader = {
@@ -311,14 +325,14 @@ fn a_maintenance_version_has_one_writer() {
         store.assign(name, "os", Mode::Standard, None).unwrap();
     }
     let sessions = Sessions::new(store, SessionSettings::default()).unwrap();
-    let first = sessions.open(Mac([2, 0, 0, 0, 0, 1]), None).unwrap();
+    let first = common::open(&sessions, Mac([2, 0, 0, 0, 0, 1]), "os").unwrap();
     assert_eq!(first.info().mode, SessionMode::Maintenance);
-    let second = sessions.open(Mac([2, 0, 0, 0, 0, 2]), None).unwrap_err();
+    let second = common::open(&sessions, Mac([2, 0, 0, 0, 0, 2]), "os").unwrap_err();
     assert_eq!(
         second.kind(),
         provision_core::ErrorKind::Conflict,
         "{second}"
     );
     drop(first);
-    sessions.open(Mac([2, 0, 0, 0, 0, 2]), None).unwrap();
+    common::open(&sessions, Mac([2, 0, 0, 0, 0, 2]), "os").unwrap();
 }

@@ -10,6 +10,8 @@ use provision_core::{
 };
 use vhd::{Disk, OpenOptions, Target};
 
+mod common;
+
 const SIZE: u64 = 5 << 20;
 
 /// Flattens the chain of `file` to a raw file with our converter.
@@ -35,7 +37,9 @@ fn merged_versions_read_as_before() {
     // Three versions, each writing its own pattern across block boundaries.
     for (n, offset) in [(1u8, 0u64), (2, (2 << 20) - 700), (3, 4 << 20)] {
         new_version(&store, "os", "").unwrap();
-        let session = sessions.open(maint, None).unwrap();
+        // The device boots the new version (a boot resolves its version once).
+        common::reboot(&sessions, maint);
+        let session = common::open(&sessions, maint, "os").unwrap();
         session.write_at(&vec![n; 300_000], offset).unwrap();
         drop(session);
         store.promote("os").unwrap();
@@ -82,7 +86,8 @@ fn merged_versions_read_as_before() {
     assert_eq!(again.kind(), provision_core::ErrorKind::Conflict);
     // The chain goes on growing over the merged base.
     new_version(&store, "os", "after merge").unwrap();
-    let session = sessions.open(maint, None).unwrap();
+    common::reboot(&sessions, maint);
+    let session = common::open(&sessions, maint, "os").unwrap();
     session.read_at(&mut buf, 4 << 20).unwrap();
     assert_eq!(buf, [3; 4]);
 }

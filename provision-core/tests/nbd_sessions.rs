@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use provision_core::adapters::nbd::SessionExports;
-use provision_core::{DeviceType, Mac, Mode, SessionSettings, Sessions, Store};
+use provision_core::{BootCause, DeviceType, Mac, Mode, SessionSettings, Sessions, Store, Token};
+
+mod common;
+use common::export;
 
 const SIZE: u64 = 4 << 20;
 
@@ -29,6 +32,11 @@ fn serve(sessions: Sessions) -> (SocketAddr, nbd_proto::driver::server::Shutdown
     let handle = server.shutdown_handle();
     std::thread::spawn(move || runtime.block_on(server.serve(listener)));
     (addr, handle)
+}
+
+/// The URL of the device's `lab` in its current boot.
+fn lab_url(addr: SocketAddr, sessions: &Sessions, mac: &str) -> String {
+    format!("nbd://{addr}/{}", export(sessions, mac, "lab"))
 }
 
 fn qemu_io(qemu_io: &Path, url: &str, command: &str) -> std::process::Output {
@@ -70,9 +78,12 @@ fn devices_read_and_write_their_own_sessions_over_nbd() {
             .assign(&format!("seat-{n}"), "lab", Mode::Standard, None)
             .unwrap();
     }
-    let (addr, shutdown) = serve(Sessions::new(store, SessionSettings::default()).unwrap());
-    let one = format!("nbd://{addr}/52:54:00:00:00:01/lab");
-    let two = format!("nbd://{addr}/52:54:00:00:00:02");
+    let sessions = Sessions::new(store, SessionSettings::default()).unwrap();
+    let (addr, shutdown) = serve(sessions.clone());
+    let (one, two) = (
+        lab_url(addr, &sessions, "52:54:00:00:00:01"),
+        lab_url(addr, &sessions, "52:54:00:00:00:02"),
+    );
 
     let out = qemu_io(&qemu_io_bin, &one, "write -P 0xc1 1000 3333");
     assert!(
@@ -94,7 +105,10 @@ fn devices_read_and_write_their_own_sessions_over_nbd() {
     let size = testkit::run(Command::new(&nbdinfo).args(["--size", &two]));
     assert_eq!(size.trim(), SIZE.to_string());
     let refused = testkit::run_output(
-        Command::new(&nbdinfo).arg(format!("nbd://{addr}/52:54:00:00:00:09")),
+        Command::new(&nbdinfo).arg(format!(
+            "nbd://{addr}/52:54:00:00:00:09/lab/{}",
+            Token::random()
+        )),
         testkit::DEFAULT_TIMEOUT,
     );
     assert!(!refused.status.success(), "an unknown device was served");
@@ -156,8 +170,10 @@ fn a_full_write_cache_returns_enospc_to_nbd_clients() {
     };
     let sessions = Sessions::new(store, settings).unwrap();
     let (addr, shutdown) = serve(sessions.clone());
-    let one = format!("nbd://{addr}/52:54:00:00:00:01/lab");
-    let two = format!("nbd://{addr}/52:54:00:00:00:02/lab");
+    let (one, two) = (
+        lab_url(addr, &sessions, "52:54:00:00:00:01"),
+        lab_url(addr, &sessions, "52:54:00:00:00:02"),
+    );
     let seat_one = Mac([0x52, 0x54, 0, 0, 0, 1]);
 
     // 192 KiB fit (RAM and spill file); the next 128 KiB do not: ENOSPC on that write,
@@ -223,7 +239,10 @@ fn a_full_write_cache_returns_enospc_to_nbd_clients() {
         ]
     ));
     // Its next boot starts with an empty cache and can write again.
-    sessions.new_boot(seat_one);
+    sessions
+        .start_boot(seat_one, BootCause::Dhcp, None)
+        .unwrap();
+    let one = lab_url(addr, &sessions, "52:54:00:00:00:01");
     assert!(all_ok(
         &qemu_io_bin,
         &one,
@@ -267,7 +286,8 @@ fn devices_open_only_what_is_assigned_to_them_over_nbd() {
             },
         )
         .unwrap();
-    let (addr, shutdown) = serve(Sessions::new(store.clone(), SessionSettings::default()).unwrap());
+    let sessions = Sessions::new(store.clone(), SessionSettings::default()).unwrap();
+    let (addr, shutdown) = serve(sessions.clone());
     let url = |export: &str| format!("nbd://{addr}/{export}");
     // nbdinfo connects, negotiates the export and prints its size: refused or served.
     let served = |export: &str| {
@@ -277,31 +297,42 @@ fn devices_open_only_what_is_assigned_to_them_over_nbd() {
         );
         out.status.success()
     };
+    let a_os = export(&sessions, A, "os");
+    let a_lab = export(&sessions, A, "lab");
+    let b_os = export(&sessions, B, "os");
+    let a_token = a_lab.rsplit('/').next().unwrap().to_owned();
+    let b_token = b_os.rsplit('/').next().unwrap().to_owned();
 
     // B writes its private disk.
     assert!(all_ok(
         &qemu_io_bin,
-        &url(&format!("{B}/os")),
+        &url(&b_os),
         &["write -P 0xbb 0 64K", "flush", "read -P 0xbb 0 64K"]
     ));
     assert!(store_dir.join(private_file(B, "os")).is_file());
 
     // A names B's vDisk (private to B, not assigned to A): refused, whatever the
-    // spelling; so are names that try to reach files, and vDisks no one has.
+    // spelling; so are names that try to reach files, vDisks no one has, the names
+    // of old (no token), and B's disk with A's token or none.
     for export in [
-        format!("{A}/os"),
-        format!("{A}/../{}", private_file(B, "os")),
-        format!("{A}/{}", private_file(B, "os")),
-        format!("{A}/lab/../os"),
+        a_os.clone(),
+        format!("{A}/../{}/{a_token}", private_file(B, "os")),
+        format!("{A}/lab/../os/{a_token}"),
         format!("{A}/os/"),
-        format!("{A}/nothing"),
-        format!("{}/os", A.replace(':', "-").to_uppercase()),
+        format!("{A}/nothing/{a_token}"),
+        format!("{}/os/{a_token}", A.replace(':', "-").to_uppercase()),
+        format!("{B}/os/{a_token}"),
+        format!("{B}/os/{}", Token::random()),
+        format!("{B}/os"),
+        format!("{B}/os/"),
+        B.to_owned(),
+        format!("{B}/os/{}", &b_token[..31]),
     ] {
-        assert!(!served(&export), "`{export}` was served to A");
+        assert!(!served(&export), "`{export}` was served");
     }
     let (ok, text) = qemu_io_all(
         &qemu_io_bin,
-        &url(&format!("{A}/os")),
+        &url(&a_os),
         &["read 0 512"],
         Duration::from_secs(30),
     );
@@ -310,14 +341,16 @@ fn devices_open_only_what_is_assigned_to_them_over_nbd() {
         !store_dir.join(private_file(A, "os")).exists(),
         "a refused open created a private disk"
     );
-    // A's own vDisk, by name and as its default, is served.
-    assert!(served(&format!("{A}/lab")) && served(A));
+    // A's own vDisk is served.
+    assert!(served(&a_lab));
 
     // Disabled and unknown devices are refused ...
-    assert!(!served(&format!("{OFF}/lab")) && !served(OFF));
-    assert!(!served(&format!("{STRANGER}/lab")) && !served(STRANGER));
+    let off_lab = export(&sessions, OFF, "lab");
+    assert!(!served(&off_lab));
+    assert!(!served(&format!("{STRANGER}/lab/{a_token}")));
     assert!(!served("not-a-mac/lab") && !served(""));
-    // ... until the device is enabled again, or auto-add takes the unknown one in.
+    // ... until the device is enabled again; auto-add happens at a boot exchange, never
+    // for an NBD client naming an unknown MAC.
     store
         .set_device(
             "off",
@@ -327,7 +360,7 @@ fn devices_open_only_what_is_assigned_to_them_over_nbd() {
             },
         )
         .unwrap();
-    assert!(served(&format!("{OFF}/lab")));
+    assert!(served(&off_lab));
     store
         .add_collection(
             "lobby",
@@ -338,40 +371,128 @@ fn devices_open_only_what_is_assigned_to_them_over_nbd() {
             },
         )
         .unwrap();
+    assert!(!served(&format!("{STRANGER}/lab/{}", Token::random())));
     assert!(
-        served(STRANGER),
-        "auto-add did not take the unknown device in"
+        store.device(STRANGER).is_err(),
+        "an NBD client added a device"
     );
-    let added = store.device(STRANGER).unwrap();
-    assert_eq!(added.collection.as_deref(), Some("lobby"));
-    // An auto-added device gets the collection's vDisk, not B's.
-    assert!(!served(&format!("{STRANGER}/os")));
 
     // A's own private assignment of the same vDisk is A's own disk, not B's.
     store.assign("a", "os", Mode::Private, None).unwrap();
     assert!(
-        all_ok(&qemu_io_bin, &url(&format!("{A}/os")), &["read -P 0 0 64K"]),
+        all_ok(&qemu_io_bin, &url(&a_os), &["read -P 0 0 64K"]),
         "A sees B's private writes"
     );
     assert!(all_ok(
         &qemu_io_bin,
-        &url(&format!("{A}/os")),
+        &url(&a_os),
         &["write -P 0xaa 0 4K", "flush"]
     ));
     assert!(all_ok(
         &qemu_io_bin,
-        &url(&format!("{B}/os")),
+        &url(&b_os),
         &["write -P 0xb2 64K 4K", "flush", "read -P 0xbb 0 64K"]
     ));
     assert!(
         all_ok(
             &qemu_io_bin,
-            &url(&format!("{A}/os")),
+            &url(&a_os),
             &["read -P 0xaa 0 4K", "read -P 0 4K 60K", "read -P 0 64K 4K"]
         ),
         "A's private disk is not its own"
     );
     assert_ne!(private_file(A, "os"), private_file(B, "os"));
     assert!(store_dir.join(private_file(A, "os")).is_file());
+    shutdown.shutdown();
+}
+
+/// Holds one libnbd connection to `url` (nbdsh): writes a pattern and flushes, says
+/// `ready`, then on a line from stdin tries to read until the server closes the
+/// connection (`closed`) or serves the read (`read`).
+fn held_connection(nbdsh: &Path, url: &str) -> std::process::Child {
+    let script = r#"
+import sys, time
+h.pwrite(b"\x42" * 4096, 0)
+h.flush()
+print("ready", flush=True)
+sys.stdin.readline()
+# The server must close the connection, not only fail its requests.
+for _ in range(50):
+    try:
+        h.pread(4096, 0)
+        print("read", flush=True)
+        break
+    except nbd.Error as e:
+        if h.aio_is_dead() or h.aio_is_closed():
+            print("closed", flush=True)
+            break
+        time.sleep(0.2)
+else:
+    print("requests fail but the connection stays", flush=True)
+"#;
+    // Debian's python3, which has the nbd module, first in PATH.
+    let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
+    Command::new(nbdsh)
+        .env("PATH", path)
+        .args(["-u", url, "-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child`'s next stdout line (bounded by the test's time limit).
+fn next_line(reader: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    line
+}
+
+#[test]
+fn a_new_boot_closes_the_old_boots_connections() {
+    use std::io::{BufReader, Write};
+    let nbdsh = testkit::require_peer!("nbdsh");
+    let qemu_io_bin = testkit::require_peer!("qemu-io");
+    const SEAT: &str = "52:54:00:00:00:21";
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("store")).unwrap());
+    provision_core::create_vdisk(&store, "lab", SIZE, "").unwrap();
+    store
+        .add_device(SEAT.parse().unwrap(), "seat", None, DeviceType::Production)
+        .unwrap();
+    store.assign("seat", "lab", Mode::Standard, None).unwrap();
+    let sessions = Sessions::new(store, SessionSettings::default()).unwrap();
+    let (addr, shutdown) = serve(sessions.clone());
+    let first = format!("nbd://{addr}/{}", export(&sessions, SEAT, "lab"));
+
+    // The device writes, then powers off without a goodbye: its connection stays.
+    let mut held = held_connection(&nbdsh, &first);
+    let mut out = BufReader::new(held.stdout.take().unwrap());
+    assert_eq!(next_line(&mut out).trim(), "ready");
+    // A reconnect with the boot's token (within the grace period) sees the cache.
+    assert!(all_ok(&qemu_io_bin, &first, &["read -P 0x42 0 4K"]));
+
+    // Its next boot: the old connection is closed by the server, the old token
+    // refused, the new boot's disk clean.
+    let seat: Mac = SEAT.parse().unwrap();
+    let new = sessions.start_boot(seat, BootCause::Dhcp, None).unwrap();
+    assert_eq!((new.sessions_ended, new.caches_dropped), (1, 1));
+    held.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let after = next_line(&mut out);
+    assert!(
+        after.starts_with("closed"),
+        "the old boot's connection was still served: {after}"
+    );
+    held.wait().unwrap();
+    assert!(
+        !all_ok(&qemu_io_bin, &first, &["read 0 4K"]),
+        "the old token still opens"
+    );
+    let second = format!("nbd://{addr}/{}", export(&sessions, SEAT, "lab"));
+    assert!(
+        all_ok(&qemu_io_bin, &second, &["read -P 0 0 4K"]),
+        "the new boot is not clean"
+    );
     shutdown.shutdown();
 }

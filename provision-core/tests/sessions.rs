@@ -5,9 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use provision_core::{
-    DeviceType, ErrorKind, Mac, Mode, SessionMode, SessionSettings, Sessions, Store,
+    BootCause, DeviceType, ErrorKind, Mac, Mode, Session, SessionMode, SessionSettings, Sessions,
+    Store, Token,
 };
 use vhd::Disk;
+
+mod common;
+use common::open;
 
 const SIZE: u64 = 8 << 20;
 
@@ -50,7 +54,12 @@ fn lab_store(dir: &std::path::Path, qemu_img: &std::path::Path) -> Arc<Store> {
     store
 }
 
-fn read(disk: &dyn Disk, offset: u64, len: usize) -> Vec<u8> {
+/// Starts the device's next boot; returns how many write caches it dropped.
+fn reboot(sessions: &Sessions, mac: Mac) -> usize {
+    common::reboot(sessions, mac).caches_dropped
+}
+
+fn read(disk: &impl std::ops::Deref<Target = Session>, offset: u64, len: usize) -> Vec<u8> {
     let mut buf = vec![0u8; len];
     disk.read_at(&mut buf, offset).unwrap();
     buf
@@ -63,8 +72,8 @@ fn standard_mode_writes_are_private_to_a_boot() {
     let store = lab_store(dir.path(), &qemu_img);
     let sessions = Sessions::new(store, SessionSettings::default()).unwrap();
 
-    let one = sessions.open(mac(1), None).unwrap();
-    let two = sessions.open(mac(2), Some("lab")).unwrap();
+    let one = open(&sessions, mac(1), "lab").unwrap();
+    let two = open(&sessions, mac(2), "lab").unwrap();
     assert_eq!(one.info().mode, SessionMode::Standard);
     assert_eq!(read(&one, 4096, 4), [0x5a; 4]);
     one.write_at(b"seat one", 4096).unwrap();
@@ -78,13 +87,13 @@ fn standard_mode_writes_are_private_to_a_boot() {
 
     // A reconnect within the grace period finds the cache again.
     drop(one);
-    let again = sessions.open(mac(1), None).unwrap();
+    let again = open(&sessions, mac(1), "lab").unwrap();
     assert_eq!(read(&again, 4096, 8), b"seat one");
     drop(again);
 
     // The next boot starts clean, and the base file never changed.
-    assert_eq!(sessions.new_boot(mac(1)), 1);
-    let rebooted = sessions.open(mac(1), None).unwrap();
+    assert_eq!(reboot(&sessions, mac(1)), 1);
+    let rebooted = open(&sessions, mac(1), "lab").unwrap();
     assert_eq!(read(&rebooted, 4096, 4), [0x5a; 4]);
     assert!(sessions.file_in_use("lab/v0.vhd"));
     drop((rebooted, two));
@@ -102,7 +111,7 @@ fn caches_expire_after_the_grace_period() {
     };
     let sessions = Sessions::new(store, settings).unwrap();
 
-    let session = sessions.open(mac(1), None).unwrap();
+    let session = open(&sessions, mac(1), "lab").unwrap();
     session.write_at(&[1; 512], 0).unwrap();
     assert_eq!(
         sessions.expire(Instant::now() + Duration::from_secs(3600)),
@@ -112,7 +121,12 @@ fn caches_expire_after_the_grace_period() {
     drop(session);
     assert_eq!(sessions.expire(Instant::now() + Duration::from_secs(30)), 0);
     assert_eq!(sessions.expire(Instant::now() + Duration::from_secs(61)), 1);
-    let fresh = sessions.open(mac(1), None).unwrap();
+    // The boot's cache is gone: its reconnect is refused, never served the bare version.
+    let expired = open(&sessions, mac(1), "lab").unwrap_err();
+    assert_eq!(expired.kind(), ErrorKind::Refused, "{expired}");
+    assert!(expired.to_string().contains("expired"), "{expired}");
+    reboot(&sessions, mac(1));
+    let fresh = open(&sessions, mac(1), "lab").unwrap();
     assert_eq!(read(&fresh, 0, 4), [0x5a; 4]);
 }
 
@@ -128,8 +142,8 @@ fn a_full_write_cache_says_no_space_and_others_go_on() {
     };
     let sessions = Sessions::new(store, settings).unwrap();
 
-    let one = sessions.open(mac(1), None).unwrap();
-    let two = sessions.open(mac(2), None).unwrap();
+    let one = open(&sessions, mac(1), "lab").unwrap();
+    let two = open(&sessions, mac(2), "lab").unwrap();
     let chunk = vec![0xee; 64 << 10];
     let mut offset = 0;
     let err = loop {
@@ -163,11 +177,12 @@ fn devices_open_only_what_is_assigned_to_them() {
         .unwrap();
     let sessions = Sessions::new(store.clone(), SessionSettings::default()).unwrap();
 
-    let unassigned = sessions.open(mac(1), Some("other")).unwrap_err();
+    let unassigned = open(&sessions, mac(1), "other").unwrap_err();
     assert_eq!(unassigned.kind(), ErrorKind::Refused, "{unassigned}");
-    let nothing = sessions.open(mac(3), None).unwrap_err();
+    let nothing = open(&sessions, mac(3), "lab").unwrap_err();
+    assert!(nothing.to_string().contains("not assigned"), "{nothing}");
     assert_eq!(nothing.kind(), ErrorKind::Refused, "{nothing}");
-    let unknown = sessions.open(mac(9), None).unwrap_err();
+    let unknown = sessions.open(mac(9), "lab", &Token::random()).unwrap_err();
     assert_eq!(unknown.kind(), ErrorKind::Refused, "{unknown}");
     store
         .set_device(
@@ -179,9 +194,110 @@ fn devices_open_only_what_is_assigned_to_them() {
         )
         .unwrap();
     assert_eq!(
-        sessions.open(mac(2), None).unwrap_err().kind(),
+        open(&sessions, mac(2), "lab").unwrap_err().kind(),
         ErrorKind::Refused
     );
+}
+
+#[test]
+fn a_session_belongs_to_one_boot() {
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let dir = tempfile::tempdir().unwrap();
+    let store = lab_store(dir.path(), &qemu_img);
+    let sessions = Sessions::new(store.clone(), SessionSettings::default()).unwrap();
+    let first = sessions
+        .start_boot(mac(1), BootCause::Dhcp, None)
+        .unwrap()
+        .boot;
+
+    // Connections of the boot share its session; another device's token, a random
+    // one or another device's MAC open nothing.
+    let one = sessions.open(mac(1), "lab", &first.token).unwrap();
+    let joined = sessions.open(mac(1), "lab", &first.token).unwrap();
+    assert!(Arc::ptr_eq(&one, &joined));
+    drop(joined);
+    one.write_at(b"first boot", 0).unwrap();
+    for (device, token) in [(mac(1), Token::random()), (mac(2), first.token)] {
+        let refused = sessions.open(device, "lab", &token).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::Refused, "{refused}");
+    }
+
+    // The device powers off without a goodbye: its connection still holds the session
+    // when it boots again. The new boot ends it and starts clean.
+    let second = sessions.start_boot(mac(1), BootCause::Dhcp, None).unwrap();
+    assert_eq!((second.sessions_ended, second.caches_dropped), (1, 1));
+    assert!(one.is_ended());
+    assert!(
+        one.read_at(&mut [0; 4], 0).is_err(),
+        "an ended session still reads"
+    );
+    assert!(
+        one.write_at(b"late", 0).is_err(),
+        "an ended session still writes"
+    );
+    let stale = sessions.open(mac(1), "lab", &first.token).unwrap_err();
+    assert!(stale.to_string().contains("token"), "{stale}");
+    let clean = sessions.open(mac(1), "lab", &second.boot.token).unwrap();
+    assert_eq!(read(&clean, 0, 4), [0x5a; 4]);
+    assert_eq!(clean.info().boot, second.boot.number);
+    drop(one);
+    assert_eq!(
+        sessions.list().len(),
+        1,
+        "the ended session is gone from the list"
+    );
+
+    // The mode is resolved at each boot: switched to private, the next boot writes a
+    // private disk, which the boot after it finds again.
+    store.assign("seat-1", "lab", Mode::Private, None).unwrap();
+    assert_eq!(
+        clean.info().mode,
+        SessionMode::Standard,
+        "the running boot keeps its mode"
+    );
+    for round in 0..2 {
+        let boot = sessions
+            .start_boot(mac(1), BootCause::Dhcp, None)
+            .unwrap()
+            .boot;
+        let private = sessions.open(mac(1), "lab", &boot.token).unwrap();
+        assert_eq!(private.info().mode, SessionMode::Private);
+        if round == 0 {
+            private.write_at(b"persists", 0).unwrap();
+        } else {
+            assert_eq!(read(&private, 0, 8), b"persists");
+        }
+    }
+    assert!(clean.is_ended());
+}
+
+#[test]
+fn attach_secrets_join_the_boot_or_start_one() {
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let dir = tempfile::tempdir().unwrap();
+    let store = lab_store(dir.path(), &qemu_img);
+    let sessions = Sessions::new(store.clone(), SessionSettings::default()).unwrap();
+    let secret = store.rotate_attach_secret("seat-1").unwrap();
+
+    // No boot yet: the secret starts one.
+    let vm = sessions.open(mac(1), "lab", &secret).unwrap();
+    let boot = sessions.current_boot(mac(1)).unwrap().unwrap();
+    assert_eq!(boot.cause, BootCause::Attach);
+    vm.write_at(b"vm data", 0).unwrap();
+    // A second connection, and a reconnect within the grace period, join it.
+    assert!(Arc::ptr_eq(
+        &vm,
+        &sessions.open(mac(1), "lab", &secret).unwrap()
+    ));
+    drop(vm);
+    let again = sessions.open(mac(1), "lab", &secret).unwrap();
+    assert_eq!(read(&again, 0, 7), b"vm data");
+    // Another device's secret opens nothing of this one.
+    let other = store.rotate_attach_secret("seat-2").unwrap();
+    assert!(sessions.open(mac(1), "lab", &other).is_err());
+    // A rotated secret stops working.
+    store.rotate_attach_secret("seat-1").unwrap();
+    assert!(sessions.open(mac(1), "lab", &secret).is_err());
 }
 
 #[test]
@@ -191,7 +307,7 @@ fn usage_counts_requests_of_open_and_ended_sessions() {
     let store = lab_store(dir.path(), &qemu_img);
     let sessions = Sessions::new(store, SessionSettings::default()).unwrap();
 
-    let one = sessions.open(mac(1), None).unwrap();
+    let one = open(&sessions, mac(1), "lab").unwrap();
     read(&one, 0, 1000);
     one.write_at(&[3; 4096], 8192).unwrap();
     assert!(
@@ -199,7 +315,7 @@ fn usage_counts_requests_of_open_and_ended_sessions() {
         "a read past the end succeeded"
     );
     drop(one);
-    let again = sessions.open(mac(1), None).unwrap();
+    let again = open(&sessions, mac(1), "lab").unwrap();
     read(&again, 0, 24);
 
     let usage = sessions.usage();
@@ -233,15 +349,15 @@ fn leftover_files_are_deleted_only_when_nothing_reads_them() {
     }
     let sessions = Sessions::new(store.clone(), SessionSettings::default()).unwrap();
     let v1 = provision_core::new_version(&store, "os", "").unwrap();
-    let maint = sessions.open(mac(1), None).unwrap();
+    let maint = open(&sessions, mac(1), "os").unwrap();
     maint.write_at(&[0x33; 4096], 0).unwrap();
     drop(maint);
     store.promote("os").unwrap(); // test
 
     // A standard session and a private disk over version 1.
-    let tester = sessions.open(mac(2), None).unwrap();
+    let tester = open(&sessions, mac(2), "os").unwrap();
     assert_eq!(tester.info().version, 1);
-    let private = sessions.open(mac(3), None).unwrap();
+    let private = open(&sessions, mac(3), "os").unwrap();
     assert_eq!(private.info().mode, SessionMode::Private);
     private.write_at(&[0x77; 4096], 4096).unwrap();
     drop(private);
@@ -267,11 +383,11 @@ fn leftover_files_are_deleted_only_when_nothing_reads_them() {
 
     // No session reads it now, but the private disk still does: kept.
     drop(tester);
-    assert_eq!(sessions.new_boot(mac(2)), 1);
+    assert_eq!(reboot(&sessions, mac(2)), 1);
     assert!(!sessions.file_in_use(&v1.file));
     let cleanup = sessions.clean_leftover_files().unwrap();
     assert_eq!((cleanup.removed.len(), cleanup.kept.len()), (0, 1));
-    let private = sessions.open(mac(3), None).unwrap();
+    let private = open(&sessions, mac(3), "os").unwrap();
     assert_eq!(read(&private, 0, 4), [0x33; 4]);
     assert_eq!(read(&private, 4096, 4), [0x77; 4]);
     drop(private);

@@ -331,6 +331,7 @@ mod tests {
             ipxe: None,
             pxe: None,
             requested_ip: None,
+            client_ip: None,
             server_id: None,
             client_id: None,
             max_message_size: None,

@@ -36,6 +36,9 @@ pub struct ClientInfo {
     pub pxe: Option<PxeVendor>,
     /// Option 50.
     pub requested_ip: Option<Ipv4Addr>,
+    /// `ciaddr`, when set: the address a client in BOUND state (a PXE REQUEST to port
+    /// 4011, a renewal) says it has.
+    pub client_ip: Option<Ipv4Addr>,
     /// Option 54.
     pub server_id: Option<Ipv4Addr>,
     /// Option 61.
@@ -90,6 +93,7 @@ impl ClientInfo {
                 .get(codes::VENDOR_SPECIFIC)
                 .and_then(|v| PxeVendor::parse(&v).ok()),
             requested_ip: ip(all.get(codes::REQUESTED_IP)),
+            client_ip: Some(msg.ciaddr).filter(|a| !a.is_unspecified()),
             server_id: ip(all.get(codes::SERVER_ID)),
             client_id: all.get(codes::CLIENT_ID),
             max_message_size: all

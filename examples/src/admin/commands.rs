@@ -87,8 +87,8 @@ pub enum Command {
 pub enum SessionsCommand {
     /// The open sessions, with their traffic and write-cache use.
     List,
-    /// Start a device's next boot now: drop its standard-mode write caches (open
-    /// sessions keep theirs until they end).
+    /// Start a device's next boot now: end its current boot's sessions (their
+    /// connections are closed), drop their write caches, and print the new boot's token.
     Reset {
         /// Device MAC or name.
         device: String,
@@ -232,6 +232,16 @@ pub enum DeviceCommand {
     Remove {
         /// MAC or name.
         device: String,
+    },
+    /// Show the secret a hypervisor attaches the device's disks with, as the last
+    /// part of the NBD export name (`nbd://SERVER/<mac>/<vdisk>/<secret>`); the first
+    /// call makes one. Keep it like a password.
+    AttachSecret {
+        /// MAC or name.
+        device: String,
+        /// Make a new secret; the old one stops working (open sessions stay).
+        #[arg(long)]
+        rotate: bool,
     },
 }
 
@@ -454,6 +464,18 @@ fn device(store: &Store, command: DeviceCommand, out: render::Out) -> Result<Str
             Ok(out.devices(&[store.set_device(&device, &update)?]))
         }
         DeviceCommand::Remove { device } => Ok(out.devices(&[store.remove_device(&device)?])),
+        DeviceCommand::AttachSecret { device, rotate } => {
+            let d = store.device(&device)?;
+            let secret = match store.attach_secret(&device)? {
+                Some(secret) if !rotate => secret,
+                _ => store.rotate_attach_secret(&device)?,
+            };
+            Ok(out.object(&serde_json::json!({
+                "device": d.name,
+                "attach_secret": secret.to_string(),
+                "export": format!("{}/<vdisk>/{secret}", d.mac),
+            })))
+        }
     }
 }
 

@@ -283,8 +283,18 @@ impl Provisiond {
         }
     }
 
-    /// Marks the device's new boot (`provision sessions reset`, what a DHCP DISCOVER or
-    /// fetching its iPXE script does): returns how many write caches were dropped.
+    /// The NBD export a hypervisor attaches the device's `vdisk` with:
+    /// `<mac>/<vdisk>/<attach secret>`.
+    pub fn attach_export(&self, name: &str, vdisk: &str) -> String {
+        let secret = self.cli_json(&["device", "attach-secret", name]);
+        let export = secret["export"]
+            .as_str()
+            .unwrap_or_else(|| panic!("device attach-secret {name}: {secret}"));
+        export.replace("<vdisk>", vdisk)
+    }
+
+    /// Starts the device's new boot (`provision sessions reset`, what a DHCP DISCOVER
+    /// does): returns how many write caches were dropped.
     pub fn new_boot(&self, name: &str) -> u64 {
         let reset = self.cli_json(&["sessions", "reset", name]);
         reset["write_caches_dropped"]

@@ -80,6 +80,53 @@ pub struct ServerConfig {
     /// [`set_congestion_control`] on their listener: switching a connection after it
     /// is established keeps the pacing BBR turned on.
     pub congestion_control: Option<&'static str>,
+    /// TCP keepalive on every connection, so a client that vanished without a word (a
+    /// device powered off, a crash, a pulled cable) is noticed and its connection
+    /// closed: after `idle` of silence the kernel probes every `interval`, and gives up
+    /// after `count` unanswered probes. `None`: connections of vanished clients stay
+    /// until the server stops.
+    pub keepalive: Option<Keepalive>,
+    /// Closes a connection that has had nothing in flight and sent no request for
+    /// this long. Off (`None`) by default: a Linux kernel client cannot reconnect, so
+    /// closing the idle connection of a device's root file system breaks the device;
+    /// keepalive already catches the clients that are gone.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// TCP keepalive timing (see [`ServerConfig::keepalive`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Silence before the first probe.
+    pub idle: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped.
+    pub count: u32,
+}
+
+impl Default for Keepalive {
+    /// 30 s, then 3 probes 10 s apart: a vanished client is gone within a minute.
+    fn default() -> Self {
+        Self {
+            idle: Duration::from_secs(30),
+            interval: Duration::from_secs(10),
+            count: 3,
+        }
+    }
+}
+
+/// Turns on TCP keepalive on `socket` with `keepalive`'s timing.
+pub fn set_keepalive(socket: impl AsFd, keepalive: &Keepalive) -> std::io::Result<()> {
+    use rustix::net::sockopt;
+    let secs = |d: Duration| d.as_secs().clamp(1, i32::MAX as u64) as u32;
+    sockopt::set_socket_keepalive(&socket, true)?;
+    sockopt::set_tcp_keepidle(&socket, Duration::from_secs(secs(keepalive.idle).into()))?;
+    sockopt::set_tcp_keepintvl(
+        &socket,
+        Duration::from_secs(secs(keepalive.interval).into()),
+    )?;
+    sockopt::set_tcp_keepcnt(&socket, keepalive.count.max(1))?;
+    Ok(())
 }
 
 impl Default for ServerConfig {
@@ -95,6 +142,8 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(60),
             busy_poll: Duration::from_micros(50),
             congestion_control: Some("cubic"),
+            keepalive: Some(Keepalive::default()),
+            idle_timeout: None,
         }
     }
 }
@@ -303,6 +352,9 @@ async fn connection(
     shared: Shared,
 ) -> Result<()> {
     stream.set_nodelay(true)?;
+    if let Some(keepalive) = &config.keepalive {
+        set_keepalive(&stream, keepalive)?;
+    }
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = BytesMut::with_capacity(256);
     let mut hs = Handshake::new(peer, Instant::now(), config.handshake);
@@ -375,6 +427,13 @@ async fn transmission(
     let bytes = Arc::new(Semaphore::new(config.max_in_flight_bytes));
     let count = Arc::new(Semaphore::new(config.max_in_flight_requests));
     let nothing_in_flight = || count.available_permits() == config.max_in_flight_requests;
+    let mut ended = session
+        .negotiated()
+        .export
+        .end_signal()
+        .unwrap_or_default()
+        .ended();
+    let idle_timeout = config.idle_timeout.unwrap_or(Duration::MAX);
     let result = loop {
         let req = loop {
             match session.decode(&buf) {
@@ -399,6 +458,15 @@ async fn transmission(
             let partial = !buf.is_empty();
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => break Ok(None),
+                // The export's session ended (its device booted again): requests in
+                // flight finish, then the connection closes.
+                () = &mut ended => {
+                    tracing::info!("the export's session ended; closing the connection");
+                    break Ok(None);
+                }
+                _ = tokio::time::sleep(idle_timeout), if config.idle_timeout.is_some() && !partial && nothing_in_flight() => {
+                    break Err(Error::Timeout("idle connection"));
+                }
                 // The writer gave up (the client left its replies unread): its error
                 // is the connection's.
                 () = tx.closed() => break Err(Error::Closed),

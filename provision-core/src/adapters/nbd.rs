@@ -1,35 +1,32 @@
 //! vDisks over NBD: any [`vhd::Disk`] as an [`nbd_proto::Export`], and the export
 //! provider that opens device sessions from export names.
 //!
-//! Export names: `<mac>/<vdisk>` opens that vDisk for the device, `<mac>` alone its
-//! default (first assigned) vDisk. A device can open only what is assigned to it.
-//! Several connections of one device to one vDisk share one session (so
-//! `CAN_MULTI_CONN` holds and exclusive private disks admit parallel connections).
+//! Export names: `<mac>/<vdisk>/<token>`, where the token is the device's current boot
+//! token (its iPXE script writes the name onto the kernel command line) or its attach
+//! secret (for a hypervisor that attaches a VM's disk). Connections of one boot to one
+//! vDisk share one session (so `CAN_MULTI_CONN` holds and exclusive private disks admit
+//! parallel connections), at most [`CONNECTIONS_PER_SESSION`] of them; when the device
+//! boots again, the server closes them.
 //!
 //! # Trust model
 //!
-//! A device is identified by the MAC **it names** in the export name; the peer's
-//! address plays no part. This is identification, not authentication: any client
-//! that reaches the NBD port can claim any MAC, and so read (and, in private or
-//! maintenance mode, write) whatever is assigned to that device. The rules enforced
-//! here — an unknown or disabled device is refused (unless auto-add is on), a device
-//! opens only the vDisks assigned to it, and a private disk is only ever its own
-//! device's — hold between honest devices and against mistakes, not against a
-//! client that lies about its MAC.
-//!
-//! Operators therefore keep NBD on an isolated boot network (a VLAN or segment that
-//! only provisioned devices and the server reach) and bind the NBD listener to the
-//! server's address on that network (`[nbd] listen` in `provisiond.toml`), never to a
-//! routed or public interface. Refusals name the device and vDisk concerned, and
-//! exports are not listed (`NBD_OPT_LIST` answers an empty list).
+//! See [`crate::Boot`]: a client must have seen the device's current script (served
+//! only to the address the device's boot exchange showed) or hold its attach secret.
+//! MAC and vDisk alone open nothing. This keeps other hosts out of a device's disk; a
+//! spoofer on the same L2 segment who sniffs the device's traffic is stopped only by
+//! encryption, so operators still keep NBD on the boot network. Refusals name the
+//! device and say why (in the log and to the client), and exports are not listed
+//! (`NBD_OPT_LIST` answers an empty list).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
-use nbd_proto::{Capabilities, Errno, Export, ExportListing, ExportProvider, Refusal, ZeroFlags};
+use nbd_proto::{
+    Capabilities, EndSignal, Errno, Export, ExportListing, ExportProvider, Refusal, ZeroFlags,
+};
 use vhd::{Disk, ExtentState};
 
+use crate::boot::Token;
 use crate::error::ErrorKind;
 use crate::mac::Mac;
 use crate::session::{Session, Sessions};
@@ -77,6 +74,7 @@ pub struct DiskExport<D: ?Sized> {
     description: Option<String>,
     shared: bool,
     fast_zero: bool,
+    end: Option<EndSignal>,
 }
 
 impl<D: Disk + ?Sized> DiskExport<D> {
@@ -88,7 +86,14 @@ impl<D: Disk + ?Sized> DiskExport<D> {
             description: None,
             shared,
             fast_zero: false,
+            end: None,
         }
+    }
+
+    /// Closes the export's connections when `end` fires.
+    pub fn with_end_signal(mut self, end: EndSignal) -> Self {
+        self.end = Some(end);
+        self
     }
 
     /// Says zeroing only marks ranges (a write overlay), so `NBD_CMD_FLAG_FAST_ZERO`
@@ -191,53 +196,71 @@ impl<D: Disk + ?Sized> Export for DiskExport<D> {
     fn locate(&self, offset: u64, len: u64) -> Option<Vec<nbd_proto::Located>> {
         locate(&*self.disk, offset, len)
     }
+
+    fn end_signal(&self) -> Option<EndSignal> {
+        self.end.clone()
+    }
 }
 
-/// Open sessions by (device, vDisk as named in the export, `None` for the default).
-type OpenSessions = HashMap<(Mac, Option<String>), Weak<Session>>;
+/// Most connections one session admits (a device's own client uses one, or a few with
+/// multi-connection); more are refused so one client cannot hold the server's slots.
+pub const CONNECTIONS_PER_SESSION: usize = 16;
 
-/// Opens device sessions for NBD clients by export name (`<mac>/<vdisk>` or `<mac>`).
+/// Opens device sessions for NBD clients by export name (`<mac>/<vdisk>/<token>`).
 pub struct SessionExports {
     sessions: Sessions,
-    open: Mutex<OpenSessions>,
+}
+
+/// The parts of an export name, or why it is not one.
+fn parse_name(name: &str) -> Result<(Mac, &str, Token), String> {
+    let mut parts = name.split('/');
+    let (Some(mac), Some(vdisk), Some(token), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(format!(
+            "export `{name}` refused: export names are <mac>/<vdisk>/<boot token or attach \
+             secret>; a device's iPXE script writes its name on the kernel command line, and \
+             `provision device attach-secret` gives hypervisors theirs"
+        ));
+    };
+    let mac: Mac = mac.parse().map_err(|e: crate::Error| e.to_string())?;
+    let token: Token = token
+        .parse()
+        .map_err(|_| format!("export for {mac}: the token is not 32 hex digits"))?;
+    Ok((mac, vdisk, token))
 }
 
 impl SessionExports {
     /// A provider over `sessions`.
     pub fn new(sessions: Sessions) -> Self {
-        Self {
-            sessions,
-            open: Mutex::new(HashMap::new()),
-        }
+        Self { sessions }
     }
 
-    /// The session for an export name, shared with the device's other connections.
+    /// The session for an export name, shared with the boot's other connections.
     pub fn session(&self, name: &str) -> Result<Arc<Session>, Refusal> {
-        let (mac, vdisk) = match name.split_once('/') {
-            Some((mac, vdisk)) => (mac, Some(vdisk.to_owned())),
-            None => (name, None),
-        };
-        let mac: Mac = mac.parse().map_err(|_| Refusal::Unknown)?;
-        let key = (mac, vdisk);
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(session) = open.get(&key).and_then(Weak::upgrade) {
-            return Ok(session);
-        }
-        let session = match self.sessions.open(mac, key.1.as_deref()) {
-            Ok(session) => Arc::new(session),
-            Err(e) => {
-                tracing::warn!(export = name, error = %e, "NBD export refused");
-                return Err(match e.kind() {
-                    ErrorKind::NotFound
-                    | ErrorKind::Refused
-                    | ErrorKind::Conflict
-                    | ErrorKind::Invalid => Refusal::Policy(e.to_string()),
-                    _ => Refusal::Platform(e.to_string()),
-                });
+        let (mac, vdisk, token) = parse_name(name).map_err(|why| {
+            tracing::warn!(export = name, "NBD export refused: {why}");
+            Refusal::Policy(why)
+        })?;
+        let session = self.sessions.open(mac, vdisk, &token).map_err(|e| {
+            tracing::warn!(mac = %mac, vdisk, error = %e, "NBD export refused");
+            match e.kind() {
+                ErrorKind::NotFound
+                | ErrorKind::Refused
+                | ErrorKind::Conflict
+                | ErrorKind::Invalid => Refusal::Policy(e.to_string()),
+                _ => Refusal::Platform(e.to_string()),
             }
-        };
-        open.retain(|_, weak| weak.strong_count() > 0);
-        open.insert(key, Arc::downgrade(&session));
+        })?;
+        // Ours plus the connections' references.
+        if Arc::strong_count(&session) > CONNECTIONS_PER_SESSION {
+            let why = format!(
+                "{} ({mac}) already has {CONNECTIONS_PER_SESSION} connections to `{vdisk}`",
+                session.info().device
+            );
+            tracing::warn!(mac = %mac, vdisk, "NBD export refused: {why}");
+            return Err(Refusal::Policy(why));
+        }
         Ok(session)
     }
 }
@@ -247,11 +270,14 @@ impl ExportProvider for SessionExports {
         let session = self.session(name)?;
         let info = session.info();
         let description = format!(
-            "{} on {} ({}), version {}, {:?}",
-            info.vdisk, info.device, info.mac, info.version, info.mode
+            "{} on {} ({}), boot {}, version {}, {:?}",
+            info.vdisk, info.device, info.mac, info.boot, info.version, info.mode
         );
+        let end = session.end_signal();
         Ok(Arc::new(
-            DiskExport::new(session, true).with_description(description),
+            DiskExport::new(session, true)
+                .with_description(description)
+                .with_end_signal(end),
         ))
     }
 

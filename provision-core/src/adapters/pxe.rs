@@ -11,11 +11,12 @@
 //!                                            (undionly.kpxe, ipxe.efi), which is iPXE
 //! ```
 //!
-//! A DISCOVER from a known device marks its new boot (its standard-mode write caches are
-//! dropped), as fetching the script does in the TFTP adapter: both happen before the
-//! boot's first NBD session, so marking twice changes nothing, and a boot that never
-//! fetches the script (an HTTP-boot URI) is still a new boot. Only DISCOVERs mark: the
-//! port 4011 REQUEST belongs to the same boot.
+//! A DISCOVER from a known device starts its new boot ([`Sessions::start_boot`]: the
+//! previous boot's sessions end, its write caches are dropped, a new boot token is
+//! made). The REQUEST that follows (to port 4011 with `ciaddr`, or option 50 in
+//! full-DHCP mode) records the address the device got: its iPXE script, which carries
+//! the token, is served to that address only. iPXE's own DISCOVER after a PXE ROM's
+//! starts the boot again, harmlessly: nothing has opened a disk yet.
 
 use std::borrow::Cow;
 use std::net::Ipv4Addr;
@@ -25,6 +26,7 @@ use pxe::options::ClientArch;
 use pxe::policy::BootFile;
 use pxe::{BootPolicy, ClientInfo, MessageType, Policy, Silence};
 
+use crate::boot::BootCause;
 use crate::error::ErrorKind;
 use crate::mac::Mac;
 use crate::session::Sessions;
@@ -81,6 +83,29 @@ pub fn script_path(prefix: &str, mac: Mac) -> String {
     format!("{}/{mac}.ipxe", prefix.trim_matches('/'))
 }
 
+/// Starts the device's boot on a DISCOVER; records its address on a REQUEST.
+fn mark_boot(sessions: &Sessions, client: &ClientInfo, mac: Mac) {
+    let result = match client.message_type {
+        MessageType::Discover => sessions
+            .start_boot(mac, BootCause::Dhcp, None)
+            .map(drop),
+        MessageType::Request => match client.client_ip.or(client.requested_ip) {
+            Some(address) => sessions.current_boot(mac).and_then(|boot| match boot {
+                Some(boot) if boot.address != Some(address.into()) => {
+                    tracing::debug!(mac = %mac, boot = boot.number, %address, "boot address recorded");
+                    sessions.record_boot_address(mac, boot.number, address.into())
+                }
+                _ => Ok(()),
+            }),
+            None => Ok(()),
+        },
+        _ => Ok(()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(mac = %mac, error = %e, "cannot record the device's boot");
+    }
+}
+
 /// The ProxyDHCP policy of the devices in a store.
 pub struct StorePolicy {
     store: Arc<Store>,
@@ -99,7 +124,8 @@ impl std::fmt::Debug for StorePolicy {
 }
 
 impl StorePolicy {
-    /// Answers the devices of `store`; with `sessions`, a DISCOVER marks a new boot.
+    /// Answers the devices of `store`; with `sessions`, a DISCOVER starts a new boot
+    /// and a REQUEST records the boot's address.
     pub fn new(store: Arc<Store>, sessions: Option<Sessions>, settings: DhcpSettings) -> Self {
         let mut base = Policy::new(settings.server_ip);
         base.tftp_server = settings.tftp_server;
@@ -138,10 +164,8 @@ impl BootPolicy for StorePolicy {
                     Silence::Refused("store failure")
                 }
             })?;
-        if client.message_type == MessageType::Discover
-            && let Some(sessions) = &self.sessions
-        {
-            sessions.new_boot(mac);
+        if let Some(sessions) = &self.sessions {
+            mark_boot(sessions, client, mac);
         }
         tracing::debug!(mac = %mac, device = %device.name, ipxe = client.is_ipxe(), "PXE client of a known device");
         let mut policy = self.base.clone();
@@ -161,7 +185,7 @@ mod tests {
     use tftp::Provider;
 
     use super::*;
-    use crate::adapters::tftp::{BootSettings, DeviceFiles};
+    use crate::adapters::tftp::{BootSettings, BootStart, DeviceFiles};
     use crate::{CollectionSettings, DeviceType, DeviceUpdate, Mode, SessionSettings};
 
     const SERVER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
@@ -256,14 +280,36 @@ mod tests {
         .unwrap();
         assert_eq!(ack.message.file_name().unwrap(), scripts[0]);
         // That path is the one the TFTP adapter serves, with the device's script.
-        let files = DeviceFiles::new(store, None, BootSettings::new("10.77.0.1:10809"));
+        let dir = tempfile::tempdir().unwrap();
+        let on_disk = Arc::new(Store::open(dir.path()).unwrap());
+        crate::create_vdisk(&on_disk, "lab", 1 << 20, "").unwrap();
+        on_disk
+            .add_device(SEAT, "seat-1", None, DeviceType::Production)
+            .unwrap();
+        on_disk
+            .assign("seat-1", "lab", Mode::Standard, None)
+            .unwrap();
+        let sessions = Sessions::new(on_disk.clone(), SessionSettings::default()).unwrap();
+        let files = DeviceFiles::new(
+            on_disk,
+            sessions.clone(),
+            BootSettings::new("10.77.0.1:10809"),
+            BootStart::Dhcp,
+        );
         let peer: SocketAddr = "10.77.0.50:2000".parse().unwrap();
         let source = files.open(&scripts[0], peer).expect("the script is served");
         let mut buf = vec![0; source.len() as usize];
         source.read_at(0, &mut buf).unwrap();
         let text = String::from_utf8(buf).unwrap();
         assert!(text.starts_with("#!ipxe\n"), "{text}");
-        assert!(text.contains("/52:54:00:77:00:01/lab"), "{text}");
+        let boot = sessions
+            .current_boot(SEAT)
+            .unwrap()
+            .expect("the fetch started a boot");
+        assert!(
+            text.contains(&format!("/52:54:00:77:00:01/lab/{} ", boot.token)),
+            "{text}"
+        );
     }
 
     #[test]
@@ -341,7 +387,7 @@ mod tests {
     }
 
     #[test]
-    fn a_discover_marks_a_new_boot() {
+    fn a_discover_starts_a_boot_and_the_request_records_its_address() {
         use vhd::Disk;
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
@@ -352,23 +398,34 @@ mod tests {
         store.assign("seat-1", "lab", Mode::Standard, None).unwrap();
         let sessions = Sessions::new(store.clone(), SessionSettings::default()).unwrap();
         let p = StorePolicy::new(store, Some(sessions.clone()), DhcpSettings::new(SERVER));
+        let current = || sessions.current_boot(SEAT).unwrap().expect("a boot");
 
-        let session = sessions.open(SEAT, None).unwrap();
+        answer(&p, &client(SEAT, ClientArch::X86Bios, false).discover(1)).unwrap();
+        let first = current();
+        let session = sessions.open(SEAT, "lab", &first.token).unwrap();
         session.write_at(&[7; 512], 0).unwrap();
         drop(session);
-        // The 4011 REQUEST of a boot in progress keeps the cache ...
+        // The 4011 REQUEST of the boot in progress records the address, keeps the cache ...
         let at = Ipv4Addr::new(10, 77, 0, 50);
         let request = client(SEAT, ClientArch::X86Bios, false).boot_request(1, at, None);
         pxe::proxy::boot_ack(&request, std::net::SocketAddrV4::new(at, 68), &p).unwrap();
-        let session = sessions.open(SEAT, None).unwrap();
+        assert_eq!(current().address, Some(at.into()));
+        assert_eq!(current().token, first.token);
+        let session = sessions.open(SEAT, "lab", &first.token).unwrap();
         let mut buf = [0; 512];
         session.read_at(&mut buf, 0).unwrap();
         assert_eq!(buf, [7; 512]);
-        drop(session);
-        // ... a DISCOVER starts a new boot: the write cache is gone.
+        // ... a DISCOVER starts a new boot: the open session ends, its token is
+        // refused, and the new boot's disk is clean.
         answer(&p, &client(SEAT, ClientArch::X86Bios, false).discover(2)).unwrap();
-        let session = sessions.open(SEAT, None).unwrap();
-        session.read_at(&mut buf, 0).unwrap();
+        assert!(session.is_ended());
+        assert!(session.read_at(&mut buf, 0).is_err());
+        let stale = sessions.open(SEAT, "lab", &first.token).unwrap_err();
+        assert_eq!(stale.kind(), ErrorKind::Refused, "{stale}");
+        let second = current();
+        assert_eq!((second.number, second.address), (first.number + 1, None));
+        let fresh = sessions.open(SEAT, "lab", &second.token).unwrap();
+        fresh.read_at(&mut buf, 0).unwrap();
         assert_eq!(buf, [0; 512]);
     }
 }

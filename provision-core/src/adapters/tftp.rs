@@ -1,16 +1,24 @@
 //! Per-device boot files over TFTP: `<prefix>/<mac>.ipxe`, the device's iPXE script
-//! (a menu when several vDisks are assigned), and `<prefix>/<mac>.personality`, its
-//! personality as `key=value` lines. Fetching the script marks a new boot of the device:
-//! its standard-mode write caches are dropped.
+//! (a menu when several vDisks are assigned) carrying its current boot token, and
+//! `<prefix>/<mac>/<token>.personality`, its personality as `key=value` lines, for the
+//! holder of that boot's token only.
+//!
+//! The script is served only to the device's own address: the one its DHCP exchange
+//! recorded for the boot, and never an address the server's neighbour table says
+//! belongs to another MAC. Who starts a boot is [`BootStart`]'s choice: with
+//! provisiond's DHCP service on, the DISCOVER does and a script fetch never resets a
+//! device; without it, the script fetch is the first thing provisiond sees of a boot
+//! and starts it.
 //!
 //! Other paths answer "file not found", so a [`tftp::Fallback`] can layer these files
 //! over a directory of boot files (iPXE binaries, kernels, initrds).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use tftp::{ErrorCode, MemorySource, Provider, Source};
 
+use crate::boot::{Boot, BootCause, Token};
 use crate::error::ErrorKind;
 use crate::mac::Mac;
 use crate::model::{Assignment, Device};
@@ -56,24 +64,28 @@ impl BootSettings {
 /// BIOS iPXE ignores the argument.
 pub const INITRD_NAME: &str = "initrd.img";
 
-/// The iPXE script of `device` with its `assignments` (the first is the default) and
-/// its `personality`: the kernel's `hostname=` is the personality's `hostname` when set
+/// The iPXE script of `device` for the boot with `token`, with its `assignments` (the
+/// first is the default) and its `personality`: each vDisk's kernel command line names
+/// the NBD export `<mac>/<vdisk>/<token>`; the kernel's `hostname=` is the personality's `hostname` when set
 /// (and a valid host name), else the device's name. The initrd is named
 /// [`INITRD_NAME`] on the kernel command line, for UEFI.
 ///
 /// ```
 /// use provision_core::adapters::tftp::{BootSettings, ipxe_script};
-/// use provision_core::{Assignment, Device, DeviceType, Mac, Mode};
+/// use provision_core::{Assignment, Device, DeviceType, Mac, Mode, Token};
 /// let device = Device { id: 1, mac: Mac([0x52, 0x54, 0, 0, 0, 1]), name: "seat-1".into(),
 ///                       collection: None, device_type: DeviceType::Production, enabled: true };
 /// let lab = Assignment { vdisk: "lab".into(), mode: Mode::Standard, pinned_version: None };
 /// let boot = BootSettings::new("10.0.0.1:10809");
-/// let script = ipxe_script(&device, &[lab.clone()], &[], &boot);
+/// let token: Token = "00112233445566778899aabbccddeeff".parse().unwrap();
+/// let script = ipxe_script(&device, &[lab.clone()], &[], &boot, &token);
 /// assert!(script.starts_with("#!ipxe\n"));
-/// assert!(script.contains("nbdroot=10.0.0.1:10809/52:54:00:00:00:01/lab hostname=seat-1 "));
+/// assert!(script.contains(
+///     "nbdroot=10.0.0.1:10809/52:54:00:00:00:01/lab/00112233445566778899aabbccddeeff hostname=seat-1 "
+/// ));
 /// assert!(script.contains(" initrd=initrd.img\ninitrd --name initrd.img /boot/lab/initrd.img\n"));
 /// let personality = [("hostname".to_owned(), "diskless-1".to_owned())];
-/// let script = ipxe_script(&device, &[lab], &personality, &boot);
+/// let script = ipxe_script(&device, &[lab], &personality, &boot, &token);
 /// assert!(script.contains(" hostname=diskless-1 "));
 /// ```
 pub fn ipxe_script(
@@ -81,6 +93,7 @@ pub fn ipxe_script(
     assignments: &[Assignment],
     personality: &[(String, String)],
     boot: &BootSettings,
+    token: &Token,
 ) -> String {
     let mut s = format!("#!ipxe\n# provision: {} ({})\n", device.name, device.mac);
     if assignments.is_empty() {
@@ -104,7 +117,7 @@ pub fn ipxe_script(
     for (i, a) in assignments.iter().enumerate() {
         let fill = |template: &str| template.replace("{vdisk}", &a.vdisk);
         s.push_str(&format!(
-            ":vdisk{i}\nkernel {} {} nbdroot={}/{}/{} hostname={} initrd={INITRD_NAME}\n\
+            ":vdisk{i}\nkernel {} {} nbdroot={}/{}/{}/{token} hostname={} initrd={INITRD_NAME}\n\
              initrd --name {INITRD_NAME} {}\nboot\n",
             from_root(&fill(&boot.kernel)),
             fill(&boot.cmdline),
@@ -165,45 +178,126 @@ pub fn personality_file(device: &Device, personality: &[(String, String)]) -> St
     s
 }
 
+/// Who starts a device's boot, as far as the TFTP adapter is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootStart {
+    /// provisiond's DHCP service (its DISCOVER): a script fetch never starts one, unless
+    /// the device has no boot at all (provisiond restarted in between).
+    Dhcp,
+    /// The script fetch: the site's DHCP server sends devices to our TFTP service.
+    Script,
+}
+
 /// The TFTP provider of per-device files.
 pub struct DeviceFiles {
     store: Arc<Store>,
-    sessions: Option<Sessions>,
+    sessions: Sessions,
     boot: BootSettings,
+    start: BootStart,
+}
+
+/// The MAC the server's neighbour table (`/proc/net/arp`) holds for `ip`, when it
+/// holds a complete entry.
+fn neighbour_mac(ip: IpAddr) -> Option<Mac> {
+    let IpAddr::V4(ip) = ip else { return None };
+    let table = std::fs::read_to_string("/proc/net/arp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // IP address, HW type, flags, HW address, mask, device; flags 0x0: incomplete.
+        match fields.as_slice() {
+            [addr, _, flags, hw, ..] if addr.parse() == Ok(ip) && *flags != "0x0" => {
+                hw.parse().ok()
+            }
+            _ => None,
+        }
+    })
+}
+
+fn refuse(mac: Mac, e: &crate::Error) -> tftp::Error {
+    tracing::warn!(mac = %mac, error = %e, "TFTP device file refused");
+    match e.kind() {
+        ErrorKind::NotFound | ErrorKind::Refused => {
+            tftp::Error::refused(ErrorCode::AccessViolation, e.to_string())
+        }
+        _ => tftp::Error::refused(ErrorCode::NotDefined, "store failure"),
+    }
 }
 
 impl DeviceFiles {
-    /// Files from `store`; with `sessions`, a script fetch marks the device's new boot.
-    pub fn new(store: Arc<Store>, sessions: Option<Sessions>, boot: BootSettings) -> Self {
+    /// Files from `store`, with boots of `sessions` started as `start` says.
+    pub fn new(
+        store: Arc<Store>,
+        sessions: Sessions,
+        boot: BootSettings,
+        start: BootStart,
+    ) -> Self {
         Self {
             store,
             sessions,
             boot,
+            start,
         }
     }
 
-    fn render(&self, mac: Mac, script: bool) -> Result<Vec<u8>, tftp::Error> {
-        let refuse = |e: crate::Error| {
-            tracing::warn!(mac = %mac, error = %e, "TFTP device file refused");
-            match e.kind() {
-                ErrorKind::NotFound | ErrorKind::Refused => {
-                    tftp::Error::refused(ErrorCode::AccessViolation, e.to_string())
-                }
-                _ => tftp::Error::refused(ErrorCode::NotDefined, "store failure"),
-            }
-        };
-        let device = self.store.device_for_boot(mac).map_err(refuse)?;
-        let key = mac.to_string();
-        let personality = self.store.personality(&key).map_err(refuse)?;
-        if script {
-            let assignments = self.store.assignments(&key).map_err(refuse)?;
-            if let Some(sessions) = &self.sessions {
-                sessions.new_boot(mac);
-            }
-            Ok(ipxe_script(&device, &assignments, &personality, &self.boot).into_bytes())
-        } else {
-            Ok(personality_file(&device, &personality).into_bytes())
+    /// The boot whose script `peer` may have: refused when the neighbour table or the
+    /// boot exchange puts the device at another address.
+    fn boot_for_script(&self, mac: Mac, peer: IpAddr) -> crate::Result<Boot> {
+        if let Some(other) = neighbour_mac(peer).filter(|m| *m != mac) {
+            return Err(crate::Error::new(
+                ErrorKind::Refused,
+                format!("{peer} asked for the script of {mac}, but that address is {other}'s"),
+            ));
         }
+        let current = match self.start {
+            BootStart::Script => None,
+            BootStart::Dhcp => self.sessions.current_boot(mac)?,
+        };
+        let Some(boot) = current else {
+            return Ok(self
+                .sessions
+                .start_boot(mac, BootCause::Script, Some(peer))?
+                .boot);
+        };
+        match boot.address {
+            Some(address) if address != peer => Err(crate::Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "{peer} asked for the script of {mac}, whose boot {} is at {address}",
+                    boot.number
+                ),
+            )),
+            Some(_) => Ok(boot),
+            None => {
+                self.sessions.record_boot_address(mac, boot.number, peer)?;
+                Ok(Boot {
+                    address: Some(peer),
+                    ..boot
+                })
+            }
+        }
+    }
+
+    fn script(&self, mac: Mac, peer: IpAddr) -> crate::Result<Vec<u8>> {
+        let device = self.store.device_for_boot(mac)?;
+        let key = mac.to_string();
+        let boot = self.boot_for_script(mac, peer)?;
+        let personality = self.store.personality(&key)?;
+        let assignments = self.store.assignments(&key)?;
+        Ok(ipxe_script(&device, &assignments, &personality, &self.boot, &boot.token).into_bytes())
+    }
+
+    fn personality(&self, mac: Mac, token: &str) -> crate::Result<Vec<u8>> {
+        let device = self.store.device(&mac.to_string())?;
+        let current = self.sessions.current_boot(mac)?;
+        let valid = token.parse::<Token>().ok();
+        if current.is_none_or(|boot| Some(boot.token) != valid) {
+            return Err(crate::Error::new(
+                ErrorKind::Refused,
+                format!("personality of {mac}: not its current boot's token"),
+            ));
+        }
+        let personality = self.store.personality(&mac.to_string())?;
+        Ok(personality_file(&device, &personality).into_bytes())
     }
 }
 
@@ -216,17 +310,20 @@ impl Provider for DeviceFiles {
         else {
             return Err(tftp::Error::not_found());
         };
-        let (mac, script) = match (
-            name.strip_suffix(".ipxe"),
-            name.strip_suffix(".personality"),
-        ) {
-            (Some(mac), _) => (mac, true),
-            (_, Some(mac)) => (mac, false),
-            _ => return Err(tftp::Error::not_found()),
+        let bytes = if let Some(mac) = name.strip_suffix(".ipxe") {
+            let mac: Mac = mac.parse().map_err(|_| tftp::Error::not_found())?;
+            tracing::debug!(%peer, mac = %mac, "device script requested");
+            self.script(mac, peer.ip()).map_err(|e| refuse(mac, &e))?
+        } else if let Some((mac, token)) = name
+            .strip_suffix(".personality")
+            .and_then(|rest| rest.split_once('/'))
+        {
+            let mac: Mac = mac.parse().map_err(|_| tftp::Error::not_found())?;
+            self.personality(mac, token).map_err(|e| refuse(mac, &e))?
+        } else {
+            return Err(tftp::Error::not_found());
         };
-        let mac: Mac = mac.parse().map_err(|_| tftp::Error::not_found())?;
-        tracing::debug!(%peer, mac = %mac, script, "device file requested");
-        Ok(Arc::new(MemorySource::from(self.render(mac, script)?)))
+        Ok(Arc::new(MemorySource::from(bytes)))
     }
 }
 
@@ -261,18 +358,19 @@ mod tests {
             &[lab],
             &personality,
             &BootSettings::new("10.0.0.1:10809"),
+            &Token::random(),
         )
     }
 
     #[test]
     fn the_kernel_hostname_comes_from_the_personality_when_usable() {
-        assert!(script(None).contains("/lab hostname=seat-1 "));
-        assert!(script(Some("diskless-1.lab")).contains("/lab hostname=diskless-1.lab "));
+        assert!(script(None).contains(" hostname=seat-1 "));
+        assert!(script(Some("diskless-1.lab")).contains(" hostname=diskless-1.lab "));
         // Anything that would split the kernel argument or reach iPXE's expansion is
         // not used.
         for bad in ["", "two words", "x${net0/mac}", "a\tb", &"h".repeat(254)] {
             let text = script(Some(bad));
-            assert!(text.contains("/lab hostname=seat-1 "), "{bad:?}: {text}");
+            assert!(text.contains(" hostname=seat-1 "), "{bad:?}: {text}");
         }
     }
 }

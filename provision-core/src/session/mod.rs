@@ -1,36 +1,50 @@
-//! Sessions: one device's use of one vDisk from boot to reboot, and the disk it sees.
+//! Sessions: one boot of one device using one vDisk, and the disk it sees.
 //!
 //! - **standard**: the shared read-only chain of the resolved version plus the
 //!   device's own write cache (RAM, then a spill file in the store, with a quota: a
 //!   full cache fails the write with "no space", never hangs). The cache belongs to the
-//!   device's boot: a reconnect within the grace period finds it again; a new boot
-//!   ([`Sessions::new_boot`]), the grace period running out ([`Sessions::expire`]) or
-//!   a reset drops it.
+//!   device's boot: a reconnect with the boot's token within the grace period finds it
+//!   again; the device's next boot drops it.
 //! - **private**: a persistent per-device differencing image over the assigned
 //!   version, written by one session at a time.
 //! - **maintenance**: a maintenance device opens the newest version, while it is in
 //!   the maintenance state, read-write and exclusively.
 //!
+//! Sessions belong to [boots](crate::Boot). A connection presents the device's current
+//! boot token (or its attach secret) and joins that boot's session of the vDisk; the
+//! vDisk's version and mode are resolved once per boot, at its first session, never
+//! inherited from an earlier boot. [`Sessions::start_boot`] ends every session of the
+//! previous boot (requests in flight finish, its connections are closed, its write
+//! caches dropped) before the new boot's first session can open. A write cache this
+//! process no longer has (it expired, or provisiond restarted since the boot began) is
+//! never replaced by a fresh one under a running device: the reconnect is refused and
+//! the device must boot again.
+//!
 //! Reads never take a lock shared between sessions: bases are shared, memory-mapped
 //! images.
 
 mod bases;
+mod disk;
 mod stats;
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use vhd::{Disk, Extent, Overlay, OverlayLimits};
+use nbd_proto::EndSignal;
+use vhd::{Disk, Overlay, OverlayLimits};
 
+use crate::boot::{Boot, BootCause, Token};
 use crate::error::{Error, ErrorKind, Result};
 use crate::mac::Mac;
-use crate::model::{DeviceType, Mode, VersionState};
+use crate::model::{Device, DeviceType, Mode, VersionState};
 use crate::resolve::resolve_version;
 use crate::store::Store;
 use bases::Bases;
+pub use disk::Session;
 use stats::Counters;
 pub use stats::SessionStats;
 
@@ -80,6 +94,8 @@ pub struct SessionInfo {
     pub mac: Mac,
     /// The device's name.
     pub device: String,
+    /// The number of the device's boot the session belongs to.
+    pub boot: u64,
     /// The vDisk's name.
     pub vdisk: String,
     /// The version the session opened (it stays on it until it ends).
@@ -90,29 +106,66 @@ pub struct SessionInfo {
     pub opened_at: SystemTime,
 }
 
-/// Opens sessions for devices and keeps their write caches between connections.
+/// What starting a boot did to the previous one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBoot {
+    /// The boot now current.
+    pub boot: Boot,
+    /// Sessions of the previous boot that were ended (their connections closed).
+    pub sessions_ended: usize,
+    /// Write caches of the previous boot that were dropped.
+    pub caches_dropped: usize,
+}
+
+/// Opens sessions for devices' boots and keeps their write caches between connections.
 #[derive(Debug, Clone)]
 pub struct Sessions {
     inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     store: Arc<Store>,
     dir: PathBuf,
     settings: SessionSettings,
     bases: Arc<Bases>,
     next_id: AtomicU64,
+    /// Held while a session opens or a boot starts, so a boot cannot start between a
+    /// session's check of its token and its registration.
+    opening: Mutex<()>,
     state: Mutex<State>,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    caches: HashMap<(Mac, String), CacheEntry>,
+    /// The current boot of each device seen since the server started.
+    boots: HashMap<Mac, LiveBoot>,
     writers: HashSet<PathBuf>,
     live: HashMap<u64, (SessionInfo, Arc<Counters>)>,
     /// Counts of ended sessions, by device and vDisk, with the device's name.
     ended: HashMap<(Mac, String), (String, SessionStats)>,
+}
+
+#[derive(Debug)]
+struct LiveBoot {
+    boot: Boot,
+    /// The boot began before this process started: its write caches are gone.
+    restored: bool,
+    /// By vDisk name.
+    disks: HashMap<String, BootDisk>,
+}
+
+/// What one boot opened of one vDisk, resolved once for the whole boot.
+#[derive(Debug)]
+struct BootDisk {
+    session: Weak<Session>,
+    version: u32,
+    mode: SessionMode,
+    /// The version's file (standard, maintenance) or the private disk.
+    file: PathBuf,
+    /// The write cache (standard mode) while it lives.
+    cache: Option<Arc<Overlay>>,
+    detached_at: Option<Instant>,
 }
 
 /// What one device did on one vDisk since the server started, for metrics.
@@ -132,31 +185,8 @@ pub struct Usage {
     pub cache_bytes: u64,
 }
 
-#[derive(Debug)]
-struct CacheEntry {
-    version: u32,
-    disk: Arc<Overlay>,
-    attached: usize,
-    detached_at: Option<Instant>,
-}
-
-/// An open session: the disk one device sees of one vDisk. Dropping it detaches the
-/// device (a standard-mode write cache then waits out the grace period).
-pub struct Session {
-    info: SessionInfo,
-    disk: Arc<dyn Disk>,
-    counters: Arc<Counters>,
-    inner: Arc<Inner>,
-    cache_key: Option<(Mac, String)>,
-    writer: Option<PathBuf>,
-}
-
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("info", &self.info)
-            .finish_non_exhaustive()
-    }
+fn refused(message: String) -> Error {
+    Error::new(ErrorKind::Refused, message)
 }
 
 impl Sessions {
@@ -185,125 +215,91 @@ impl Sessions {
                 dir,
                 settings,
                 next_id: AtomicU64::new(1),
+                opening: Mutex::new(()),
                 state: Mutex::new(State::default()),
             }),
         })
     }
 
-    /// Opens `vdisk` (or the device's default vDisk) for the device with `mac`.
-    ///
-    /// Refused when the device is unknown (and auto-add is off), disabled, or does not
-    /// have the vDisk assigned.
-    pub fn open(&self, mac: Mac, vdisk: Option<&str>) -> Result<Session> {
-        let inner = &self.inner;
-        let device = inner.store.device_for_boot(mac)?;
-        let assignments = inner.store.assignments(&mac.to_string())?;
-        let assignment = match vdisk {
-            Some(name) => assignments.iter().find(|a| a.vdisk == name),
-            None => assignments.first(),
-        }
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Refused,
-                match vdisk {
-                    Some(name) => format!(
-                        "vDisk `{name}` is not assigned to device {} ({mac})",
-                        device.name
-                    ),
-                    None => format!("device {} ({mac}) has no vDisk assigned", device.name),
-                },
-            )
-        })?;
-        let versions = inner.store.versions(&assignment.vdisk)?;
-        let number = resolve_version(&versions, device.device_type, assignment.pinned_version)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Conflict,
-                    format!("vDisk `{}` has no bootable version", assignment.vdisk),
-                )
-            })?;
-        let version = versions
-            .iter()
-            .find(|v| v.number == number)
-            .expect("resolve_version picks an existing version");
-        let file = inner.dir.join(&version.file);
-
-        let maintenance = device.device_type == DeviceType::Maintenance
-            && assignment.pinned_version.is_none()
-            && version.state == VersionState::Maintenance;
-        let mode = if maintenance {
-            SessionMode::Maintenance
-        } else if assignment.mode == Mode::Private {
-            SessionMode::Private
-        } else {
-            SessionMode::Standard
-        };
-        let info = SessionInfo {
-            id: inner.next_id.fetch_add(1, Ordering::Relaxed),
-            mac,
-            device: device.name.clone(),
-            vdisk: assignment.vdisk.clone(),
-            version: number,
-            mode,
-            opened_at: SystemTime::now(),
-        };
-        let (disk, cache_key, writer) = match mode {
-            SessionMode::Standard => {
-                let key = (mac, assignment.vdisk.clone());
-                (inner.attach_cache(&key, number, &file)?, Some(key), None)
-            }
-            SessionMode::Maintenance => {
-                let (disk, writer) = inner.open_exclusive(&file, &info)?;
-                (disk, None, Some(writer))
-            }
-            SessionMode::Private => {
-                let private = inner.private_disk(mac, &assignment.vdisk, &file)?;
-                let (disk, writer) = inner.open_exclusive(&private, &info)?;
-                (disk, None, Some(writer))
-            }
-        };
-        tracing::info!(id = info.id, mac = %mac, device = %info.device, vdisk = %info.vdisk, version = number, mode = ?mode, "session opened");
-        let counters = Arc::new(Counters::default());
-        inner
-            .lock()
-            .live
-            .insert(info.id, (info.clone(), counters.clone()));
-        Ok(Session {
-            info,
-            disk,
-            counters,
-            inner: Arc::clone(inner),
-            cache_key,
-            writer,
-        })
+    /// The device with `mac` (which must be in the store) boots anew: a new boot with a
+    /// fresh token replaces its current one, whose sessions are ended (requests in
+    /// flight finish, connections are closed, private disks let go) and write caches
+    /// dropped, all before this returns.
+    pub fn start_boot(
+        &self,
+        mac: Mac,
+        cause: BootCause,
+        address: Option<IpAddr>,
+    ) -> Result<NewBoot> {
+        let opening = self.inner.opening();
+        self.inner.start_boot(&opening, mac, cause, address)
     }
 
-    /// The device with `mac` boots anew: its standard-mode write caches are dropped,
-    /// so its next session starts clean. Returns how many caches were dropped.
-    pub fn new_boot(&self, mac: Mac) -> usize {
-        let mut state = self.inner.lock();
-        let before = state.caches.len();
-        state.caches.retain(|(m, _), _| *m != mac);
-        let dropped = before - state.caches.len();
-        if dropped > 0 {
-            tracing::info!(mac = %mac, dropped, "new boot: write caches dropped");
+    /// The current boot of the device with `mac`, if it ever booted.
+    pub fn current_boot(&self, mac: Mac) -> Result<Option<Boot>> {
+        if let Some(live) = self.inner.lock().boots.get(&mac) {
+            return Ok(Some(live.boot.clone()));
         }
-        dropped
+        self.inner.store.current_boot(mac)
+    }
+
+    /// Records the address the boot exchange of boot `number` showed for the device.
+    pub fn record_boot_address(&self, mac: Mac, number: u64, address: IpAddr) -> Result<()> {
+        self.inner.store.record_boot_address(mac, number, address)?;
+        if let Some(live) = self.inner.lock().boots.get_mut(&mac)
+            && live.boot.number == number
+        {
+            live.boot.address = Some(address);
+        }
+        Ok(())
+    }
+
+    /// The session of `vdisk` for the device with `mac` in the boot `credential`
+    /// names: the device's current boot token, or its attach secret (which joins the
+    /// current boot while it has a session or a write cache, else starts a new boot).
+    /// Connections of one boot to one vDisk share one session.
+    ///
+    /// Refused when the device is unknown or disabled, the credential is neither, the
+    /// vDisk is not assigned, or the boot's write cache is gone (expired, or lost to a
+    /// restart of this process).
+    pub fn open(&self, mac: Mac, vdisk: &str, credential: &Token) -> Result<Arc<Session>> {
+        let inner = &self.inner;
+        let opening = inner.opening();
+        let device = match inner.store.device(&mac.to_string()) {
+            Ok(device) => device,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(refused(format!("unknown device {mac}")));
+            }
+            Err(e) => return Err(e),
+        };
+        if !device.enabled {
+            return Err(refused(format!(
+                "device {} ({mac}) is disabled",
+                device.name
+            )));
+        }
+        let boot = inner.boot_for(&opening, &device, credential)?;
+        inner.open_in_boot(&device, &boot, vdisk)
     }
 
     /// Drops the write caches whose device has been away longer than the grace period
-    /// at `now`. Returns how many were dropped.
+    /// at `now` (a reconnect of that boot is refused from then on). Returns how many
+    /// were dropped.
     pub fn expire(&self, now: Instant) -> usize {
         let grace = self.inner.settings.grace;
         let mut state = self.inner.lock();
-        let before = state.caches.len();
-        state.caches.retain(|_, entry| {
-            entry.attached > 0
-                || entry
+        let mut dropped = 0;
+        for live in state.boots.values_mut() {
+            for disk in live.disks.values_mut() {
+                let away = disk
                     .detached_at
-                    .is_none_or(|at| now.saturating_duration_since(at) <= grace)
-        });
-        before - state.caches.len()
+                    .is_some_and(|at| now.saturating_duration_since(at) > grace);
+                if away && disk.session.strong_count() == 0 && disk.cache.take().is_some() {
+                    dropped += 1;
+                }
+            }
+        }
+        dropped
     }
 
     /// The open sessions, by id.
@@ -350,21 +346,23 @@ impl Sessions {
             u.open_sessions += 1;
             u.stats.add(&counters.snapshot());
         }
-        for ((mac, vdisk), cache) in &state.caches {
-            slot(&mut usage, *mac, vdisk).cache_bytes = cache.disk.used_bytes();
+        for (mac, live) in &state.boots {
+            for (vdisk, disk) in &live.disks {
+                if let Some(cache) = &disk.cache {
+                    slot(&mut usage, *mac, vdisk).cache_bytes = cache.used_bytes();
+                }
+            }
         }
         let mut list: Vec<_> = usage.into_values().collect();
         list.sort_by(|a, b| (a.mac, &a.vdisk).cmp(&(b.mac, &b.vdisk)));
         list
     }
 
-    /// Bytes held by the write cache of `mac`'s session on `vdisk`, if it has one.
+    /// Bytes held by the write cache of `mac`'s current boot on `vdisk`, if it has one.
     pub fn cache_usage(&self, mac: Mac, vdisk: &str) -> Option<u64> {
         let state = self.inner.lock();
-        state
-            .caches
-            .get(&(mac, vdisk.to_owned()))
-            .map(|e| e.disk.used_bytes())
+        let cache = state.boots.get(&mac)?.disks.get(vdisk)?.cache.as_ref()?;
+        Some(cache.used_bytes())
     }
 
     /// True while a session (or a child image) still reads the file `file` (relative to
@@ -382,58 +380,302 @@ impl Sessions {
     }
 }
 
+/// Proof that [`Inner::opening`] is held.
+type Opening<'a> = MutexGuard<'a, ()>;
+
+/// What a boot opens of a vDisk.
+struct Resolved {
+    version: u32,
+    mode: SessionMode,
+    file: PathBuf,
+}
+
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The device's write cache over version `number`, reusing one from the same boot.
-    fn attach_cache(&self, key: &(Mac, String), number: u32, file: &Path) -> Result<Arc<dyn Disk>> {
-        {
-            let mut state = self.lock();
-            if let Some(entry) = state.caches.get_mut(key) {
-                let fresh = entry
-                    .detached_at
-                    .is_none_or(|at| at.elapsed() <= self.settings.grace);
-                if entry.version == number && fresh {
-                    entry.attached += 1;
-                    entry.detached_at = None;
-                    return Ok(entry.disk.clone());
-                }
+    fn opening(&self) -> Opening<'_> {
+        self.opening.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn start_boot(
+        &self,
+        _opening: &Opening<'_>,
+        mac: Mac,
+        cause: BootCause,
+        address: Option<IpAddr>,
+    ) -> Result<NewBoot> {
+        let boot = self.store.start_boot(mac, cause, address)?;
+        let live = LiveBoot {
+            boot: boot.clone(),
+            restored: false,
+            disks: HashMap::new(),
+        };
+        let previous = self.lock().boots.insert(mac, live);
+        let (mut sessions_ended, mut caches_dropped) = (0, 0);
+        if let Some(previous) = previous {
+            // Outside the state lock: ending waits for requests in flight, and the
+            // last reference to a session detaches it, which takes the lock.
+            let sessions: Vec<_> = previous
+                .disks
+                .values()
+                .filter_map(|d| d.session.upgrade())
+                .collect();
+            for session in &sessions {
+                session.end();
             }
+            sessions_ended = sessions.len();
+            caches_dropped = previous
+                .disks
+                .values()
+                .filter(|d| d.cache.is_some())
+                .count();
         }
+        tracing::info!(mac = %mac, boot = boot.number, cause = %cause, address = ?address,
+            sessions_ended, caches_dropped, "new boot");
+        Ok(NewBoot {
+            boot,
+            sessions_ended,
+            caches_dropped,
+        })
+    }
+
+    /// The boot `credential` opens for `device`.
+    fn boot_for(&self, opening: &Opening<'_>, device: &Device, credential: &Token) -> Result<Boot> {
+        let mac = device.mac;
+        let current = self.lock().boots.get(&mac).map(|b| b.boot.clone());
+        let current = match current {
+            Some(boot) => Some(boot),
+            None => {
+                let stored = self.store.current_boot(mac)?;
+                if let Some(boot) = &stored {
+                    let live = LiveBoot {
+                        boot: boot.clone(),
+                        restored: true,
+                        disks: HashMap::new(),
+                    };
+                    self.lock().boots.insert(mac, live);
+                }
+                stored
+            }
+        };
+        if let Some(boot) = current.as_ref().filter(|b| b.token == *credential) {
+            return Ok(boot.clone());
+        }
+        if self.store.attach_secret(&mac.to_string())? == Some(*credential) {
+            return match current.filter(|_| self.boot_in_use(mac)) {
+                Some(boot) => Ok(boot),
+                None => Ok(self.start_boot(opening, mac, BootCause::Attach, None)?.boot),
+            };
+        }
+        Err(refused(format!(
+            "device {} ({mac}): the export's token is neither its current boot's token nor \
+             its attach secret (a device that has booted again since, or a client that is \
+             not that device)",
+            device.name
+        )))
+    }
+
+    /// True while the device's current boot has a session, or a write cache or private
+    /// disk waiting for a reconnect.
+    fn boot_in_use(&self, mac: Mac) -> bool {
+        let grace = self.settings.grace;
+        let state = self.lock();
+        state.boots.get(&mac).is_some_and(|live| {
+            live.disks.values().any(|d| {
+                d.session.strong_count() > 0
+                    || d.detached_at.is_some_and(|at| at.elapsed() <= grace)
+                        && (d.cache.is_some() || d.mode != SessionMode::Standard)
+            })
+        })
+    }
+
+    /// Joins the boot's session of `vdisk`, reopens it, or opens it for the first time.
+    fn open_in_boot(
+        self: &Arc<Self>,
+        device: &Device,
+        boot: &Boot,
+        vdisk: &str,
+    ) -> Result<Arc<Session>> {
+        let mac = device.mac;
+        let (existing, resolved, cache, restored) = {
+            let state = self.lock();
+            let live = state
+                .boots
+                .get(&mac)
+                .filter(|l| l.boot.number == boot.number)
+                .ok_or_else(|| refused(format!("boot {} of {mac} has ended", boot.number)))?;
+            match live.disks.get(vdisk) {
+                Some(d) => (
+                    d.session.upgrade(),
+                    Some(Resolved {
+                        version: d.version,
+                        mode: d.mode,
+                        file: d.file.clone(),
+                    }),
+                    d.cache.clone(),
+                    live.restored,
+                ),
+                None => (None, None, None, live.restored),
+            }
+        };
+        if let Some(session) = existing {
+            return Ok(session);
+        }
+        let first = resolved.is_none();
+        let resolved = match resolved {
+            Some(r) => r,
+            None => self.resolve(device, vdisk)?,
+        };
+        let (disk, cache): (Arc<dyn Disk>, _) = match resolved.mode {
+            SessionMode::Standard => {
+                let cache = match (cache, first, restored) {
+                    (Some(cache), _, _) => cache,
+                    (None, true, false) => self.new_cache(&resolved.file)?,
+                    (None, true, true) => {
+                        return Err(refused(format!(
+                            "device {} ({mac}): the write cache of boot {} was lost when \
+                             provisiond restarted; the device must boot again",
+                            device.name, boot.number
+                        )));
+                    }
+                    (None, false, _) => {
+                        return Err(refused(format!(
+                            "device {} ({mac}): the write cache of boot {} on `{vdisk}` \
+                             expired (the device was away longer than the grace period); \
+                             the device must boot again",
+                            device.name, boot.number
+                        )));
+                    }
+                };
+                (cache.clone(), Some(cache))
+            }
+            _ => (
+                self.open_exclusive(&resolved.file, &device.name, mac)?,
+                None,
+            ),
+        };
+        let info = SessionInfo {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            mac,
+            device: device.name.clone(),
+            boot: boot.number,
+            vdisk: vdisk.to_owned(),
+            version: resolved.version,
+            mode: resolved.mode,
+            opened_at: SystemTime::now(),
+        };
+        let counters = Arc::new(Counters::default());
+        let session = Arc::new(Session {
+            size: disk.size(),
+            read_only: disk.is_read_only(),
+            disk: RwLock::new(Some(disk.clone())),
+            counters: counters.clone(),
+            inner: Arc::clone(self),
+            writer: (resolved.mode != SessionMode::Standard).then(|| resolved.file.clone()),
+            end: EndSignal::default(),
+            info: info.clone(),
+        });
+        let mut state = self.lock();
+        state.live.insert(info.id, (info.clone(), counters));
+        if let Some(live) = state.boots.get_mut(&mac) {
+            let entry = live.disks.entry(vdisk.to_owned()).or_insert(BootDisk {
+                session: Weak::new(),
+                version: resolved.version,
+                mode: resolved.mode,
+                file: resolved.file,
+                cache: None,
+                detached_at: None,
+            });
+            entry.session = Arc::downgrade(&session);
+            entry.detached_at = None;
+            entry.cache = cache;
+        }
+        drop(state);
+        tracing::info!(id = info.id, mac = %mac, device = %info.device, boot = boot.number,
+            vdisk, version = info.version, mode = ?info.mode, "session opened");
+        Ok(session)
+    }
+}
+
+impl Inner {
+    /// What `device` opens of `vdisk` in a boot: version, mode and file, from its
+    /// assignment as it is now.
+    fn resolve(&self, device: &Device, vdisk: &str) -> Result<Resolved> {
+        let mac = device.mac;
+        let assignments = self.store.assignments(&mac.to_string())?;
+        let assignment = assignments
+            .iter()
+            .find(|a| a.vdisk == vdisk)
+            .ok_or_else(|| {
+                refused(format!(
+                    "vDisk `{vdisk}` is not assigned to device {} ({mac})",
+                    device.name
+                ))
+            })?;
+        let versions = self.store.versions(vdisk)?;
+        let number = resolve_version(&versions, device.device_type, assignment.pinned_version)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Conflict,
+                    format!("vDisk `{vdisk}` has no bootable version"),
+                )
+            })?;
+        let version = versions
+            .iter()
+            .find(|v| v.number == number)
+            .expect("resolve_version picks an existing version");
+        let file = self.dir.join(&version.file);
+        let maintenance = device.device_type == DeviceType::Maintenance
+            && assignment.pinned_version.is_none()
+            && version.state == VersionState::Maintenance;
+        Ok(if maintenance {
+            Resolved {
+                version: number,
+                mode: SessionMode::Maintenance,
+                file,
+            }
+        } else if assignment.mode == Mode::Private {
+            Resolved {
+                version: number,
+                mode: SessionMode::Private,
+                file: self.private_disk(mac, vdisk, &file)?,
+            }
+        } else {
+            Resolved {
+                version: number,
+                mode: SessionMode::Standard,
+                file,
+            }
+        })
+    }
+
+    /// A fresh write cache over the version in `file`.
+    fn new_cache(&self, file: &Path) -> Result<Arc<Overlay>> {
         let base: Arc<dyn Disk> = self.bases.get(file)?;
         let limits = OverlayLimits {
             ram_bytes: self.settings.cache_ram_bytes,
             spill_dir: Some(self.dir.join(CACHE_DIR)),
             quota_bytes: Some(self.settings.cache_quota_bytes),
         };
-        let disk = Arc::new(Overlay::new(base, limits)?);
-        let entry = CacheEntry {
-            version: number,
-            disk: disk.clone(),
-            attached: 1,
-            detached_at: None,
-        };
-        self.lock().caches.insert(key.clone(), entry);
-        Ok(disk)
+        Ok(Arc::new(Overlay::new(base, limits)?))
     }
 
     /// Opens `file` read-write for one session at a time.
-    fn open_exclusive(&self, file: &Path, info: &SessionInfo) -> Result<(Arc<dyn Disk>, PathBuf)> {
+    fn open_exclusive(&self, file: &Path, device: &str, mac: Mac) -> Result<Arc<dyn Disk>> {
         if !self.lock().writers.insert(file.to_path_buf()) {
             return Err(Error::new(
                 ErrorKind::Conflict,
                 format!(
-                    "{} is already open read-write by another session; {} ({}) must wait",
+                    "{} is already open read-write by another session; {device} ({mac}) \
+                     must wait",
                     file.display(),
-                    info.device,
-                    info.mac
                 ),
             ));
         }
         match self.bases.options(false).open(file) {
-            Ok(image) => Ok((Arc::new(image), file.to_path_buf())),
+            Ok(image) => Ok(Arc::new(image)),
             Err(e) => {
                 self.lock().writers.remove(file);
                 Err(e.into())
@@ -456,80 +698,27 @@ impl Inner {
         })
     }
 
-    fn detach(&self, session: &Session) {
+    /// Forgets a session whose last connection let go; `release` lets go of its file
+    /// too (an ended session already has).
+    fn detach(&self, session: &Session, release: bool) {
+        let info = &session.info;
         let mut state = self.lock();
-        state.live.remove(&session.info.id);
-        let key = (session.info.mac, session.info.vdisk.clone());
-        let (device, stats) = state.ended.entry(key).or_default();
-        session.info.device.clone_into(device);
+        state.live.remove(&info.id);
+        let (device, stats) = state
+            .ended
+            .entry((info.mac, info.vdisk.clone()))
+            .or_default();
+        info.device.clone_into(device);
         stats.add(&session.counters.snapshot());
-        if let Some(key) = &session.cache_key
-            && let Some(entry) = state.caches.get_mut(key)
-            && Arc::ptr_eq(&(entry.disk.clone() as Arc<dyn Disk>), &session.disk)
+        if let Some(live) = state.boots.get_mut(&info.mac)
+            && live.boot.number == info.boot
+            && let Some(disk) = live.disks.get_mut(&info.vdisk)
+            && std::ptr::eq(disk.session.as_ptr(), session)
         {
-            entry.attached = entry.attached.saturating_sub(1);
-            if entry.attached == 0 {
-                entry.detached_at = Some(Instant::now());
-            }
+            disk.detached_at = Some(Instant::now());
         }
-        if let Some(writer) = &session.writer {
+        if release && let Some(writer) = &session.writer {
             state.writers.remove(writer);
         }
-    }
-}
-
-impl Session {
-    /// What this session is.
-    pub fn info(&self) -> &SessionInfo {
-        &self.info
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        if self.writer.is_some()
-            && let Err(e) = self.disk.flush()
-        {
-            tracing::error!(id = self.info.id, error = %e, "flushing a closing session failed");
-        }
-        self.inner.detach(self);
-        tracing::info!(id = self.info.id, device = %self.info.device, "session closed");
-    }
-}
-
-impl Disk for Session {
-    fn size(&self) -> u64 {
-        self.disk.size()
-    }
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> vhd::Result<()> {
-        let len = buf.len() as u64;
-        self.counters.read(len, self.disk.read_at(buf, offset))
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> vhd::Result<()> {
-        self.counters
-            .write(buf.len() as u64, self.disk.write_at(buf, offset))
-    }
-    fn flush(&self) -> vhd::Result<()> {
-        self.disk.flush()
-    }
-    fn is_read_only(&self) -> bool {
-        self.disk.is_read_only()
-    }
-    fn allocation(&self, offset: u64, len: u64) -> vhd::Result<Vec<Extent>> {
-        self.disk.allocation(offset, len)
-    }
-    /// Counted as a read: a server sends what this locates instead of reading it.
-    fn locate(&self, offset: u64, len: u64) -> vhd::Result<Option<Vec<vhd::Located>>> {
-        match self.disk.locate(offset, len) {
-            Ok(None) => Ok(None),
-            other => self.counters.read(len, other),
-        }
-    }
-    fn write_zeroes(&self, offset: u64, len: u64) -> vhd::Result<()> {
-        self.counters
-            .write(len, self.disk.write_zeroes(offset, len))
-    }
-    fn trim(&self, offset: u64, len: u64) -> vhd::Result<()> {
-        self.counters.write(0, self.disk.trim(offset, len))
     }
 }

@@ -4,6 +4,7 @@
 //! Every change runs in one transaction together with its audit line, so a crash at any
 //! point leaves either the whole change or none of it.
 
+mod boots;
 pub(crate) mod collections;
 pub(crate) mod devices;
 mod schema;

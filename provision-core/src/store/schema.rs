@@ -7,7 +7,8 @@
 
 /// Each entry upgrades the schema by one version; `PRAGMA user_version` records how many
 /// have run. Append new migrations, never edit old ones.
-pub(crate) const MIGRATIONS: &[&str] = &[r"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE vdisks (
     id          INTEGER PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
@@ -64,4 +65,17 @@ CREATE TABLE audit (
     subject TEXT NOT NULL,
     detail  TEXT NOT NULL
 );
-"];
+",
+    // 2: boots (one row per device: its current boot) and hypervisor attach secrets.
+    r"
+CREATE TABLE boots (
+    device_id  INTEGER PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+    number     INTEGER NOT NULL CHECK (number > 0),
+    token      TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    cause      TEXT NOT NULL CHECK (cause IN ('dhcp', 'script', 'reset', 'attach')),
+    address    TEXT
+);
+ALTER TABLE devices ADD COLUMN attach_secret TEXT;
+",
+];

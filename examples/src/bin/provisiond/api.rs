@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use provision_core::{Error, Mac, Sessions, Store};
+use provision_core::{BootCause, Error, Mac, Sessions, Store};
 use provision_examples::admin::{self, Command, Line, Out, SessionsCommand};
 use provision_examples::http::{self, MAX_BODY, MAX_HEAD, Request};
 use pxe::driver::DriverStats;
@@ -288,9 +288,18 @@ fn execute(
                 Ok(mac) => mac,
                 Err(_) => store()?.device(&device).map_err(fail)?.mac,
             };
-            let dropped = api.sessions.new_boot(mac);
-            tracing::info!(%mac, dropped, actor, "write caches reset through the API");
-            Ok(out.object(&json!({"device": mac.to_string(), "write_caches_dropped": dropped})))
+            let new = api
+                .sessions
+                .start_boot(mac, BootCause::Reset, None)
+                .map_err(fail)?;
+            tracing::info!(%mac, boot = new.boot.number, actor, "device reset through the API");
+            Ok(out.object(&json!({
+                "device": mac.to_string(),
+                "boot": new.boot.number,
+                "token": new.boot.token.to_string(),
+                "sessions_ended": new.sessions_ended,
+                "write_caches_dropped": new.caches_dropped,
+            })))
         }
         command => {
             let in_use = |file: &str| api.sessions.file_in_use(file);

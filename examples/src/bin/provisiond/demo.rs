@@ -10,6 +10,8 @@ use vhd::Disk;
 pub const DEMO_MAC: &str = "52:54:00:12:34:56";
 /// The demo vDisk's name.
 pub const DEMO_VDISK: &str = "demo";
+/// The demo device's name.
+pub const DEMO_DEVICE: &str = "demo-vm";
 const DEMO_SIZE: u64 = 64 << 20;
 const BANNER: &[u8] = b"provision demo vDisk: version 0, streamed over NBD by provisiond.\n";
 
@@ -40,13 +42,22 @@ pub fn prepare(dir: &Path) -> Result<PathBuf, String> {
             .parse()
             .map_err(|e: provision_core::Error| e.to_string())?;
         store
-            .add_device(mac, "demo-vm", None, DeviceType::Production)
+            .add_device(mac, DEMO_DEVICE, None, DeviceType::Production)
             .map_err(|e| e.to_string())?;
         store
-            .assign("demo-vm", DEMO_VDISK, Mode::Standard, None)
+            .assign(DEMO_DEVICE, DEMO_VDISK, Mode::Standard, None)
             .map_err(|e| e.to_string())?;
         store
-            .set_personality("demo-vm", "hostname", Some("demo-vm"))
+            .set_personality(DEMO_DEVICE, "hostname", Some(DEMO_DEVICE))
+            .map_err(|e| e.to_string())?;
+    }
+    if store
+        .attach_secret(DEMO_DEVICE)
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        store
+            .rotate_attach_secret(DEMO_DEVICE)
             .map_err(|e| e.to_string())?;
     }
     std::fs::write(&config, CONFIG)
@@ -76,13 +87,19 @@ cache_quota = "1G"
 grace_seconds = 120
 "#;
 
-/// What to print once the demo server listens.
+/// What to print once the demo server listens; the export name ends with the demo
+/// device's attach secret from `store`.
 pub fn instructions(
     nbd: std::net::SocketAddr,
     api: Option<std::net::SocketAddr>,
     dir: &Path,
+    store: &Store,
 ) -> String {
-    let url = format!("nbd://{nbd}/{DEMO_MAC}/{DEMO_VDISK}");
+    let secret = match store.attach_secret(DEMO_DEVICE) {
+        Ok(Some(secret)) => secret.to_string(),
+        _ => "<run: provision device attach-secret demo-vm>".to_owned(),
+    };
+    let url = format!("nbd://{nbd}/{DEMO_MAC}/{DEMO_VDISK}/{secret}");
     let manage = match api {
         Some(api) => format!(
             "Manage it with: provision --api http://{api} device list\n\

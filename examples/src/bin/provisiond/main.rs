@@ -17,7 +17,7 @@ use clap::Parser;
 use nbd_proto::driver::server::{Server, listen};
 use provision_core::adapters::nbd::SessionExports;
 use provision_core::adapters::pxe::StorePolicy;
-use provision_core::adapters::tftp::DeviceFiles;
+use provision_core::adapters::tftp::{BootStart, DeviceFiles};
 use provision_core::{Sessions, Store, leftover_files};
 use pxe::Policy;
 use pxe::driver::{Driver as DhcpDriver, DriverStats, Mode as DhcpMode};
@@ -212,7 +212,7 @@ async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
         let _ = writeln!(
             std::io::stdout(),
             "{}",
-            demo::instructions(addr, api_addr, dir)
+            demo::instructions(addr, api_addr, dir, &store)
         );
     }
     let serve = server.serve(listener);
@@ -249,7 +249,13 @@ async fn serve_tftp(
         .map_err(|e| format!("cannot create the TFTP folder {}: {e}", root.display()))?;
     let folder =
         tftp::DirProvider::new(root).map_err(|e| format!("TFTP folder {}: {e}", root.display()))?;
-    let files = DeviceFiles::new(store, Some(sessions), config.boot.settings());
+    // With our DHCP service on, its DISCOVER starts a boot; else the script fetch does.
+    let start = if config.dhcp.enabled {
+        BootStart::Dhcp
+    } else {
+        BootStart::Script
+    };
+    let files = DeviceFiles::new(store, sessions, config.boot.settings(), start);
     let server = tftp::Server::bind(
         config.tftp.listen,
         Counted::new(tftp::Fallback::new(files, folder), counters),
