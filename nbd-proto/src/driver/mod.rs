@@ -3,6 +3,7 @@
 
 mod busy_poll;
 pub mod client;
+mod handshaking;
 pub mod pool;
 pub mod server;
 mod zero_copy;

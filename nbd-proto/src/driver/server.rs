@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::driver::busy_poll::BusyPoll;
+use crate::driver::handshaking::{Handshaking, Place};
 use crate::driver::pool::BufferPool;
 use crate::driver::zero_copy;
 use crate::error::{Error, Result};
@@ -36,8 +37,14 @@ use crate::wire::request::{Command, Request};
 /// Limits of a [`Server`].
 #[derive(Debug, Clone, Copy)]
 pub struct ServerConfig {
-    /// Connections served at once; further ones are closed at once.
+    /// Connections served at once. When all are taken, a new connection ends the
+    /// oldest one still in its handshake (see `max_handshakes`), or is closed at once.
     pub max_connections: usize,
+    /// Connections in their handshake at once; past it, the oldest handshake is ended
+    /// for the newcomer. Clients that connect and never finish (or keep asking for
+    /// exports they may not have) therefore cannot lock devices out: a real client's
+    /// handshake takes a round trip or two and is never the oldest for long.
+    pub max_handshakes: usize,
     /// Handshake limits (timeout, longest option).
     pub handshake: HandshakeConfig,
     /// Payload bytes (READ and WRITE) in flight per connection.
@@ -133,6 +140,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             max_connections: 4096,
+            max_handshakes: 512,
             handshake: HandshakeConfig::default(),
             max_in_flight_bytes: 64 << 20,
             max_in_flight_requests: 64,
@@ -198,6 +206,7 @@ impl Server {
             );
         }
         let slots = Arc::new(Semaphore::new(self.config.max_connections));
+        let handshaking = Handshaking::default();
         let shared = Shared::new(POOL_BYTES, &self.config);
         let mut stop = self.shutdown.subscribe();
         let mut trim = tokio::time::interval(POOL_TRIM_PERIOD);
@@ -218,17 +227,33 @@ impl Server {
                     }
                 },
             };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                tracing::warn!(%peer, "connection limit reached; closing");
-                drop(stream);
-                continue;
+            if handshaking.len() >= self.config.max_handshakes {
+                handshaking.evict_oldest();
+            }
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                // Full: a connection still in its handshake makes room for this one.
+                Err(_) if handshaking.evict_oldest() => {
+                    match tokio::time::timeout(EVICTION_WAIT, slots.clone().acquire_owned()).await {
+                        Ok(Ok(slot)) => slot,
+                        _ => {
+                            tracing::warn!(%peer, "connection limit reached; closing");
+                            continue;
+                        }
+                    }
+                }
+                Err(_) => {
+                    tracing::warn!(%peer, "connection limit reached; closing");
+                    continue;
+                }
             };
+            let place = handshaking.enter();
             let provider = self.provider.clone();
             let config = self.config;
             let stop = self.shutdown.subscribe();
             let shared = shared.clone();
             tokio::spawn(async move {
-                match connection(stream, peer, provider, config, stop, shared).await {
+                match connection(stream, peer, provider, config, stop, shared, Some(place)).await {
                     Ok(()) => tracing::debug!(%peer, "connection closed"),
                     // A peer that just hangs up (a port probe, a client killed) is
                     // routine; anything else is worth an operator's eye.
@@ -286,6 +311,8 @@ pub fn listen(addr: SocketAddr, config: &ServerConfig) -> std::io::Result<TcpLis
 /// How long a closing connection may take to send its last replies.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a new connection waits for the slot of the handshake it ended.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
 /// Reply buffers kept for reuse across the whole server.
 const POOL_BYTES: usize = 16 << 20;
 /// How often an idle reply-buffer pool is emptied.
@@ -305,7 +332,7 @@ pub async fn serve_connection(
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let shared = Shared::new(config.max_in_flight_bytes.min(POOL_BYTES), &config);
-    connection(stream, peer, provider, config, stop, shared).await
+    connection(stream, peer, provider, config, stop, shared, None).await
 }
 
 /// What the connections of one server share.
@@ -350,6 +377,7 @@ async fn connection(
     config: ServerConfig,
     mut stop: watch::Receiver<bool>,
     shared: Shared,
+    mut place: Option<Place>,
 ) -> Result<()> {
     stream.set_nodelay(true)?;
     if let Some(keepalive) = &config.keepalive {
@@ -366,6 +394,9 @@ async fn connection(
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return Ok(()),
             _ = tokio::time::sleep_until(deadline) => return Err(Error::Timeout("handshake")),
+            Ok(()) = async { (&mut place.as_mut().unwrap().evicted).await }, if place.is_some() => {
+                return Err(Error::Timeout("handshake (ended for newer connections)"));
+            }
             n = rd.read_buf(&mut buf) => if n? == 0 { return Err(Error::Closed) },
         }
         loop {
@@ -389,6 +420,7 @@ async fn connection(
             }
         }
     };
+    drop(place);
     tracing::info!(%peer, export = %negotiated.name, size = negotiated.size,
         structured = negotiated.structured, "transmission");
     let session = Arc::new(Transmission::new(*negotiated));
@@ -464,8 +496,12 @@ async fn transmission(
                     tracing::info!("the export's session ended; closing the connection");
                     break Ok(None);
                 }
-                _ = tokio::time::sleep(idle_timeout), if config.idle_timeout.is_some() && !partial && nothing_in_flight() => {
-                    break Err(Error::Timeout("idle connection"));
+                // Idle: no request for that long, and none in flight (checked when the
+                // time is up: replies may still have been on their way before).
+                _ = tokio::time::sleep(idle_timeout), if config.idle_timeout.is_some() && !partial => {
+                    if nothing_in_flight() {
+                        break Err(Error::Timeout("idle connection"));
+                    }
                 }
                 // The writer gave up (the client left its replies unread): its error
                 // is the connection's.

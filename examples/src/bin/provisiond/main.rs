@@ -98,6 +98,7 @@ fn main() -> ExitCode {
     }
     let json = args.log_format.as_deref().unwrap_or(&config.log.format) == "json";
     provision_examples::init_logging(json);
+    raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -109,6 +110,20 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
+}
+
+/// Every connection is a descriptor: raises the soft limit of open files to the hard
+/// one (systemd's default soft limit, 1024, is less than the NBD connection limit).
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit.clone()) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+    tracing::debug!(open_files = ?limit.current, "open-file limit");
 }
 
 fn fail(message: &str) -> ExitCode {
