@@ -281,6 +281,8 @@ listen = "{API}"
     /// the guest fails, QEMU exits first, or [`VM_LIMIT`] passes.
     fn boot(&self, args: Vec<String>) -> (String, Duration) {
         let serial = self.lab.serial();
+        // A serial log of an earlier boot would end this one before it began.
+        let _ = std::fs::remove_file(&serial);
         let mut args = args;
         args.push("-no-reboot".to_owned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -612,4 +614,89 @@ fn full_dhcp_mode_gives_addresses_and_boots_a_device() {
     let leases = std::fs::read_to_string(site.lab.path("store").join("dhcp-leases"))
         .expect("the lease file in the store");
     assert!(leases.contains("bound"), "{leases}");
+}
+
+/// The previous boots the guest counted on its root (`E2E-PREVIOUS-BOOTS count=N`).
+fn previous_boots(text: &str) -> u32 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("E2E-PREVIOUS-BOOTS count=")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no E2E-PREVIOUS-BOOTS line:\n{text}"))
+}
+
+/// A device that powers off without a goodbye (`poweroff -f`: the kernel's NBD client
+/// sends no DISC, the TCP connection is left half-open) boots clean the next time: its
+/// DHCP exchange starts a new boot, which closes the old connection and drops its write
+/// cache. Switched to private mode, the device gets a private disk at its next boot,
+/// which it finds again at the boot after.
+#[test]
+fn a_powered_off_device_boots_clean_and_mode_changes_apply_at_its_next_boot() {
+    let _slot = lab::vm_slot();
+    let test_start = Instant::now();
+    let Some((mut site, assets)) = Site::new("pdo", false) else {
+        return;
+    };
+    site.serve(&assets, &[], false);
+    let seat_2 = "52:54:00:77:00:02";
+    let sessions = || {
+        site.lab.run_in(
+            &site.lab.name("s"),
+            &site.curl,
+            &["-sf", &format!("http://{API}/v1/sessions")],
+        )
+    };
+    let boot = |what: &str| {
+        let (text, took) = site.boot(site.lab.bios_vm_args(seat_2, 384));
+        eprintln!("seat-2, {what}: E2E-DONE {took:.1?} after QEMU started");
+        text
+    };
+
+    let first = boot("first boot");
+    assert_eq!(previous_boots(&first), 0, "{first}");
+    // Powered off: the server still holds the boot's session (nothing told it).
+    assert!(sessions().contains("seat-2"), "{}", sessions());
+
+    let second = boot("after a power-off without goodbye");
+    assert_eq!(
+        previous_boots(&second),
+        0,
+        "the standard-mode device saw its last boot's writes"
+    );
+    let log = site.lab.log("provisiond.log");
+    assert!(
+        log.contains("session ended by the device's new boot")
+            && log.contains("the export's session ended; closing the connection"),
+        "the old boot's session and connection were not ended:\n{log}"
+    );
+
+    provision(
+        &site.lab.path("store"),
+        &["assign", "seat-2", "os", "--mode", "private"],
+    );
+    let third = boot("switched to private");
+    assert_eq!(
+        previous_boots(&third),
+        0,
+        "a new private disk starts from the vDisk"
+    );
+    let fourth = boot("private, again");
+    assert_eq!(
+        previous_boots(&fourth),
+        1,
+        "the private disk did not persist"
+    );
+    let log = site.lab.log("provisiond.log");
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("session opened") && l.contains("device=seat-2"))
+            .filter(|l| l.contains("mode=Private"))
+            .count()
+            >= 2,
+        "{log}"
+    );
+    eprintln!("test took {:.1?}", test_start.elapsed());
 }

@@ -31,6 +31,7 @@
 pub mod adapters;
 mod boot;
 mod error;
+mod file_lock;
 mod images;
 mod mac;
 mod merge;

@@ -32,6 +32,10 @@ pub fn merge_version(
         .find(|v| v.number == number)
         .ok_or_else(|| Error::not_found("version", format!("{vdisk} {number}")))?;
     let path = dir.join(&version.file);
+    // Held until the merged file has replaced this one: no session writes the version
+    // meanwhile, nor was writing it when the merge began.
+    let _writers_kept_out = crate::file_lock::FileLock::exclusive(&path, "a session")
+        .map_err(|e| crate::store::in_use(e, vdisk, number, "merge"))?;
     let chain = Arc::new(OpenOptions::new(true).open(&path)?);
     if chain.parent().is_none() {
         return Err(Error::new(

@@ -336,3 +336,59 @@ fn a_maintenance_version_has_one_writer() {
     drop(first);
     common::open(&sessions, Mac([2, 0, 0, 0, 0, 2]), "os").unwrap();
 }
+
+#[test]
+fn merge_and_promote_wait_for_the_maintenance_session() {
+    use vhd::Disk;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    provision_core::create_vdisk(&store, "os", 1 << 20, "").unwrap();
+    let maint = Mac([2, 0, 0, 0, 0, 1]);
+    store
+        .add_device(maint, "maint", None, DeviceType::Maintenance)
+        .unwrap();
+    store.assign("maint", "os", Mode::Standard, None).unwrap();
+    let sessions = Sessions::new(store.clone(), SessionSettings::default()).unwrap();
+    new_version(&store, "os", "").unwrap();
+    let writer = common::open(&sessions, maint, "os").unwrap();
+    assert_eq!(writer.info().mode, SessionMode::Maintenance);
+    writer.write_at(&[0x5e; 4096], 0).unwrap();
+    writer.flush().unwrap();
+
+    // While the device writes version 1, neither promote nor merge touch it.
+    for refused in [
+        store.promote("os").map(drop).unwrap_err(),
+        merge_version(&store, "os", 1, &mut |_, _| {})
+            .map(drop)
+            .unwrap_err(),
+    ] {
+        assert_eq!(
+            refused.kind(),
+            provision_core::ErrorKind::Conflict,
+            "{refused}"
+        );
+        assert!(
+            refused.to_string().contains("maintenance session"),
+            "{refused}"
+        );
+    }
+    assert_eq!(
+        store.versions("os").unwrap()[1].state,
+        VersionState::Maintenance
+    );
+    writer.write_at(&[0x6f; 4096], 4096).unwrap();
+    writer.flush().unwrap();
+
+    // Its next boot ends the session: then the version is promoted and merged, with
+    // every flushed write in it.
+    common::reboot(&sessions, maint);
+    drop(writer);
+    store.promote("os").unwrap();
+    merge_version(&store, "os", 1, &mut |_, _| {}).unwrap();
+    let merged = vhd::OpenOptions::new(true)
+        .open(&dir.path().join(&store.versions("os").unwrap()[1].file))
+        .unwrap();
+    let mut buf = vec![0u8; 8192];
+    merged.read_at(&mut buf, 0).unwrap();
+    assert!(buf[..4096].iter().all(|b| *b == 0x5e) && buf[4096..].iter().all(|b| *b == 0x6f));
+}

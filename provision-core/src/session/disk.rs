@@ -8,7 +8,7 @@ use nbd_proto::EndSignal;
 use vhd::{Disk, Extent};
 
 use super::stats::Counters;
-use super::{Inner, SessionInfo};
+use super::{Inner, Open, SessionInfo};
 
 /// An open session. Connections share it (`Arc`); when the last one lets go, a
 /// standard-mode write cache waits out the grace period for a reconnect with the same
@@ -20,7 +20,7 @@ pub struct Session {
     pub(super) size: u64,
     pub(super) read_only: bool,
     /// `None` once ended.
-    pub(super) disk: RwLock<Option<Arc<dyn Disk>>>,
+    pub(super) disk: RwLock<Option<Open>>,
     pub(super) counters: Arc<Counters>,
     pub(super) inner: Arc<Inner>,
     pub(super) writer: Option<PathBuf>,
@@ -62,8 +62,9 @@ impl Session {
     /// its file and tells its connections to close.
     pub(super) fn end(&self) {
         let disk = self.disk.write().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(disk) = disk {
-            self.flush_writer(&*disk);
+        if let Some(open) = disk {
+            self.flush_writer(&*open.disk);
+            drop(open);
             if let Some(writer) = &self.writer {
                 self.inner.lock().writers.remove(writer);
             }
@@ -84,7 +85,7 @@ impl Session {
     /// Runs `op` on the disk unless the session has ended.
     fn with<T>(&self, op: impl FnOnce(&dyn Disk) -> vhd::Result<T>) -> vhd::Result<T> {
         match &*self.disk.read().unwrap_or_else(|p| p.into_inner()) {
-            Some(disk) => op(&**disk),
+            Some(open) => op(&*open.disk),
             None => Err(ended()),
         }
     }
@@ -98,8 +99,8 @@ impl Drop for Session {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         let release = disk.is_some();
-        if let Some(disk) = disk {
-            self.flush_writer(&*disk);
+        if let Some(open) = disk {
+            self.flush_writer(&*open.disk);
         }
         self.inner.detach(self, release);
         tracing::info!(id = self.info.id, device = %self.info.device, "session closed");

@@ -39,6 +39,7 @@ use vhd::{Disk, Overlay, OverlayLimits};
 
 use crate::boot::{Boot, BootCause, Token};
 use crate::error::{Error, ErrorKind, Result};
+use crate::file_lock::FileLock;
 use crate::mac::Mac;
 use crate::model::{Device, DeviceType, Mode, VersionState};
 use crate::resolve::resolve_version;
@@ -383,6 +384,12 @@ impl Sessions {
 /// Proof that [`Inner::opening`] is held.
 type Opening<'a> = MutexGuard<'a, ()>;
 
+/// A session's disk, with the lock on its file while it writes one.
+pub(crate) struct Open {
+    pub(crate) disk: Arc<dyn Disk>,
+    _lock: Option<FileLock>,
+}
+
 /// What a boot opens of a vDisk.
 struct Resolved {
     version: u32,
@@ -528,7 +535,7 @@ impl Inner {
             Some(r) => r,
             None => self.resolve(device, vdisk)?,
         };
-        let (disk, cache): (Arc<dyn Disk>, _) = match resolved.mode {
+        let (open, cache) = match resolved.mode {
             SessionMode::Standard => {
                 let cache = match (cache, first, restored) {
                     (Some(cache), _, _) => cache,
@@ -549,7 +556,11 @@ impl Inner {
                         )));
                     }
                 };
-                (cache.clone(), Some(cache))
+                let open = Open {
+                    disk: cache.clone(),
+                    _lock: None,
+                };
+                (open, Some(cache))
             }
             _ => (
                 self.open_exclusive(&resolved.file, &device.name, mac)?,
@@ -568,9 +579,9 @@ impl Inner {
         };
         let counters = Arc::new(Counters::default());
         let session = Arc::new(Session {
-            size: disk.size(),
-            read_only: disk.is_read_only(),
-            disk: RwLock::new(Some(disk.clone())),
+            size: open.disk.size(),
+            read_only: open.disk.is_read_only(),
+            disk: RwLock::new(Some(open)),
             counters: counters.clone(),
             inner: Arc::clone(self),
             writer: (resolved.mode != SessionMode::Standard).then(|| resolved.file.clone()),
@@ -662,8 +673,9 @@ impl Inner {
         Ok(Arc::new(Overlay::new(base, limits)?))
     }
 
-    /// Opens `file` read-write for one session at a time.
-    fn open_exclusive(&self, file: &Path, device: &str, mac: Mac) -> Result<Arc<dyn Disk>> {
+    /// Opens `file` read-write for one session at a time, in this process and any
+    /// other (the lock goes with the session's disk).
+    fn open_exclusive(&self, file: &Path, device: &str, mac: Mac) -> Result<Open> {
         if !self.lock().writers.insert(file.to_path_buf()) {
             return Err(Error::new(
                 ErrorKind::Conflict,
@@ -674,13 +686,17 @@ impl Inner {
                 ),
             ));
         }
-        match self.bases.options(false).open(file) {
-            Ok(image) => Ok(Arc::new(image)),
-            Err(e) => {
-                self.lock().writers.remove(file);
-                Err(e.into())
-            }
+        let opened = FileLock::exclusive(file, "a session of another process").and_then(|lock| {
+            let image = self.bases.options(false).open(file)?;
+            Ok(Open {
+                disk: Arc::new(image),
+                _lock: Some(lock),
+            })
+        });
+        if opened.is_err() {
+            self.lock().writers.remove(file);
         }
+        opened
     }
 
     /// The private disk of `mac` for `vdisk`, created over `parent` on first use.

@@ -10,6 +10,8 @@ pub(crate) mod devices;
 mod schema;
 mod vdisks;
 
+pub(crate) use vdisks::in_use;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -189,6 +189,15 @@ impl Store {
     pub fn promote(&self, vdisk: &str) -> Result<Version> {
         self.change("version.promote", vdisk, "", |tx| {
             let (id, newest) = Self::newest(tx, vdisk)?;
+            // A maintenance device writing the version keeps it until its session ends:
+            // test devices must not see it change under them.
+            let _writers_kept_out = match (&self.dir, newest.state) {
+                (Some(dir), VersionState::Maintenance) => Some(
+                    crate::file_lock::FileLock::exclusive(&dir.join(&newest.file), "a session")
+                        .map_err(|e| in_use(e, vdisk, newest.number, "promote"))?,
+                ),
+                _ => None,
+            };
             let next = match newest.state {
                 VersionState::Maintenance => VersionState::Test,
                 VersionState::Test => VersionState::Production,
@@ -302,4 +311,19 @@ impl Store {
             },
         )
     }
+}
+
+/// The error for a version a session writes: what to do about it.
+pub(crate) fn in_use(e: Error, vdisk: &str, number: u32, what: &str) -> Error {
+    if e.kind() != ErrorKind::Conflict {
+        return e;
+    }
+    Error::new(
+        ErrorKind::Conflict,
+        format!(
+            "cannot {what} version {number} of `{vdisk}`: a maintenance session writes it; \
+             shut the maintenance device down, or end its session with \
+             `provision sessions reset DEVICE`, then try again"
+        ),
+    )
 }
