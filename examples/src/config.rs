@@ -71,6 +71,10 @@ pub struct SessionsConfig {
     pub cache_quota: String,
     /// Seconds a write cache waits for its device to reconnect.
     pub grace_seconds: u64,
+    /// Where write caches live: `disk` (a file per boot, survives restarts) or `ram`
+    /// (spilling to a file, lost at a restart); see
+    /// `provision_core::SessionSettings::durable_caches`.
+    pub write_cache: String,
 }
 
 /// `[tftp]`: per-device iPXE scripts and personality, and the files of a folder.
@@ -223,6 +227,7 @@ impl Default for SessionsConfig {
             cache_ram: "64M".into(),
             cache_quota: "4G".into(),
             grace_seconds: 120,
+            write_cache: "disk".into(),
         }
     }
 }
@@ -340,6 +345,15 @@ impl Config {
             cache_ram_bytes: size("cache_ram", &self.sessions.cache_ram)?,
             cache_quota_bytes: size("cache_quota", &self.sessions.cache_quota)?,
             grace: Duration::from_secs(self.sessions.grace_seconds),
+            durable_caches: match self.sessions.write_cache.as_str() {
+                "disk" => true,
+                "ram" => false,
+                other => {
+                    return Err(format!(
+                        "sessions.write_cache must be \"disk\" or \"ram\", not {other:?}"
+                    ));
+                }
+            },
         })
     }
 }

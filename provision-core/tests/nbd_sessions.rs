@@ -166,6 +166,7 @@ fn a_full_write_cache_returns_enospc_to_nbd_clients() {
     let settings = SessionSettings {
         cache_ram_bytes: 64 << 10,
         cache_quota_bytes: 256 << 10,
+        durable_caches: false,
         ..SessionSettings::default()
     };
     let sessions = Sessions::new(store, settings).unwrap();

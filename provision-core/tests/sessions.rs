@@ -138,6 +138,7 @@ fn a_full_write_cache_says_no_space_and_others_go_on() {
     let settings = SessionSettings {
         cache_ram_bytes: 64 << 10,
         cache_quota_bytes: 256 << 10,
+        durable_caches: false,
         ..Default::default()
     };
     let sessions = Sessions::new(store, settings).unwrap();
@@ -411,4 +412,37 @@ fn leftover_files_are_deleted_only_when_nothing_reads_them() {
     assert!(!store_dir.join(&v1.file).exists());
     assert!(provision_core::leftover_files(&store).unwrap().is_empty());
     assert!(kept_aside.exists());
+}
+
+#[test]
+fn after_a_restart_a_cache_is_there_or_the_reconnect_is_refused() {
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let dir = tempfile::tempdir().unwrap();
+    let store = lab_store(dir.path(), &qemu_img);
+    for durable in [true, false] {
+        let settings = SessionSettings {
+            durable_caches: durable,
+            ..Default::default()
+        };
+        let sessions = Sessions::new(store.clone(), settings.clone()).unwrap();
+        let boot = common::reboot(&sessions, mac(1)).boot;
+        let session = sessions.open(mac(1), "lab", &boot.token).unwrap();
+        session.write_at(b"flushed", 0).unwrap();
+        session.flush().unwrap();
+        drop((session, sessions));
+
+        // The process restarts: the boot (and its token) is in the store.
+        let sessions = Sessions::new(store.clone(), settings).unwrap();
+        match sessions.open(mac(1), "lab", &boot.token) {
+            Ok(session) => {
+                assert!(durable, "a RAM cache came back after a restart");
+                assert_eq!(read(&session, 0, 7), b"flushed");
+            }
+            Err(e) => {
+                assert!(!durable, "a durable cache was lost: {e}");
+                assert_eq!(e.kind(), ErrorKind::Refused);
+                assert!(e.to_string().contains("restarted"), "{e}");
+            }
+        }
+    }
 }

@@ -25,6 +25,7 @@
 
 mod bases;
 mod disk;
+mod disk_cache;
 mod stats;
 
 use std::collections::{HashMap, HashSet};
@@ -46,6 +47,7 @@ use crate::resolve::resolve_version;
 use crate::store::Store;
 use bases::Bases;
 pub use disk::Session;
+use disk_cache::DiskCache;
 use stats::Counters;
 pub use stats::SessionStats;
 
@@ -63,6 +65,12 @@ pub struct SessionSettings {
     pub cache_quota_bytes: u64,
     /// How long a write cache waits for its device to reconnect.
     pub grace: Duration,
+    /// Keep write caches on disk (a differencing VHD per boot in the store's `cache`
+    /// folder, see `disk_cache.rs`) so they survive restarts of this process; `false`
+    /// keeps them in RAM (spilling to a file), faster but lost at a restart, after which
+    /// the device's reconnect is refused and it must boot again. `cache_ram_bytes`
+    /// applies to RAM caches only.
+    pub durable_caches: bool,
 }
 
 impl Default for SessionSettings {
@@ -71,6 +79,7 @@ impl Default for SessionSettings {
             cache_ram_bytes: 64 << 20,
             cache_quota_bytes: 4 << 30,
             grace: Duration::from_secs(120),
+            durable_caches: true,
         }
     }
 }
@@ -164,8 +173,10 @@ struct BootDisk {
     mode: SessionMode,
     /// The version's file (standard, maintenance) or the private disk.
     file: PathBuf,
-    /// The write cache (standard mode) while it lives.
+    /// The RAM write cache (standard mode) while it lives.
     cache: Option<Arc<Overlay>>,
+    /// The durable write cache's file (standard mode), while it lives.
+    cache_file: Option<PathBuf>,
     detached_at: Option<Instant>,
 }
 
@@ -295,7 +306,14 @@ impl Sessions {
                 let away = disk
                     .detached_at
                     .is_some_and(|at| now.saturating_duration_since(at) > grace);
-                if away && disk.session.strong_count() == 0 && disk.cache.take().is_some() {
+                if !away || disk.session.strong_count() > 0 {
+                    continue;
+                }
+                if disk.cache.take().is_some() {
+                    dropped += 1;
+                }
+                if let Some(file) = disk.cache_file.take() {
+                    remove_cache_file(&file);
                     dropped += 1;
                 }
             }
@@ -349,8 +367,8 @@ impl Sessions {
         }
         for (mac, live) in &state.boots {
             for (vdisk, disk) in &live.disks {
-                if let Some(cache) = &disk.cache {
-                    slot(&mut usage, *mac, vdisk).cache_bytes = cache.used_bytes();
+                if let Some(bytes) = disk.cache_bytes() {
+                    slot(&mut usage, *mac, vdisk).cache_bytes = bytes;
                 }
             }
         }
@@ -362,8 +380,7 @@ impl Sessions {
     /// Bytes held by the write cache of `mac`'s current boot on `vdisk`, if it has one.
     pub fn cache_usage(&self, mac: Mac, vdisk: &str) -> Option<u64> {
         let state = self.inner.lock();
-        let cache = state.boots.get(&mac)?.disks.get(vdisk)?.cache.as_ref()?;
-        Some(cache.used_bytes())
+        state.boots.get(&mac)?.disks.get(vdisk)?.cache_bytes()
     }
 
     /// True while a session (or a child image) still reads the file `file` (relative to
@@ -383,6 +400,30 @@ impl Sessions {
 
 /// Proof that [`Inner::opening`] is held.
 type Opening<'a> = MutexGuard<'a, ()>;
+
+/// The folder of a device's durable write caches, relative to the store.
+fn cache_folder(mac: Mac) -> String {
+    format!("{CACHE_DIR}/{}", mac.to_string().replace(':', ""))
+}
+
+fn remove_cache_file(file: &Path) {
+    if let Err(e) = std::fs::remove_file(file)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(file = %file.display(), error = %e, "cannot delete a write cache");
+    }
+}
+
+impl BootDisk {
+    /// Bytes its write cache holds, if it has one.
+    fn cache_bytes(&self) -> Option<u64> {
+        if let Some(cache) = &self.cache {
+            return Some(cache.used_bytes());
+        }
+        let file = self.cache_file.as_ref()?;
+        Some(std::fs::metadata(file).map_or(0, |m| m.len()))
+    }
+}
 
 /// A session's disk, with the lock on its file while it writes one.
 pub(crate) struct Open {
@@ -436,8 +477,15 @@ impl Inner {
             caches_dropped = previous
                 .disks
                 .values()
-                .filter(|d| d.cache.is_some())
+                .filter(|d| d.cache.is_some() || d.cache_file.is_some())
                 .count();
+        }
+        // Durable caches of earlier boots (also those a restart left behind).
+        let folder = self.dir.join(cache_folder(mac));
+        if let Err(e) = std::fs::remove_dir_all(&folder)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(folder = %folder.display(), error = %e, "cannot delete old write caches");
         }
         tracing::info!(mac = %mac, boot = boot.number, cause = %cause, address = ?address,
             sessions_ended, caches_dropped, "new boot");
@@ -493,7 +541,9 @@ impl Inner {
             live.disks.values().any(|d| {
                 d.session.strong_count() > 0
                     || d.detached_at.is_some_and(|at| at.elapsed() <= grace)
-                        && (d.cache.is_some() || d.mode != SessionMode::Standard)
+                        && (d.cache.is_some()
+                            || d.cache_file.is_some()
+                            || d.mode != SessionMode::Standard)
             })
         })
     }
@@ -535,25 +585,55 @@ impl Inner {
             Some(r) => r,
             None => self.resolve(device, vdisk)?,
         };
-        let (open, cache) = match resolved.mode {
-            SessionMode::Standard => {
+        let lost = |why: &str| {
+            refused(format!(
+                "device {} ({mac}): the write cache of boot {} on `{vdisk}` {why}; the device \
+                 must boot again",
+                device.name, boot.number
+            ))
+        };
+        let durable = resolved.mode == SessionMode::Standard && self.settings.durable_caches;
+        let cache_file = durable.then(|| {
+            self.dir
+                .join(cache_folder(mac))
+                .join(format!("{vdisk}.boot{}.vhd", boot.number))
+        });
+        let (open, cache) = match (resolved.mode, cache_file.as_deref()) {
+            (SessionMode::Standard, Some(file)) => {
+                if !file.exists() {
+                    match (first, restored) {
+                        (true, false) => self.new_disk_cache(file, &resolved.file)?,
+                        (true, true) => {
+                            return Err(lost("is gone (lost while provisiond was down)"));
+                        }
+                        (false, _) => {
+                            return Err(lost(
+                                "expired (the device was away longer than the grace period)",
+                            ));
+                        }
+                    }
+                }
+                let (image, lock) = self.open_exclusive(file, &device.name, mac)?;
+                let quota = self.settings.cache_quota_bytes;
+                let open = Open {
+                    disk: Arc::new(DiskCache::new(image, quota)),
+                    _lock: Some(lock),
+                };
+                (open, None)
+            }
+            (SessionMode::Standard, None) => {
                 let cache = match (cache, first, restored) {
                     (Some(cache), _, _) => cache,
                     (None, true, false) => self.new_cache(&resolved.file)?,
                     (None, true, true) => {
-                        return Err(refused(format!(
-                            "device {} ({mac}): the write cache of boot {} was lost when \
-                             provisiond restarted; the device must boot again",
-                            device.name, boot.number
-                        )));
+                        return Err(lost(
+                            "was lost when provisiond restarted (RAM write caches do not survive restarts)",
+                        ));
                     }
                     (None, false, _) => {
-                        return Err(refused(format!(
-                            "device {} ({mac}): the write cache of boot {} on `{vdisk}` \
-                             expired (the device was away longer than the grace period); \
-                             the device must boot again",
-                            device.name, boot.number
-                        )));
+                        return Err(lost(
+                            "expired (the device was away longer than the grace period)",
+                        ));
                     }
                 };
                 let open = Open {
@@ -562,10 +642,18 @@ impl Inner {
                 };
                 (open, Some(cache))
             }
-            _ => (
-                self.open_exclusive(&resolved.file, &device.name, mac)?,
-                None,
-            ),
+            _ => {
+                let (image, lock) = self.open_exclusive(&resolved.file, &device.name, mac)?;
+                let open = Open {
+                    disk: image,
+                    _lock: Some(lock),
+                };
+                (open, None)
+            }
+        };
+        let writer = match resolved.mode {
+            SessionMode::Standard => cache_file.clone(),
+            _ => Some(resolved.file.clone()),
         };
         let info = SessionInfo {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -584,7 +672,7 @@ impl Inner {
             disk: RwLock::new(Some(open)),
             counters: counters.clone(),
             inner: Arc::clone(self),
-            writer: (resolved.mode != SessionMode::Standard).then(|| resolved.file.clone()),
+            writer,
             end: EndSignal::default(),
             info: info.clone(),
         });
@@ -597,11 +685,13 @@ impl Inner {
                 mode: resolved.mode,
                 file: resolved.file,
                 cache: None,
+                cache_file: None,
                 detached_at: None,
             });
             entry.session = Arc::downgrade(&session);
             entry.detached_at = None;
             entry.cache = cache;
+            entry.cache_file = cache_file;
         }
         drop(state);
         tracing::info!(id = info.id, mac = %mac, device = %info.device, boot = boot.number,
@@ -675,7 +765,12 @@ impl Inner {
 
     /// Opens `file` read-write for one session at a time, in this process and any
     /// other (the lock goes with the session's disk).
-    fn open_exclusive(&self, file: &Path, device: &str, mac: Mac) -> Result<Open> {
+    fn open_exclusive(
+        &self,
+        file: &Path,
+        device: &str,
+        mac: Mac,
+    ) -> Result<(Arc<vhd::Image>, FileLock)> {
         if !self.lock().writers.insert(file.to_path_buf()) {
             return Err(Error::new(
                 ErrorKind::Conflict,
@@ -688,15 +783,23 @@ impl Inner {
         }
         let opened = FileLock::exclusive(file, "a session of another process").and_then(|lock| {
             let image = self.bases.options(false).open(file)?;
-            Ok(Open {
-                disk: Arc::new(image),
-                _lock: Some(lock),
-            })
+            Ok((Arc::new(image), lock))
         });
         if opened.is_err() {
             self.lock().writers.remove(file);
         }
         opened
+    }
+
+    /// Creates the durable write cache `file` over the version in `parent`.
+    fn new_disk_cache(&self, file: &Path, parent: &Path) -> Result<()> {
+        let relative = file
+            .strip_prefix(&self.dir)
+            .map_err(|_| Error::new(ErrorKind::Invalid, "a cache outside the store"))?;
+        crate::images::write_new(&self.dir, &relative.to_string_lossy(), |tmp| {
+            crate::images::create_child(tmp, parent)
+        })?;
+        Ok(())
     }
 
     /// The private disk of `mac` for `vdisk`, created over `parent` on first use.

@@ -1,0 +1,84 @@
+//! Durable write caches: a standard-mode boot's writes in a differencing VHD of its own
+//! over the version (`cache/<mac>/<vdisk>.boot<N>.vhd`), so a restart of provisiond,
+//! graceful or not, loses nothing the device saw acknowledged by FLUSH or FUA. The
+//! file is deleted when the device's next boot starts (or its grace period runs out).
+//!
+//! The quota counts the file's size: past it, writes that would allocate new blocks
+//! fail with "no space"; rewrites of blocks the cache already holds go on.
+
+use std::sync::Arc;
+
+use vhd::{Disk, Extent, Image};
+
+/// A cache image with a quota.
+pub(crate) struct DiskCache {
+    image: Arc<Image>,
+    quota: u64,
+}
+
+impl DiskCache {
+    pub(crate) fn new(image: Arc<Image>, quota: u64) -> Self {
+        Self { image, quota }
+    }
+
+    /// Fails with "no space" when the file is at its quota and the write needs a
+    /// block the cache does not hold yet.
+    fn room(&self, offset: u64, len: u64) -> vhd::Result<()> {
+        let used = self
+            .image
+            .storage()
+            .len()
+            .map_err(|source| vhd::Error::Io {
+                context: "write cache size".into(),
+                source,
+            })?;
+        if used < self.quota {
+            return Ok(());
+        }
+        let held = self
+            .image
+            .layers(offset, len)?
+            .iter()
+            .all(|(_, _, layer)| *layer == Some(0));
+        if held {
+            Ok(())
+        } else {
+            Err(vhd::Error::NoSpace(format!(
+                "the write cache holds {used} bytes, its quota is {}",
+                self.quota
+            )))
+        }
+    }
+}
+
+impl Disk for DiskCache {
+    fn size(&self) -> u64 {
+        self.image.size()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> vhd::Result<()> {
+        self.image.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> vhd::Result<()> {
+        self.room(offset, buf.len() as u64)?;
+        self.image.write_at(buf, offset)
+    }
+    fn flush(&self) -> vhd::Result<()> {
+        self.image.flush()
+    }
+    fn is_read_only(&self) -> bool {
+        false
+    }
+    fn allocation(&self, offset: u64, len: u64) -> vhd::Result<Vec<Extent>> {
+        self.image.allocation(offset, len)
+    }
+    fn locate(&self, offset: u64, len: u64) -> vhd::Result<Option<Vec<vhd::Located>>> {
+        self.image.locate(offset, len)
+    }
+    fn write_zeroes(&self, offset: u64, len: u64) -> vhd::Result<()> {
+        self.room(offset, len)?;
+        self.image.write_zeroes(offset, len)
+    }
+    fn trim(&self, offset: u64, len: u64) -> vhd::Result<()> {
+        self.image.trim(offset, len)
+    }
+}
