@@ -287,6 +287,32 @@ fn flushed_rounds(output: &str, offset_of: impl Fn(u64) -> u64, rounds: u64) -> 
         .collect()
 }
 
+/// Starts qemu-io on `url` writing `rounds` chunks (pattern and offset of each from
+/// `round`), each followed by a flush and a read-back, its output in `log`.
+fn writing_client(
+    qemu_io: &Path,
+    url: &str,
+    log: &Path,
+    rounds: u64,
+    round: impl Fn(u64) -> (u64, u64),
+) -> std::process::Child {
+    let mut cmd = Command::new(qemu_io);
+    cmd.args(["-f", "raw"]);
+    for i in 0..rounds {
+        let (p, o) = round(i);
+        cmd.arg("-c").arg(format!("write -P {p} {o} {CHUNK}"));
+        cmd.args(["-c", "flush"]);
+        cmd.arg("-c").arg(format!("read -P {p} {o} {CHUNK}"));
+    }
+    let log_file = File::create(log).unwrap();
+    cmd.arg(url)
+        .stdin(Stdio::null())
+        .stderr(log_file.try_clone().unwrap())
+        .stdout(log_file)
+        .spawn()
+        .unwrap()
+}
+
 /// Bytes per write of the in-flight test.
 const CHUNK: u64 = 64 << 10;
 
@@ -308,22 +334,8 @@ fn private_writes_in_flight_survive_a_killed_server() {
         let size_before = std::fs::metadata(&private).map_or(0, |m| m.len());
         // A client writing continuously, each write followed by a flush and a read-back.
         let log = dir.path().join(format!("client-{attempt}.log"));
-        let mut cmd = Command::new(&qemu_io);
-        cmd.args(["-f", "raw"]);
-        for i in 0..ROUNDS {
-            let (p, o) = (pattern(i), offset_of(i));
-            cmd.arg("-c").arg(format!("write -P {p} {o} {CHUNK}"));
-            cmd.args(["-c", "flush"]);
-            cmd.arg("-c").arg(format!("read -P {p} {o} {CHUNK}"));
-        }
-        let log_file = File::create(&log).unwrap();
-        let mut client = cmd
-            .arg(&url)
-            .stdin(Stdio::null())
-            .stderr(log_file.try_clone().unwrap())
-            .stdout(log_file)
-            .spawn()
-            .unwrap();
+        let mut client =
+            writing_client(&qemu_io, &url, &log, ROUNDS, |i| (pattern(i), offset_of(i)));
         // Kill the server once the private disk has grown by 8 MiB: mid-stream.
         let started = Instant::now();
         while std::fs::metadata(&private).map_or(0, |m| m.len()) < size_before + (8 << 20)
@@ -445,22 +457,9 @@ fn flushed_standard_mode_writes_survive_killed_servers() {
     let mut flushed_in: Vec<Vec<u64>> = Vec::new();
     for trial in 0..KILL_TRIALS {
         let log = dir.path().join(format!("client-{trial}.log"));
-        let mut cmd = Command::new(&qemu_io);
-        cmd.args(["-f", "raw"]);
-        for i in 0..ROUNDS {
-            let (p, o) = (pattern(trial, i), offset_of(trial)(i));
-            cmd.arg("-c").arg(format!("write -P {p} {o} {CHUNK}"));
-            cmd.args(["-c", "flush"]);
-            cmd.arg("-c").arg(format!("read -P {p} {o} {CHUNK}"));
-        }
-        let log_file = File::create(&log).unwrap();
-        let mut client = cmd
-            .arg(&url)
-            .stdin(Stdio::null())
-            .stderr(log_file.try_clone().unwrap())
-            .stdout(log_file)
-            .spawn()
-            .unwrap();
+        let mut client = writing_client(&qemu_io, &url, &log, ROUNDS, |i| {
+            (pattern(trial, i), offset_of(trial)(i))
+        });
         // A random moment in the client's first 300 ms.
         rng ^= rng << 13;
         rng ^= rng >> 7;
