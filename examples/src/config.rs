@@ -30,6 +30,38 @@ pub struct Config {
     pub api: Api,
     /// Logging.
     pub log: Log,
+    /// Bounds on adding unknown devices automatically.
+    pub auto_add: AutoAdd,
+}
+
+/// `[auto_add]`: how fast and how far auto-add collections grow.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutoAdd {
+    /// Devices added automatically in any one minute.
+    pub per_minute: u32,
+    /// Devices an auto-add collection may hold.
+    pub max_devices: u32,
+}
+
+impl Default for AutoAdd {
+    fn default() -> Self {
+        let limits = provision_core::AutoAddLimits::default();
+        Self {
+            per_minute: limits.per_minute,
+            max_devices: limits.max_devices,
+        }
+    }
+}
+
+impl AutoAdd {
+    /// The store's limits.
+    pub fn limits(&self) -> provision_core::AutoAddLimits {
+        provision_core::AutoAddLimits {
+            per_minute: self.per_minute,
+            max_devices: self.max_devices,
+        }
+    }
 }
 
 /// `[nbd]`: the block service devices and hypervisors read vDisks from.
@@ -202,6 +234,7 @@ impl Default for Config {
             boot: Boot::default(),
             api: Api::default(),
             log: Log::default(),
+            auto_add: AutoAdd::default(),
         }
     }
 }

@@ -57,4 +57,4 @@ pub use session::{
 };
 pub use store::collections::CollectionSettings;
 pub use store::devices::{DeviceUpdate, PERSONALITY_LIMIT};
-pub use store::{DATABASE_FILE, Store};
+pub use store::{AutoAddLimits, DATABASE_FILE, Store};

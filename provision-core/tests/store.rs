@@ -292,3 +292,55 @@ fn the_store_survives_reopening() {
     assert_eq!(store.versions("lab").unwrap().len(), 2);
     assert_eq!(store.audit_log(10).unwrap().len(), 4);
 }
+
+#[test]
+fn auto_add_is_bounded_in_rate_and_size() {
+    use provision_core::{AutoAddLimits, CollectionSettings, ErrorKind, Mac};
+    let store = provision_core::Store::in_memory()
+        .unwrap()
+        .with_auto_add_limits(AutoAddLimits {
+            per_minute: 3,
+            max_devices: 5,
+        });
+    store
+        .add_collection(
+            "lobby",
+            &CollectionSettings {
+                auto_add: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mac = |n: u8| Mac([2, 0, 0, 0, 0, n]);
+    // A flood of made-up MACs: three are added, then the minute's limit refuses.
+    for n in 1..=3 {
+        store.device_for_boot(mac(n)).unwrap();
+    }
+    let refused = store.device_for_boot(mac(4)).unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Refused);
+    assert!(refused.to_string().contains("last minute"), "{refused}");
+    // Known devices still boot.
+    store.device_for_boot(mac(1)).unwrap();
+
+    // The collection's size limit, whatever the rate.
+    let roomy = provision_core::Store::in_memory()
+        .unwrap()
+        .with_auto_add_limits(AutoAddLimits {
+            per_minute: 100,
+            max_devices: 2,
+        });
+    roomy
+        .add_collection(
+            "lobby",
+            &CollectionSettings {
+                auto_add: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    roomy.device_for_boot(mac(1)).unwrap();
+    roomy.device_for_boot(mac(2)).unwrap();
+    let full = roomy.device_for_boot(mac(3)).unwrap_err();
+    assert!(full.to_string().contains("holds 2 devices"), "{full}");
+    assert_eq!(roomy.devices().unwrap().len(), 2);
+}

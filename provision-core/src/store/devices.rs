@@ -210,13 +210,50 @@ impl Store {
             };
         }
         let name = format!("auto-{}", key.replace(':', ""));
-        self.change("device.auto_add", &name, &format!("mac {mac}"), |tx| {
+        let now = std::time::Instant::now();
+        let mut recent = self
+            .recent_auto_adds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        while recent
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= std::time::Duration::from_secs(60))
+        {
+            recent.pop_front();
+        }
+        if recent.len() >= self.auto_add.per_minute as usize {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "unknown device {mac} refused for now: {} devices were added automatically \
+                     in the last minute, the limit",
+                    recent.len()
+                ),
+            ));
+        }
+        let max_devices = self.auto_add.max_devices;
+        let device = self.change("device.auto_add", &name, &format!("mac {mac}"), |tx| {
             let Some(collection) = auto_add_collection(tx)? else {
                 return Err(Error::new(
                     ErrorKind::Refused,
                     format!("unknown device {mac} refused: no collection has auto-add on"),
                 ));
             };
+            let members: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM devices WHERE collection_id = ?1",
+                [collection.id],
+                |r| r.get(0),
+            )?;
+            if members >= i64::from(max_devices) {
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "unknown device {mac} refused: auto-add collection `{}` holds {members} \
+                         devices, the limit",
+                        collection.name
+                    ),
+                ));
+            }
             let device = insert_device(tx, mac, &name, Some(&collection.name), collection.default_device_type)?;
             if let Some(vdisk) = &collection.default_vdisk {
                 let vd = vdisk_in(tx, vdisk)?;
@@ -226,7 +263,9 @@ impl Store {
                 )?;
             }
             Ok(device)
-        })
+        })?;
+        recent.push_back(now);
+        Ok(device)
     }
 
     /// Assigns a vDisk to a device at `position` (0 makes it the default; `None`

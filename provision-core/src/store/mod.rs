@@ -33,6 +33,29 @@ pub struct Store {
     db: Mutex<Connection>,
     dir: Option<PathBuf>,
     actor: String,
+    auto_add: AutoAddLimits,
+    /// When the auto-adds of the last minute happened.
+    recent_auto_adds: Mutex<std::collections::VecDeque<std::time::Instant>>,
+}
+
+/// Bounds on adding unknown devices automatically, so a flood of made-up MACs on the
+/// boot network cannot fill the store (and the disk, with their private disks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoAddLimits {
+    /// Devices added in any one minute, across collections.
+    pub per_minute: u32,
+    /// Devices an auto-add collection may hold; past it unknown devices are refused.
+    pub max_devices: u32,
+}
+
+impl Default for AutoAddLimits {
+    /// 60 a minute, 1000 devices per collection.
+    fn default() -> Self {
+        Self {
+            per_minute: 60,
+            max_devices: 1000,
+        }
+    }
 }
 
 impl Store {
@@ -67,12 +90,20 @@ impl Store {
             db: Mutex::new(conn),
             dir,
             actor: "system".to_owned(),
+            auto_add: AutoAddLimits::default(),
+            recent_auto_adds: Mutex::default(),
         })
     }
 
     /// The same store, recording `actor` as the author of changes in the audit log.
     pub fn with_actor(mut self, actor: &str) -> Self {
         actor.clone_into(&mut self.actor);
+        self
+    }
+
+    /// The same store, adding unknown devices within `limits`.
+    pub fn with_auto_add_limits(mut self, limits: AutoAddLimits) -> Self {
+        self.auto_add = limits;
         self
     }
 

@@ -134,7 +134,8 @@ fn fail(message: &str) -> ExitCode {
 async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
     let store = Store::open(&config.store)
         .map_err(|e| format!("cannot open the store {}: {e}", config.store.display()))?
-        .with_actor("provisiond");
+        .with_actor("provisiond")
+        .with_auto_add_limits(config.auto_add.limits());
     for file in leftover_files(&store).map_err(|e| e.to_string())? {
         tracing::warn!(
             file,
