@@ -296,21 +296,22 @@ fn the_store_survives_reopening() {
 #[test]
 fn auto_add_is_bounded_in_rate_and_size() {
     use provision_core::{AutoAddLimits, CollectionSettings, ErrorKind, Mac};
-    let store = provision_core::Store::in_memory()
-        .unwrap()
-        .with_auto_add_limits(AutoAddLimits {
-            per_minute: 3,
-            max_devices: 5,
-        });
-    store
-        .add_collection(
-            "lobby",
-            &CollectionSettings {
-                auto_add: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    // A store whose collection `lobby` takes unknown devices in, within these limits.
+    let lobby = |per_minute, max_devices| {
+        let store = provision_core::Store::in_memory()
+            .unwrap()
+            .with_auto_add_limits(AutoAddLimits {
+                per_minute,
+                max_devices,
+            });
+        let settings = CollectionSettings {
+            auto_add: true,
+            ..Default::default()
+        };
+        store.add_collection("lobby", &settings).unwrap();
+        store
+    };
+    let store = lobby(3, 5);
     let mac = |n: u8| Mac([2, 0, 0, 0, 0, n]);
     // A flood of made-up MACs: three are added, then the minute's limit refuses.
     for n in 1..=3 {
@@ -323,21 +324,7 @@ fn auto_add_is_bounded_in_rate_and_size() {
     store.device_for_boot(mac(1)).unwrap();
 
     // The collection's size limit, whatever the rate.
-    let roomy = provision_core::Store::in_memory()
-        .unwrap()
-        .with_auto_add_limits(AutoAddLimits {
-            per_minute: 100,
-            max_devices: 2,
-        });
-    roomy
-        .add_collection(
-            "lobby",
-            &CollectionSettings {
-                auto_add: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let roomy = lobby(100, 2);
     roomy.device_for_boot(mac(1)).unwrap();
     roomy.device_for_boot(mac(2)).unwrap();
     let full = roomy.device_for_boot(mac(3)).unwrap_err();
