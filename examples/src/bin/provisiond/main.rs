@@ -34,10 +34,13 @@ use crate::metrics::{Counted, TftpCounters};
 /// read-only version plus the device's own write cache, dropped at its next boot; in
 /// private mode a persistent disk of its own.
 ///
-/// NBD export names are `<mac>/<vdisk>`, or `<mac>` for the device's default vDisk.
-/// Over TFTP, `provision/<mac>.ipxe` is the device's iPXE script (a menu when several
-/// vDisks are assigned) and `provision/<mac>.personality` its personality; other paths
-/// come from the TFTP folder.
+/// NBD export names are `<mac>/<vdisk>/<token>`: the token of the device's current boot
+/// (its iPXE script writes the name on the kernel command line), or its attach secret
+/// for hypervisors (`provision device attach-secret`). A new boot of a device ends the
+/// sessions of its last one. Over TFTP, `provision/<mac>.ipxe` is the device's iPXE
+/// script (a menu when several vDisks are assigned) and
+/// `provision/<mac>/<token>.personality` its personality; other paths come from the TFTP
+/// folder.
 ///
 /// With `[dhcp]` enabled it answers PXE clients itself, beside the site's DHCP server
 /// (ProxyDHCP on ports 67 and 4011): firmware of a known device gets iPXE, iPXE gets the
