@@ -446,3 +446,39 @@ fn after_a_restart_a_cache_is_there_or_the_reconnect_is_refused() {
         }
     }
 }
+
+#[test]
+fn auto_added_devices_write_private_disks_within_the_quota() {
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let dir = tempfile::tempdir().unwrap();
+    let store = lab_store(dir.path(), &qemu_img);
+    store
+        .add_collection(
+            "lobby",
+            &provision_core::CollectionSettings {
+                auto_add: true,
+                default_vdisk: Some("lab".into()),
+                default_mode: Mode::Private,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let stranger = mac(7);
+    store.device_for_boot(stranger).unwrap();
+    let settings = SessionSettings {
+        cache_quota_bytes: 3 << 20,
+        ..Default::default()
+    };
+    let sessions = Sessions::new(store, settings).unwrap();
+    let disk = open(&sessions, stranger, "lab").unwrap();
+    assert_eq!(disk.info().mode, SessionMode::Private);
+    // 2 MiB blocks: the first two fit under 3 MiB of file, the third does not.
+    let chunk = vec![0x77; 4096];
+    disk.write_at(&chunk, 0).unwrap();
+    disk.write_at(&chunk, 2 << 20).unwrap();
+    let full = disk.write_at(&chunk, 4 << 20).unwrap_err();
+    assert_eq!(full.kind(), vhd::ErrorKind::NoSpace, "{full}");
+    // What it holds it may rewrite.
+    disk.write_at(&[0x78; 4096], 0).unwrap();
+    assert_eq!(read(&disk, 0, 2), [0x78; 2]);
+}

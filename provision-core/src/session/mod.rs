@@ -25,7 +25,7 @@
 
 mod bases;
 mod disk;
-mod disk_cache;
+mod quota;
 mod stats;
 
 use std::collections::{HashMap, HashSet};
@@ -47,7 +47,7 @@ use crate::resolve::resolve_version;
 use crate::store::Store;
 use bases::Bases;
 pub use disk::Session;
-use disk_cache::DiskCache;
+use quota::Quota;
 use stats::Counters;
 pub use stats::SessionStats;
 
@@ -62,11 +62,12 @@ pub struct SessionSettings {
     /// Bytes of each device's write cache kept in RAM before spilling to a file.
     pub cache_ram_bytes: u64,
     /// Most bytes one device's write cache may hold; past it writes fail with no space.
+    /// The private disks of devices in the auto-add collection are held to it too.
     pub cache_quota_bytes: u64,
     /// How long a write cache waits for its device to reconnect.
     pub grace: Duration,
     /// Keep write caches on disk (a differencing VHD per boot in the store's `cache`
-    /// folder, see `disk_cache.rs`) so they survive restarts of this process; `false`
+    /// folder, see `quota.rs`) so they survive restarts of this process; `false`
     /// keeps them in RAM (spilling to a file), faster but lost at a restart, after which
     /// the device's reconnect is refused and it must boot again. `cache_ram_bytes`
     /// applies to RAM caches only.
@@ -616,7 +617,7 @@ impl Inner {
                 let (image, lock) = self.open_exclusive(file, &device.name, mac)?;
                 let quota = self.settings.cache_quota_bytes;
                 let open = Open {
-                    disk: Arc::new(DiskCache::new(image, quota)),
+                    disk: Arc::new(Quota::new(image, quota)),
                     _lock: Some(lock),
                 };
                 (open, None)
@@ -644,8 +645,15 @@ impl Inner {
             }
             _ => {
                 let (image, lock) = self.open_exclusive(&resolved.file, &device.name, mac)?;
+                // Devices let in by auto-add write private disks within the cache quota.
+                let disk: Arc<dyn Disk> =
+                    if resolved.mode == SessionMode::Private && self.auto_added(device)? {
+                        Arc::new(Quota::new(image, self.settings.cache_quota_bytes))
+                    } else {
+                        image
+                    };
                 let open = Open {
-                    disk: image,
+                    disk,
                     _lock: Some(lock),
                 };
                 (open, None)
@@ -789,6 +797,14 @@ impl Inner {
             self.lock().writers.remove(file);
         }
         opened
+    }
+
+    /// True when `device` belongs to the collection that adds unknown devices.
+    fn auto_added(&self, device: &Device) -> Result<bool> {
+        match &device.collection {
+            Some(name) => Ok(self.store.collection(name)?.auto_add),
+            None => Ok(false),
+        }
     }
 
     /// Creates the durable write cache `file` over the version in `parent`.

@@ -1,22 +1,22 @@
-//! Durable write caches: a standard-mode boot's writes in a differencing VHD of its own
-//! over the version (`cache/<mac>/<vdisk>.boot<N>.vhd`), so a restart of provisiond,
-//! graceful or not, loses nothing the device saw acknowledged by FLUSH or FUA. The
-//! file is deleted when the device's next boot starts (or its grace period runs out).
+//! A quota on an image a session writes: a durable write cache (a standard-mode boot's
+//! differencing VHD, `cache/<mac>/<vdisk>.boot<N>.vhd`) or the private disk of a device
+//! that was let in by auto-add.
 //!
 //! The quota counts the file's size: past it, writes that would allocate new blocks
-//! fail with "no space"; rewrites of blocks the cache already holds go on.
+//! fail with "no space" (the device sees a full disk, never a hang); rewrites of blocks
+//! the image already holds go on.
 
 use std::sync::Arc;
 
 use vhd::{Disk, Extent, Image};
 
-/// A cache image with a quota.
-pub(crate) struct DiskCache {
+/// An image with a quota.
+pub(crate) struct Quota {
     image: Arc<Image>,
     quota: u64,
 }
 
-impl DiskCache {
+impl Quota {
     pub(crate) fn new(image: Arc<Image>, quota: u64) -> Self {
         Self { image, quota }
     }
@@ -44,14 +44,14 @@ impl DiskCache {
             Ok(())
         } else {
             Err(vhd::Error::NoSpace(format!(
-                "the write cache holds {used} bytes, its quota is {}",
+                "the image holds {used} bytes, its quota is {}",
                 self.quota
             )))
         }
     }
 }
 
-impl Disk for DiskCache {
+impl Disk for Quota {
     fn size(&self) -> u64 {
         self.image.size()
     }
