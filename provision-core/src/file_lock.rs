@@ -6,10 +6,14 @@
 
 use std::fs::File;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use rustix::fs::{FlockOperation, flock};
 
 use crate::error::{Error, ErrorKind, Result};
+
+/// How long a lock is tried again before it counts as held by someone else.
+const FORK_WINDOW: Duration = Duration::from_millis(250);
 
 /// An exclusive `flock(2)` on a file, held until dropped.
 #[derive(Debug)]
@@ -23,7 +27,16 @@ impl FileLock {
             path: path.display().to_string(),
             source,
         })?;
-        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        // A lock is held by an open file description, which a process that forks
+        // shares with its child until the child's exec closes it: a lock just let go
+        // may still be held for that long. A real holder holds on far longer.
+        let started = Instant::now();
+        let mut result = flock(&file, FlockOperation::NonBlockingLockExclusive);
+        while result == Err(rustix::io::Errno::WOULDBLOCK) && started.elapsed() < FORK_WINDOW {
+            std::thread::sleep(Duration::from_millis(5));
+            result = flock(&file, FlockOperation::NonBlockingLockExclusive);
+        }
+        match result {
             Ok(()) => Ok(Self(file)),
             Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::new(
                 ErrorKind::Conflict,
