@@ -211,8 +211,16 @@ pub struct SessionExports {
     sessions: Sessions,
 }
 
-/// The parts of an export name, or why it is not one.
-fn parse_name(name: &str) -> Result<(Mac, &str, Token), String> {
+/// The parts of an export name (`<mac>/<vdisk>/<token>`), or why it is not one.
+///
+/// ```
+/// use provision_core::adapters::nbd::parse_export_name;
+/// let (mac, vdisk, _) =
+///     parse_export_name("52:54:00:00:00:01/lab/00112233445566778899aabbccddeeff").unwrap();
+/// assert_eq!((mac.to_string().as_str(), vdisk), ("52:54:00:00:00:01", "lab"));
+/// assert!(parse_export_name("52:54:00:00:00:01/lab").is_err());
+/// ```
+pub fn parse_export_name(name: &str) -> Result<(Mac, &str, Token), String> {
     let mut parts = name.split('/');
     let (Some(mac), Some(vdisk), Some(token), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -230,6 +238,22 @@ fn parse_name(name: &str) -> Result<(Mac, &str, Token), String> {
     Ok((mac, vdisk, token))
 }
 
+/// What the `export_name` fuzz target and its corpus replay check: parsing `name`
+/// never panics, and what it accepts is exactly `<mac>/<vdisk>/<token>` again.
+///
+/// # Panics
+///
+/// When the parser accepts a name its parts do not rebuild.
+#[doc(hidden)]
+pub fn check_export_name(name: &str) {
+    if let Ok((mac, vdisk, token)) = parse_export_name(name) {
+        let again = format!("{mac}/{vdisk}/{token}");
+        let (mac2, vdisk2, token2) = parse_export_name(&again).expect("a rebuilt name parses");
+        assert!(mac2 == mac && vdisk2 == vdisk && token2 == token);
+        assert!(!vdisk.contains('/'));
+    }
+}
+
 impl SessionExports {
     /// A provider over `sessions`.
     pub fn new(sessions: Sessions) -> Self {
@@ -238,7 +262,7 @@ impl SessionExports {
 
     /// The session for an export name, shared with the boot's other connections.
     pub fn session(&self, name: &str) -> Result<Arc<Session>, Refusal> {
-        let (mac, vdisk, token) = parse_name(name).map_err(|why| {
+        let (mac, vdisk, token) = parse_export_name(name).map_err(|why| {
             tracing::warn!(export = name, "NBD export refused: {why}");
             Refusal::Policy(why)
         })?;
