@@ -350,16 +350,10 @@ impl Config {
                     .map_err(|e| format!("{}: {e}", path.display()))?;
             }
         }
-        if config.api.enabled
-            && !config.api.listen.ip().is_loopback()
-            && config.api.token.is_empty()
-        {
-            return Err(format!(
-                "{}: api.listen {} is not loopback, so api.token must be set",
-                path.display(),
-                config.api.listen
-            ));
-        }
+        config
+            .api
+            .check()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         if !matches!(config.log.format.as_str(), "text" | "json") {
             return Err(format!(
                 "{}: log.format must be \"text\" or \"json\"",
@@ -388,6 +382,20 @@ impl Config {
                 }
             },
         })
+    }
+}
+
+impl Api {
+    /// The one rule of the API's exposure, whatever set the address (the config file or
+    /// `--api-listen`): off loopback, a token is required.
+    pub fn check(&self) -> Result<(), String> {
+        if self.enabled && !self.listen.ip().is_loopback() && self.token.is_empty() {
+            return Err(format!(
+                "api.listen {} is not loopback, so api.token must be set",
+                self.listen
+            ));
+        }
+        Ok(())
     }
 }
 

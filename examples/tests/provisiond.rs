@@ -410,3 +410,47 @@ fn the_sample_config_loads_and_names_every_setting() {
         );
     }
 }
+
+#[test]
+fn the_api_rule_holds_for_flags_and_the_store_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("provisiond.toml");
+    let port = testkit::free_tcp_port();
+    std::fs::write(
+        &config,
+        format!("store = \"store\"\n[nbd]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    // An API off loopback without a token is refused from the command line too.
+    let out = testkit::run_output(
+        Command::new(PROVISIOND)
+            .arg("--config")
+            .arg(&config)
+            .args(["--api-listen", "0.0.0.0:0"]),
+        testkit::DEFAULT_TIMEOUT,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("api.token must be set"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // What provisiond creates is readable by the service only.
+    let server = ChildGuard::spawn(Command::new(PROVISIOND).arg("--config").arg(&config));
+    testkit::wait_for_tcp(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        Duration::from_secs(20),
+    );
+    let store = dir.path().join("store");
+    for (path, mode) in [
+        (store.clone(), 0o700),
+        (store.join("provision.db"), 0o600),
+        (store.join("cache"), 0o700),
+    ] {
+        let actual = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(actual, mode, "{} is {actual:o}", path.display());
+    }
+    drop(server);
+}

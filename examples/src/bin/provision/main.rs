@@ -68,6 +68,8 @@ enum Target {
 fn main() -> ExitCode {
     let args = Args::parse();
     provision_examples::init_logging_at(false, "warn");
+    // Files made in a store (the database, imported vDisks) are the service's alone.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let actor = args
         .actor
         .clone()

@@ -98,9 +98,16 @@ fn main() -> ExitCode {
     }
     if let Some(listen) = args.api_listen {
         config.api.listen = listen;
+        if let Err(e) = config.api.check() {
+            return fail(&format!("--api-listen: {e}"));
+        }
     }
+    // What provisiond writes (the database, vDisks, private disks, caches, leases) is
+    // for the service alone: 0600 files, 0700 folders.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let json = args.log_format.as_deref().unwrap_or(&config.log.format) == "json";
     provision_examples::init_logging(json);
+    warn_if_token_readable(&config_path, &config);
     raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -112,6 +119,23 @@ fn main() -> ExitCode {
     match runtime.block_on(run(config, args.demo)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
+    }
+}
+
+/// A config file that holds the API token should be readable by the service only.
+fn warn_if_token_readable(path: &std::path::Path, config: &Config) {
+    use std::os::unix::fs::PermissionsExt;
+    if config.api.token.is_empty() {
+        return;
+    }
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "the config file holds the API token and others can read it: chmod 600 it"
+        );
     }
 }
 
