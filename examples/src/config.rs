@@ -203,6 +203,9 @@ pub struct Api {
     pub listen: SocketAddr,
     /// Bearer token every request must carry; required when `listen` is not loopback.
     pub token: String,
+    /// The only folder `vdisk import` through the API reads images from (relative to
+    /// the config file; symlinks out of it are refused).
+    pub import_folder: PathBuf,
 }
 
 impl Default for Api {
@@ -211,6 +214,7 @@ impl Default for Api {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 10810)),
             token: String::new(),
+            import_folder: PathBuf::from("imports"),
         }
     }
 }
@@ -336,6 +340,9 @@ impl Config {
         }
         if config.tftp.root.is_relative() {
             config.tftp.root = dir.join(&config.tftp.root);
+        }
+        if config.api.import_folder.is_relative() {
+            config.api.import_folder = dir.join(&config.api.import_folder);
         }
         config.session_settings()?;
         if config.dhcp.enabled {

@@ -454,3 +454,70 @@ fn the_api_rule_holds_for_flags_and_the_store_is_private() {
     }
     drop(server);
 }
+
+#[test]
+fn api_imports_come_from_the_import_folder_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = testkit::free_tcp_port();
+    let api_port = testkit::free_tcp_port();
+    let config = dir.path().join("provisiond.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "store = \"store\"\n[nbd]\nlisten = \"127.0.0.1:{port}\"\n\
+             [api]\nlisten = \"127.0.0.1:{api_port}\"\nimport_folder = \"imports\"\n"
+        ),
+    )
+    .unwrap();
+    let imports = dir.path().join("imports");
+    std::fs::create_dir_all(&imports).unwrap();
+    std::fs::write(imports.join("disk.raw"), vec![0x42u8; 1 << 20]).unwrap();
+    std::fs::write(dir.path().join("secret.raw"), vec![0x53u8; 1 << 20]).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("secret.raw"), imports.join("link.raw")).unwrap();
+    let _server = ChildGuard::spawn(Command::new(PROVISIOND).arg("--config").arg(&config));
+    testkit::wait_for_tcp(
+        format!("127.0.0.1:{api_port}").parse().unwrap(),
+        Duration::from_secs(20),
+    );
+    let import = |name: &str, file: &str| {
+        testkit::run_output(
+            Command::new(PROVISION)
+                .arg("--config")
+                .arg(&config)
+                .args(["vdisk", "import", name, file]),
+            testkit::DEFAULT_TIMEOUT,
+        )
+    };
+    let secret = dir.path().join("secret.raw");
+    for (name, file) in [
+        ("abs", "/etc/passwd"),
+        ("outside", secret.to_str().unwrap()),
+        ("dots", "../secret.raw"),
+        ("link", "link.raw"),
+        ("folder", "."),
+    ] {
+        let out = import(name, file);
+        assert_eq!(
+            out.status.code(),
+            Some(5),
+            "importing {file} through the API: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("import folder"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = import("good", "disk.raw");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = ok(&dir.path().join("store"), &["vdisk", "list"]);
+    assert!(
+        list.contains("good") && !list.contains("abs") && !list.contains("link"),
+        "{list}"
+    );
+}

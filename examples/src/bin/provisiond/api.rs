@@ -20,13 +20,13 @@
 //! `{"error": "..."}`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use provision_core::{BootCause, Error, Mac, Sessions, Store};
-use provision_examples::admin::{self, Command, Line, Out, SessionsCommand};
+use provision_examples::admin::{self, Command, Line, Out, SessionsCommand, VdiskCommand};
 use provision_examples::http::{self, MAX_BODY, MAX_HEAD, Request};
 use pxe::driver::DriverStats;
 use serde_json::{Value, json};
@@ -45,6 +45,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Api {
     /// The store folder; each command opens it with the caller as the audit actor.
     pub store_dir: PathBuf,
+    /// The only folder `vdisk import` reads images from.
+    pub import_folder: PathBuf,
     pub sessions: Sessions,
     /// Required bearer token, if any.
     pub token: Option<String>,
@@ -301,11 +303,49 @@ fn execute(
                 "write_caches_dropped": new.caches_dropped,
             })))
         }
+        Command::Vdisk(VdiskCommand::Import {
+            name,
+            file,
+            description,
+        }) => {
+            let file = confine(&api.import_folder, &file).map_err(|why| (5, why))?;
+            let command = Command::Vdisk(VdiskCommand::Import {
+                name,
+                file,
+                description,
+            });
+            admin::run(&store()?, command, json_out, progress, &|_| false).map_err(fail)
+        }
         command => {
             let in_use = |file: &str| api.sessions.file_in_use(file);
             admin::run(&store()?, command, json_out, progress, &in_use).map_err(fail)
         }
     }
+}
+
+/// The image `file` names inside `folder` (a relative name is taken from there): the
+/// API reads no file outside it, whatever the spelling (`..`, absolute paths, symlinks).
+fn confine(folder: &Path, file: &Path) -> Result<PathBuf, String> {
+    let root = folder.canonicalize().map_err(|e| {
+        format!(
+            "imports through the API come from the import folder {}, which cannot be used: {e}",
+            folder.display()
+        )
+    })?;
+    let candidate = root.join(file);
+    let outside = || {
+        format!(
+            "{} is not in the import folder {}: put the image there (symlinks out of it do \
+             not count)",
+            file.display(),
+            root.display()
+        )
+    };
+    let real = candidate.canonicalize().map_err(|_| outside())?;
+    if !real.starts_with(&root) || real == root {
+        return Err(outside());
+    }
+    Ok(real)
 }
 
 fn status(api: &Api) -> Value {

@@ -217,6 +217,7 @@ async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
     let (api, api_addr) = if config.api.enabled {
         let api = api::Api {
             store_dir: config.store.clone(),
+            import_folder: config.api.import_folder.clone(),
             sessions: sessions.clone(),
             token: (!config.api.token.is_empty()).then(|| config.api.token.clone()),
             started,
