@@ -160,7 +160,6 @@ fn run(cmd: Command) -> Res<ExitCode> {
             to,
             block_size,
         } => {
-            let src = vhd::open_disk(&input, true)?;
             let target = match to {
                 ConvertTo::Raw => Target::Raw,
                 ConvertTo::Fixed => Target::Fixed,
@@ -169,7 +168,7 @@ fn run(cmd: Command) -> Res<ExitCode> {
                 },
             };
             let mut bar = Bar::new("convert");
-            let n = vhd::convert(src.as_ref(), &output, target, &mut |d, t| bar.set(d, t))?;
+            let n = vhd::convert_file(&input, &output, target, &mut |d, t| bar.set(d, t))?;
             bar.finish();
             println!(
                 "converted {} -> {} ({n} bytes of data)",
