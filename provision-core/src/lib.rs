@@ -54,4 +54,5 @@ pub use session::{
 };
 pub use store::collections::CollectionSettings;
 pub use store::devices::{DeviceUpdate, PERSONALITY_LIMIT};
+pub use store::names::{MAX_NAME_LEN, NameOf, check_name};
 pub use store::{DATABASE_FILE, Store};

@@ -6,6 +6,7 @@
 
 pub(crate) mod collections;
 pub(crate) mod devices;
+pub(crate) mod names;
 mod schema;
 mod vdisks;
 
