@@ -79,6 +79,35 @@ impl fmt::Display for SizeError {
 
 impl std::error::Error for SizeError {}
 
+/// `print!` for the binaries' results, without the panic on a closed stdout: see
+/// [`output::write_stdout`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(::std::format_args!($($arg)*))
+    };
+}
+
+/// `println!` for the binaries' results, without the panic on a closed stdout: see
+/// [`output::write_stdout`].
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::output::write_stdout(::std::format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(::std::format_args!("{}\n", ::std::format_args!($($arg)*)))
+    };
+}
+
+/// `eprintln!` that loses the message instead of panicking when stderr is closed.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::output::write_stderr(::std::format_args!("{}\n", ::std::format_args!($($arg)*)))
+    };
+}
+
 /// Installs the log subscriber every binary uses: human-readable on a terminal,
 /// JSON lines with `--log-format json`; the level comes from `RUST_LOG`
 /// (default `info`).

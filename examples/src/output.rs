@@ -1,7 +1,40 @@
 //! How the binaries show results: aligned tables for people, progress bars on
-//! terminals only.
+//! terminals only, and writes to stdout and stderr that never panic.
 
-use std::io::IsTerminal;
+use std::fmt;
+use std::io::{IsTerminal, Write};
+
+/// The exit status of a process that was writing to a pipe whose reader went away:
+/// the status a shell reports for a C tool killed by SIGPIPE (128 + 13).
+pub const BROKEN_PIPE_STATUS: i32 = 141;
+
+/// Writes to stdout, for the binaries' [`out!`](crate::out) and
+/// [`outln!`](crate::outln) (use them, never `print!`/`println!`, which panic when
+/// stdout is a closed pipe). When the reader has gone (`vhd info big.vhd | head`:
+/// EPIPE) the process ends at once and quietly, with [`BROKEN_PIPE_STATUS`], as
+/// `cat` would; any other write error (a full disk behind `>`) ends it with a message
+/// on stderr and status 1.
+///
+/// Not done instead by restoring SIGPIPE's default action at start-up: the servers
+/// (provisiond, nbd-serve) write to sockets with `writev`, which raises SIGPIPE when
+/// a client has gone, and the default action would kill the whole server.
+pub fn write_stdout(args: fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) else {
+        return;
+    };
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(BROKEN_PIPE_STATUS);
+    }
+    write_stderr(format_args!("error writing to stdout: {e}\n"));
+    std::process::exit(1);
+}
+
+/// Writes to stderr, for [`errln!`](crate::errln): a closed or broken stderr loses
+/// the message instead of panicking (`eprintln!` would).
+pub fn write_stderr(args: fmt::Arguments<'_>) {
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
 
 /// Prints `rows` under `headers` as left-aligned columns separated by two spaces.
 ///

@@ -267,3 +267,70 @@ fn no_progress_bar_when_stderr_is_not_a_terminal() {
         "no bar drawn: {err}"
     );
 }
+
+/// Runs `args`, expects exit 1 with an error naming the overwrite, and checks `file`
+/// is untouched.
+fn refused_overwrite(args: &[&str], d: &Path, file: &str) {
+    let before = std::fs::read(d.join(file)).unwrap();
+    let out = run_any(args, d);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(
+        stderr.contains("is the same file as") && stderr.contains("would overwrite"),
+        "{args:?}: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(std::fs::read(d.join(file)).unwrap(), before, "{args:?}");
+}
+
+#[test]
+fn convert_refuses_an_output_that_is_the_input_or_its_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    sample_raw(&d.join("in.raw"), 4 << 20);
+    std::fs::hard_link(d.join("in.raw"), d.join("hard.raw")).unwrap();
+    std::os::unix::fs::symlink("in.raw", d.join("soft.raw")).unwrap();
+    std::fs::create_dir(d.join("sub")).unwrap();
+    for out in ["in.raw", "hard.raw", "soft.raw", "./sub/../in.raw"] {
+        for to in ["raw", "fixed", "dynamic"] {
+            refused_overwrite(&["convert", "in.raw", out, "--to", to], d, "in.raw");
+        }
+    }
+    // Through the symlink as the input too.
+    refused_overwrite(
+        &["convert", "soft.raw", "hard.raw", "--to", "raw"],
+        d,
+        "in.raw",
+    );
+
+    // A differencing image's parent is read too.
+    run_ok(&["convert", "in.raw", "base.vhd", "--to", "dynamic"], d);
+    run_ok(&["create", "child.vhd", "--parent", "base.vhd"], d);
+    for out in ["base.vhd", "child.vhd"] {
+        refused_overwrite(&["convert", "child.vhd", out, "--to", "fixed"], d, out);
+    }
+    // Any other output is fine.
+    run_ok(&["convert", "child.vhd", "out.raw", "--to", "raw"], d);
+    assert_eq!(
+        std::fs::read(d.join("out.raw")).unwrap(),
+        std::fs::read(d.join("in.raw")).unwrap()
+    );
+}
+
+#[test]
+fn create_refuses_a_child_that_is_its_parent_or_in_its_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run_ok(&["create", "p.vhd", "--size", "1M"], d);
+    refused_overwrite(&["create", "p.vhd", "--parent", "p.vhd"], d, "p.vhd");
+    std::os::unix::fs::symlink("p.vhd", d.join("link.vhd")).unwrap();
+    refused_overwrite(&["create", "link.vhd", "--parent", "p.vhd"], d, "p.vhd");
+    refused_overwrite(&["create", "p.vhd", "--parent", "link.vhd"], d, "p.vhd");
+    // A chain that leads back to the new child: c -> b -> p; recreating p over c.
+    run_ok(&["create", "b.vhd", "--parent", "p.vhd"], d);
+    run_ok(&["create", "c.vhd", "--parent", "b.vhd"], d);
+    for child in ["p.vhd", "b.vhd", "c.vhd"] {
+        refused_overwrite(&["create", child, "--parent", "c.vhd"], d, child);
+    }
+    assert_eq!(run_any(&["check", "c.vhd"], d).status.code(), Some(0));
+}

@@ -9,6 +9,7 @@ use vhd::{CreateOptions, Disk, Target};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{VDisk, Version};
+use crate::store::names::{NameOf, check_name};
 use crate::store::{DATABASE_FILE, Store};
 
 /// Suffix of files being written.
@@ -70,6 +71,8 @@ pub fn import_vdisk(
     description: &str,
     progress: vhd::Progress<'_>,
 ) -> Result<VDisk> {
+    // The name becomes a folder: checked before anything is opened or created.
+    check_name(NameOf::VDisk, name)?;
     let dir = store_dir(store)?;
     let src = vhd::open_disk(source, true)?;
     let relative = format!("{name}/v0.vhd");
@@ -87,6 +90,8 @@ pub fn import_vdisk(
 
 /// Creates a new, empty vDisk of `size` bytes (rounded up to whole sectors).
 pub fn create_vdisk(store: &Store, name: &str, size: u64, description: &str) -> Result<VDisk> {
+    // The name becomes a folder: checked before anything is created.
+    check_name(NameOf::VDisk, name)?;
     let dir = store_dir(store)?;
     let size = size.div_ceil(512) * 512;
     let relative = format!("{name}/v0.vhd");

@@ -57,4 +57,5 @@ pub use session::{
 };
 pub use store::collections::CollectionSettings;
 pub use store::devices::{DeviceUpdate, PERSONALITY_LIMIT};
+pub use store::names::{MAX_NAME_LEN, NameOf, check_name};
 pub use store::{AutoAddLimits, DATABASE_FILE, Store};

@@ -3,8 +3,14 @@
 //! that overhears other servers (rival detection), and optionally router
 //! advertisements with lifetime 0. All decisions are the crate's pure functions; this
 //! file only moves bytes and logs.
+//!
+//! Each received packet's parsing and deciding runs under [`contain`]: a panic there (a
+//! bug tripped by one packet, or in an embedder's [`BootPolicy`]) is logged, counted in
+//! [`DriverStats::panics`] and drops that packet; the sockets keep serving.
 
+use std::fmt::Display;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::error::{Error, Result};
 use crate::full::FullDhcp;
@@ -139,6 +145,8 @@ pub struct DriverStats {
     pub rivals: AtomicU64,
     /// IPv6 router solicitations answered.
     pub router_advertisements: AtomicU64,
+    /// Packets dropped because handling them panicked (a bug: each is logged at ERROR).
+    pub panics: AtomicU64,
 }
 
 impl DriverStats {
@@ -343,6 +351,53 @@ enum Port {
     Watch,
 }
 
+/// Runs `step`, the I/O-free handling of one packet from `peer`. A panic in it is
+/// caught, logged at ERROR with the peer, counted in [`DriverStats::panics`], and the
+/// packet dropped (`None`), so one packet that trips a bug cannot stop a socket's task
+/// (and with it [`Driver::run`]). Unwinding is safe to observe here: the state a step
+/// touches is behind locks that are taken poison-tolerantly, and a half-made change to
+/// it (a lease) is no worse than the same packet lost on the wire.
+fn contain<T>(stats: &DriverStats, peer: impl Display, step: impl FnOnce() -> T) -> Option<T> {
+    match catch_unwind(AssertUnwindSafe(step)) {
+        Ok(done) => Some(done),
+        Err(payload) => {
+            DriverStats::bump(&stats.panics);
+            let what = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            error!(%peer, panic = what, "handling a packet panicked; packet dropped");
+            None
+        }
+    }
+}
+
+/// One received message and the decision on it: what [`serve`] logs and sends.
+struct Decided {
+    msg: Message,
+    mac: String,
+    /// `None`: only observed (rival detection). A reply comes with its encoding.
+    outcome: Option<Result<(Reply, Vec<u8>), Ignored>>,
+}
+
+/// Parses and decides one packet (an error: not a DHCP message); no I/O but the
+/// embedder's policy and the lease file.
+fn handle(state: &State, port: Port, packet: &[u8], src: SocketAddrV4) -> Result<Decided> {
+    let msg = Message::parse(packet)?;
+    let outcome = decide(state, port, &msg, src).map(|r| {
+        r.map(|reply| {
+            let bytes = reply.message.encode();
+            (reply, bytes)
+        })
+    });
+    let mac = msg
+        .mac()
+        .map(|m| crate::request::format_mac(&m))
+        .unwrap_or_default();
+    Ok(Decided { msg, mac, outcome })
+}
+
 fn decide(
     state: &State,
     port: Port,
@@ -402,30 +457,31 @@ async fn serve(
             }
         };
         let SocketAddr::V4(src) = src else { continue };
-        let msg = match Message::parse(&buf[..n]) {
-            Ok(m) => m,
-            Err(e) => {
+        let packet = &buf[..n];
+        let step = || contain(&state.stats, src, || handle(&state, port, packet, src));
+        let handled = if block_in_place {
+            tokio::task::block_in_place(step)
+        } else {
+            step()
+        };
+        let (msg, mac, outcome) = match handled {
+            None => continue,
+            Some(Err(e)) => {
                 DriverStats::bump(&state.stats.malformed);
                 warn!(%src, bytes = n, error = %e, "dropping malformed DHCP packet");
                 continue;
             }
+            Some(Ok(Decided { outcome: None, .. })) => continue,
+            Some(Ok(Decided {
+                msg,
+                mac,
+                outcome: Some(outcome),
+            })) => (msg, mac, outcome),
         };
-        let outcome = if block_in_place {
-            tokio::task::block_in_place(|| decide(&state, port, &msg, src))
-        } else {
-            decide(&state, port, &msg, src)
-        };
-        let Some(outcome) = outcome else {
-            continue;
-        };
-        let mac = msg
-            .mac()
-            .map(|m| crate::request::format_mac(&m))
-            .unwrap_or_default();
         let stats = &state.stats;
         match outcome {
-            Ok(reply) => {
-                if send(&sock, &reply, &config, &mac).await {
+            Ok((reply, bytes)) => {
+                if send(&sock, &reply, &bytes, &config, &mac).await {
                     DriverStats::bump(&stats.replies);
                 }
             }
@@ -441,8 +497,14 @@ async fn serve(
     }
 }
 
-/// Sends a reply; false when the send failed (logged).
-async fn send(sock: &UdpSocket, reply: &Reply, config: &DriverConfig, mac: &str) -> bool {
+/// Sends a reply (`bytes`, its encoding); false when the send failed (logged).
+async fn send(
+    sock: &UdpSocket,
+    reply: &Reply,
+    bytes: &[u8],
+    config: &DriverConfig,
+    mac: &str,
+) -> bool {
     let to = match reply.to {
         Destination::Broadcast(p) => {
             let p = if p == reply::CLIENT_PORT {
@@ -457,9 +519,8 @@ async fn send(sock: &UdpSocket, reply: &Reply, config: &DriverConfig, mac: &str)
         }
         Destination::Unicast(a) => a,
     };
-    let bytes = reply.message.encode();
     let kind = reply.message.message_type();
-    match sock.send_to(&bytes, to).await {
+    match sock.send_to(bytes, to).await {
         Ok(_) => {
             info!(
                 %to, %mac, xid = reply.message.xid, kind = ?kind,
@@ -495,7 +556,8 @@ async fn answer_solicitations(
         let Ok((n, src)) = sock.recv_from(&mut buf).await else {
             continue;
         };
-        if !crate::ra::is_router_solicitation(&buf[..n]) {
+        let packet = &buf[..n];
+        if contain(&stats, src, || crate::ra::is_router_solicitation(packet)) != Some(true) {
             continue;
         }
         match sock.send_to(&ra, all_nodes).await {

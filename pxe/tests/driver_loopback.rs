@@ -5,10 +5,11 @@
 use std::borrow::Cow;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use pxe::client::ClientProfile;
-use pxe::driver::{Driver, DriverConfig, Mode};
+use pxe::driver::{Driver, DriverConfig, DriverStats, Mode};
 use pxe::options::{ClientArch, codes};
 use pxe::{BootPolicy, ClientInfo, Message, MessageType, Policy, Silence};
 
@@ -49,6 +50,19 @@ fn malformed() -> Vec<Vec<u8>> {
 /// at most `wait` for an answer; returns the runtime, that socket and port 4011's
 /// address.
 fn serve(mode: Mode, wait: Duration) -> (tokio::runtime::Runtime, UdpSocket, SocketAddrV4) {
+    let (rt, client, ports) = serve_counted(mode, wait);
+    (rt, client, ports.boot)
+}
+
+/// The driver's addresses and counters, for [`serve_counted`]'s callers.
+struct Ports {
+    dhcp: SocketAddrV4,
+    boot: SocketAddrV4,
+    stats: Arc<DriverStats>,
+}
+
+/// [`serve`], also returning port 67's address and the driver's counters.
+fn serve_counted(mode: Mode, wait: Duration) -> (tokio::runtime::Runtime, UdpSocket, Ports) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -64,8 +78,10 @@ fn serve(mode: Mode, wait: Duration) -> (tokio::runtime::Runtime, UdpSocket, Soc
     config.watch_rivals = false;
     let driver = rt.block_on(Driver::bind(config, mode)).unwrap();
     let boot = SocketAddrV4::new(LO, driver.boot_port().unwrap());
+    let dhcp = SocketAddrV4::new(LO, driver.dhcp_port());
+    let stats = driver.stats();
     rt.spawn(driver.run());
-    (rt, client, boot)
+    (rt, client, Ports { dhcp, boot, stats })
 }
 
 #[test]
@@ -194,5 +210,99 @@ fn a_slow_embedder_policy_does_not_stall_the_runtimes_other_tasks() {
         gap < lookup.as_millis() as u64 / 2,
         "the other task waited {gap} ms while the policy looked up ({lookup:?})"
     );
+    rt.shutdown_background();
+}
+
+/// An embedder's policy with a bug: it panics on MAC 02:00:00:00:00:0b.
+struct Buggy(Policy);
+
+const BUGGY_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0b];
+
+impl BootPolicy for Buggy {
+    fn server_ip(&self) -> Ipv4Addr {
+        self.0.server_ip
+    }
+
+    fn policy_for(&self, client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
+        assert_ne!(client.mac, Some(BUGGY_MAC), "a bug tripped by one client");
+        Ok(Cow::Borrowed(&self.0))
+    }
+}
+
+/// Sends `req` to `to` and returns the reply's xid, or `None` when nothing came back.
+fn exchange(client: &UdpSocket, to: SocketAddrV4, req: &Message) -> Option<u32> {
+    client.send_to(&req.encode(), to).unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _) = client.recv_from(&mut buf).ok()?;
+    Some(Message::parse(&buf[..n]).unwrap().xid)
+}
+
+/// A packet whose handling panics is dropped and counted; the socket keeps serving
+/// (the panic used to end the socket's task, and with it the whole driver).
+#[test]
+fn a_panic_while_handling_one_packet_drops_that_packet_only() {
+    let policy = Buggy(Policy::new(LO).with_boot_file(ClientArch::X86Bios, "undionly.kpxe"));
+    let (rt, client, ports) = serve_counted(
+        Mode::ProxyFrom(Arc::new(policy)),
+        Duration::from_millis(500),
+    );
+    let buggy = ClientProfile::bios(BUGGY_MAC);
+    let fine = ClientProfile::bios([2, 0, 0, 0, 0, 0x0c]);
+    for round in 0..2 {
+        let xid = 10 * round;
+        let req = buggy.boot_request(xid + 1, LO, None);
+        assert_eq!(exchange(&client, ports.boot, &req), None, "no answer");
+        let req = fine.boot_request(xid + 2, LO, None);
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(exchange(&client, ports.boot, &req), Some(xid + 2));
+        client
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+    }
+    assert_eq!(ports.stats.panics.load(Ordering::Relaxed), 2);
+    rt.shutdown_background();
+}
+
+/// The same in full DHCP mode, on port 67, where the panic happens inside
+/// `FullDhcp::handle` with the lease table locked: the lock is taken again afterwards.
+#[test]
+fn a_panic_in_full_mode_drops_that_packet_only() {
+    use pxe::full::{FullConfig, FullDhcp, Leases, Pool};
+    let policy = Policy::new(LO).with_boot_file(ClientArch::X86Bios, "undionly.kpxe");
+    let pool = Pool::new(
+        Ipv4Addr::new(127, 0, 0, 50),
+        Ipv4Addr::new(127, 0, 0, 60),
+        8,
+    )
+    .unwrap();
+    let server = FullDhcp::new(policy.clone(), FullConfig::new(pool), Leases::new())
+        .with_boot_policy(Arc::new(Buggy(policy)));
+    let mode = Mode::Full {
+        server: Box::new(server),
+        leases_path: None,
+    };
+    let (rt, client, ports) = serve_counted(mode, Duration::from_millis(500));
+    // DHCPINFORM from a configured client: the ACK is unicast to ciaddr (loopback).
+    let inform = |profile: ClientProfile, xid| {
+        let mut m = profile.boot_request(xid, LO, None);
+        m.options.set(codes::MESSAGE_TYPE, &[8]);
+        m
+    };
+    for round in 0..2 {
+        let xid = 10 * round;
+        let req = inform(ClientProfile::bios(BUGGY_MAC), xid + 1);
+        assert_eq!(exchange(&client, ports.dhcp, &req), None, "no answer");
+        let req = inform(ClientProfile::bios([2, 0, 0, 0, 0, 0x0c]), xid + 2);
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(exchange(&client, ports.dhcp, &req), Some(xid + 2));
+        client
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+    }
+    assert_eq!(ports.stats.panics.load(Ordering::Relaxed), 2);
     rt.shutdown_background();
 }

@@ -7,6 +7,8 @@ mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{pattern, serve, serve_dir};
@@ -677,4 +679,78 @@ fn hundred_concurrent_downloads_of_10_mib() {
         let got = r.unwrap_or_else(|e| panic!("download {i}: {e}"));
         assert!(got == content, "download {i} differs ({} bytes)", got.len());
     }
+}
+
+/// A provider whose file panics on its first read (a bug in a provider, hit while a
+/// transfer makes its first DATA packet); later reads work.
+#[derive(Debug, Default)]
+struct PanicsOnce(Arc<AtomicBool>);
+
+impl tftp::Source for PanicsOnce {
+    fn len(&self) -> u64 {
+        100
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        assert!(self.0.swap(true, Ordering::Relaxed), "a bug in the source");
+        let n = buf.len().min(100usize.saturating_sub(offset as usize));
+        buf[..n].fill(b'x');
+        Ok(n)
+    }
+}
+
+impl tftp::Provider for PanicsOnce {
+    fn open(&self, _: &str, _: SocketAddr) -> Result<Arc<dyn tftp::Source>, tftp::Error> {
+        Ok(Arc::new(PanicsOnce(self.0.clone())))
+    }
+}
+
+/// A panic in one transfer ends that transfer with ERROR 0, is counted, and frees its
+/// route: the client's repeated request (same port, same file) starts a new transfer.
+/// It used to kill the transfer's task silently and leave its route behind, so the
+/// repeated request was handed to a transfer that no longer ran: never answered.
+#[test]
+fn a_panic_in_a_transfer_ends_it_with_an_error_and_the_client_can_retry() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = runtime
+        .block_on(tftp::Server::bind(
+            bind,
+            PanicsOnce::default(),
+            ServerConfig::default(),
+        ))
+        .unwrap();
+    let (addr, panics) = (server.local_addr().unwrap(), server.panics());
+    runtime.spawn(server.run());
+
+    let s = client();
+    s.send_to(&rrq("f", &[]), addr).unwrap();
+    let (bytes, _) = recv(&s);
+    match Packet::parse(&bytes).unwrap() {
+        Packet::Error { code, message } => {
+            assert_eq!(
+                (code, message.as_str()),
+                (ErrorCode::NotDefined, "Internal error")
+            )
+        }
+        other => panic!("expected ERROR 0, got {other:?}"),
+    }
+    assert_eq!(panics.load(Ordering::Relaxed), 1);
+
+    // The client retries after its timeout (the ended transfer's task needs a moment
+    // to give back its route; a request in that moment is taken as a repeat).
+    std::thread::sleep(Duration::from_millis(300));
+    s.send_to(&rrq("f", &[]), addr).unwrap();
+    let (bytes, from) = recv(&s);
+    match Packet::parse(&bytes).unwrap() {
+        Packet::Data { block: 1, data } => assert_eq!(data, [b'x'; 100]),
+        other => panic!("expected DATA 1, got {other:?}"),
+    }
+    s.send_to(&Packet::Ack(1).to_vec(), from).unwrap();
+    assert_eq!(panics.load(Ordering::Relaxed), 1);
+    runtime.shutdown_background();
 }

@@ -286,13 +286,30 @@ pub fn looks_like_vhd(storage: &dyn Storage) -> Result<bool> {
 /// Opens a raw file or any VHD (fixed, dynamic, differencing with its chain), detected
 /// by the footer cookie `conectix` (at the end, or the copy at offset 0).
 pub fn open_disk(path: &Path, read_only: bool) -> Result<Arc<dyn Disk>> {
+    Ok(open_disk_with_files(path, read_only)?.0)
+}
+
+/// [`open_disk`], also returning the files the disk reads: `path`, and for a
+/// differencing VHD every image of its chain.
+pub(crate) fn open_disk_with_files(
+    path: &Path,
+    read_only: bool,
+) -> Result<(Arc<dyn Disk>, Vec<PathBuf>)> {
     let storage: Arc<dyn Storage> = Arc::new(
         FileStorage::open(path, read_only)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?,
     );
     if looks_like_vhd(storage.as_ref())? {
-        Ok(Arc::new(OpenOptions::new(read_only).open(path)?))
+        let image = OpenOptions::new(read_only).open(path)?;
+        let mut files = vec![path.to_path_buf()];
+        files.extend(
+            image
+                .chain()
+                .iter()
+                .filter_map(|i| i.path().map(Path::to_path_buf)),
+        );
+        Ok((Arc::new(image), files))
     } else {
-        Ok(Arc::new(RawDisk::new(storage)?))
+        Ok((Arc::new(RawDisk::new(storage)?), vec![path.to_path_buf()]))
     }
 }

@@ -137,6 +137,21 @@ pub fn convert(src: &dyn Disk, out: &Path, target: Target, progress: Progress<'_
     Ok(copied)
 }
 
+/// Converts the raw file or VHD at `input` (a whole chain included) into a new file at
+/// `out`, as [`convert`] does. Before anything is written, `out` is refused with
+/// [`Error::WouldOverwrite`] when it is `input` or an image of its chain, by any name
+/// (a symbolic or hard link): creating it would truncate the data being converted.
+pub fn convert_file(
+    input: &Path,
+    out: &Path,
+    target: Target,
+    progress: Progress<'_>,
+) -> Result<u64> {
+    let (src, files) = crate::chain::open_disk_with_files(input, true)?;
+    crate::overwrite::refuse_overwrite(out, files.iter().map(|f| f.as_path()))?;
+    convert(src.as_ref(), out, target, progress)
+}
+
 /// A source whose size is not a whole number of sectors, seen padded with zeros.
 struct Clip<'a>(&'a dyn Disk);
 

@@ -284,6 +284,10 @@ pub fn create_differencing_on(
     parent_path: &Path,
     parent: Arc<Image>,
 ) -> Result<Image> {
+    // The child is created empty: it must be no image of the chain it is to sit on.
+    let chain = parent.chain();
+    let chain_paths = chain.iter().filter_map(|i| i.path());
+    crate::overwrite::refuse_overwrite(child, chain_paths.chain([parent_path]))?;
     let link = parent_link(&parent, parent_path, child)?;
     let block_size = parent.header().map_or(DEFAULT_BLOCK_SIZE, |h| h.block_size);
     let storage = FileStorage::create(child)

@@ -127,6 +127,15 @@ pub enum Error {
     /// A caller's argument is not acceptable.
     #[error("invalid argument: {0}")]
     InvalidInput(String),
+    /// The output would be written over a file the operation reads (the input, or an
+    /// image of its chain), by the same name or through a link.
+    #[error("{} is the same file as {}, which it would overwrite", .output.display(), .input.display())]
+    WouldOverwrite {
+        /// The output path given.
+        output: PathBuf,
+        /// The input (or chain member) it names.
+        input: PathBuf,
+    },
     /// An I/O error, with what was being done.
     #[error("{context}: {source}")]
     Io {
@@ -164,7 +173,7 @@ impl Error {
             Error::NoSpace(_) => ErrorKind::NoSpace,
             Error::ParentNotFound { .. } => ErrorKind::ParentNotFound,
             Error::ParentMismatch { .. } => ErrorKind::ParentMismatch,
-            Error::InvalidInput(_) => ErrorKind::InvalidInput,
+            Error::InvalidInput(_) | Error::WouldOverwrite { .. } => ErrorKind::InvalidInput,
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
                 ErrorKind::NoSpace
             }

@@ -57,6 +57,7 @@ mod image;
 mod layout;
 mod locator;
 mod overlay;
+mod overwrite;
 mod storage;
 mod util;
 
@@ -66,7 +67,7 @@ pub use chain::{
     open_disk,
 };
 pub use check::{CheckReport, Problem, check, check_file};
-pub use convert::{Progress, Target, convert, merge, save_overlay};
+pub use convert::{Progress, Target, convert, convert_file, merge, save_overlay};
 pub use create::{
     CreateOptions, ParentLink, create_differencing, create_differencing_on, parent_link,
 };

@@ -337,7 +337,7 @@ fn main() -> ExitCode {
     let (config, mode) = match build(&args) {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("pxe-serve: {e}");
+            provision_examples::errln!("pxe-serve: {e}");
             return ExitCode::from(2);
         }
     };
@@ -348,7 +348,7 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("pxe-serve: cannot start the runtime: {e}");
+            provision_examples::errln!("pxe-serve: cannot start the runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -363,7 +363,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "pxe-serve stopped");
-            eprintln!("pxe-serve: {e}");
+            provision_examples::errln!("pxe-serve: {e}");
             ExitCode::from(1)
         }
     }

@@ -96,7 +96,7 @@ fn main() -> ExitCode {
             .refuse_absolute(args.refuse_absolute)
             .allow_write(args.allow_write),
         Err(e) => {
-            eprintln!("tftp-serve: {e}");
+            provision_examples::errln!("tftp-serve: {e}");
             return ExitCode::from(1);
         }
     };
@@ -120,7 +120,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("tftp-serve: cannot start the runtime: {e}");
+            provision_examples::errln!("tftp-serve: cannot start the runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -135,7 +135,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tftp-serve: {e}");
+            provision_examples::errln!("tftp-serve: {e}");
             ExitCode::from(1)
         }
     }

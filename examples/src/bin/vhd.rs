@@ -1,7 +1,11 @@
 //! `vhd`: inspect, create, convert, merge, check and map VHD images (vDisks).
 //!
 //! Exit codes: 0 success (for `check`: the image is consistent), 1 runtime error or an
-//! inconsistent image, 2 usage error.
+//! inconsistent image, 2 usage error, 141 when stdout's reader went away
+//! (`vhd map big.vhd | head`; no message).
+
+// Results go through `outln!` (a closed stdout ends the process quietly).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -9,6 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use provision_examples::{errln, outln};
 use serde_json::{Value, json};
 use vhd::{CreateOptions, Disk, DiskType, Image, OpenOptions, Target};
 
@@ -115,7 +120,7 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("vhd: error: {e}");
+            errln!("vhd: error: {e}");
             ExitCode::from(1)
         }
     }
@@ -146,7 +151,7 @@ fn run(cmd: Command) -> Res<ExitCode> {
                     opts.create(&file)?
                 }
             };
-            println!(
+            outln!(
                 "created {} ({}, {} bytes)",
                 file.display(),
                 img.disk_type().name(),
@@ -160,7 +165,6 @@ fn run(cmd: Command) -> Res<ExitCode> {
             to,
             block_size,
         } => {
-            let src = vhd::open_disk(&input, true)?;
             let target = match to {
                 ConvertTo::Raw => Target::Raw,
                 ConvertTo::Fixed => Target::Fixed,
@@ -169,9 +173,9 @@ fn run(cmd: Command) -> Res<ExitCode> {
                 },
             };
             let mut bar = Bar::new("convert");
-            let n = vhd::convert(src.as_ref(), &output, target, &mut |d, t| bar.set(d, t))?;
+            let n = vhd::convert_file(&input, &output, target, &mut |d, t| bar.set(d, t))?;
             bar.finish();
-            println!(
+            outln!(
                 "converted {} -> {} ({n} bytes of data)",
                 input.display(),
                 output.display()
@@ -182,23 +186,23 @@ fn run(cmd: Command) -> Res<ExitCode> {
             let mut bar = Bar::new("merge");
             let n = vhd::merge(&child, &mut |d, t| bar.set(d, t))?;
             bar.finish();
-            println!("merged {n} bytes of {} into its parent", child.display());
+            outln!("merged {n} bytes of {} into its parent", child.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { file } => {
             let report = vhd::check_file(&file);
             for p in &report.problems {
-                println!("{}: {p}", file.display());
+                outln!("{}: {p}", file.display());
             }
             if report.is_consistent() {
-                println!(
+                outln!(
                     "{}: consistent ({} blocks allocated)",
                     file.display(),
                     report.allocated_blocks
                 );
                 Ok(ExitCode::SUCCESS)
             } else {
-                println!("{}: {} problem(s)", file.display(), report.problems.len());
+                outln!("{}: {} problem(s)", file.display(), report.problems.len());
                 Ok(ExitCode::from(1))
             }
         }
@@ -286,12 +290,12 @@ fn info(file: &Path, as_json: bool) -> Res<ExitCode> {
     if !vhd::looks_like_vhd(&src)? {
         let len = vhd::Storage::len(&src)?;
         if as_json {
-            println!(
+            outln!(
                 "{}",
                 json!({ "file": file.display().to_string(), "type": "raw", "virtual_size": len })
             );
         } else {
-            println!("{}: raw, {len} bytes", file.display());
+            outln!("{}: raw, {len} bytes", file.display());
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -300,13 +304,13 @@ fn info(file: &Path, as_json: bool) -> Res<ExitCode> {
     if as_json {
         let mut top = chain[0].clone();
         top["chain"] = Value::Array(chain[1..].to_vec());
-        println!("{}", serde_json::to_string_pretty(&top)?);
+        outln!("{}", serde_json::to_string_pretty(&top)?);
         return Ok(ExitCode::SUCCESS);
     }
     for (depth, v) in chain.iter().enumerate() {
         if depth > 0 {
-            println!();
-            println!("parent (depth {depth}):");
+            outln!();
+            outln!("parent (depth {depth}):");
         }
         print_object(v, "");
     }
@@ -318,24 +322,24 @@ fn print_object(v: &Value, indent: &str) {
     for (k, val) in m {
         match val {
             Value::Object(_) => {
-                println!("{indent}{k}:");
+                outln!("{indent}{k}:");
                 print_object(val, &format!("{indent}  "));
             }
             Value::Array(a) if a.is_empty() => {}
             Value::Array(a) => {
-                println!("{indent}{k}:");
+                outln!("{indent}{k}:");
                 for item in a {
                     match item {
                         Value::Object(_) => {
-                            println!("{indent}  -");
+                            outln!("{indent}  -");
                             print_object(item, &format!("{indent}    "));
                         }
-                        other => println!("{indent}  - {}", plain(other)),
+                        other => outln!("{indent}  - {}", plain(other)),
                     }
                 }
             }
             Value::Null => {}
-            other => println!("{indent}{k}: {}", plain(other)),
+            other => outln!("{indent}{k}: {}", plain(other)),
         }
     }
 }
@@ -383,15 +387,15 @@ fn print_map(runs: &[(u64, u64, Option<usize>)], files: &[String], as_json: bool
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("{:>16}  {:>16}  {:<5}  file", "offset", "length", "state");
+        outln!("{:>16}  {:>16}  {:<5}  file", "offset", "length", "state");
         for &(o, l, d) in runs {
             let (state, f) = match d {
                 Some(d) => ("data", files.get(d).map_or("", String::as_str)),
                 None => ("zero", ""),
             };
-            println!("{o:>16}  {l:>16}  {state:<5}  {f}");
+            outln!("{o:>16}  {l:>16}  {state:<5}  {f}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -2,6 +2,7 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
+use super::names::{NameOf, check_name};
 use super::vdisks::vdisk_in;
 use super::{Store, found, unique};
 use crate::error::{Error, Result};
@@ -99,6 +100,7 @@ fn apply(tx: &rusqlite::Connection, name: &str, settings: &CollectionSettings) -
 impl Store {
     /// Adds a collection.
     pub fn add_collection(&self, name: &str, settings: &CollectionSettings) -> Result<Collection> {
+        check_name(NameOf::Collection, name)?;
         self.change("collection.add", name, &format!("{settings:?}"), |tx| {
             unique(
                 tx.execute("INSERT INTO collections (name) VALUES (?1)", [name]),

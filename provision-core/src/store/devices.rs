@@ -3,6 +3,7 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::collections::{auto_add_collection, collection_in};
+use super::names::{NameOf, check_name};
 use super::vdisks::vdisk_in;
 use super::{Store, found, now, unique};
 use crate::error::{Error, ErrorKind, Result};
@@ -120,6 +121,7 @@ impl Store {
         collection: Option<&str>,
         device_type: DeviceType,
     ) -> Result<Device> {
+        check_name(NameOf::Device, name)?;
         let detail = format!("mac {mac}, type {device_type}");
         self.change("device.add", name, &detail, |tx| {
             insert_device(tx, mac, name, collection, device_type)
@@ -141,6 +143,9 @@ impl Store {
 
     /// Changes a device's name, collection, type or enabled flag.
     pub fn set_device(&self, key: &str, update: &DeviceUpdate) -> Result<Device> {
+        if let Some(name) = &update.name {
+            check_name(NameOf::Device, name)?;
+        }
         self.change("device.set", key, &format!("{update:?}"), |tx| {
             let device = device_in(tx, key)?;
             if let Some(name) = &update.name {

@@ -7,6 +7,7 @@
 mod boots;
 pub(crate) mod collections;
 pub(crate) mod devices;
+pub(crate) mod names;
 mod schema;
 mod vdisks;
 

@@ -2,6 +2,7 @@
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
+use super::names::{NameOf, check_name};
 use super::{Store, found, now, unique};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{VDisk, Version, VersionState};
@@ -64,12 +65,7 @@ impl Store {
     /// Records a new vDisk whose base (version 0, in production) is the image `file`
     /// (relative to the store folder).
     pub fn add_vdisk(&self, name: &str, size: u64, description: &str, file: &str) -> Result<VDisk> {
-        if name.is_empty() || name.contains(['/', '\\']) || name.chars().any(char::is_whitespace) {
-            return Err(Error::new(
-                ErrorKind::Invalid,
-                format!("vDisk name `{name}` must be non-empty, without slashes or spaces"),
-            ));
-        }
+        check_name(NameOf::VDisk, name)?;
         let size_i64 = i64::try_from(size).ok().filter(|s| *s > 0).ok_or_else(|| {
             Error::new(
                 ErrorKind::Invalid,

@@ -44,14 +44,18 @@ impl VendorClass {
         let mut arch = None;
         let mut undi = None;
         if kind != VendorKind::Other {
-            let text = String::from_utf8_lossy(raw);
-            let mut fields = text.split(':').skip(1);
+            // Fields are split and measured as bytes, never as text: the option is
+            // not required to be UTF-8, and a lossy decoding changes lengths (an
+            // invalid byte becomes a 3-byte U+FFFD), so a str slice at a byte count
+            // could land inside a character and panic.
+            let mut fields = raw.split(|&b| b == b':').skip(1);
             while let Some(key) = fields.next() {
                 let Some(value) = fields.next() else { break };
                 match key {
-                    "Arch" if value.len() == 5 => arch = value.parse().ok(),
-                    "UNDI" if value.len() == 6 => {
-                        undi = value[..3].parse().ok().zip(value[3..].parse().ok())
+                    b"Arch" if value.len() == 5 => arch = decimal(value),
+                    b"UNDI" if value.len() == 6 => {
+                        let (major, minor) = value.split_at(3);
+                        undi = decimal(major).zip(decimal(minor));
                     }
                     _ => {}
                 }
@@ -85,6 +89,20 @@ impl VendorClass {
     }
 }
 
+/// ASCII decimal digits only (no sign, no spaces) as a `u16`; `None` for anything
+/// else, including an overflow.
+fn decimal(digits: &[u8]) -> Option<u16> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u16, |n, &d| {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u16::from(d - b'0'))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +125,32 @@ mod tests {
         assert!(!v.is_boot_client());
         let v = VendorClass::parse(b"PXEClient:Arch:xx:UNDI");
         assert_eq!((v.arch, v.undi), (None, None));
+    }
+
+    #[test]
+    fn a_multi_byte_character_across_a_field_boundary_is_not_a_panic() {
+        // Found by the pxe_options fuzz target: the UNDI value's 3rd byte starts a
+        // (malformed) multi-byte sequence. It used to be sliced as a str and panic.
+        let raw = b"HTTPClient:Arch:00016:UNDI:003TPClient:Arch:00016:UNDI:00\xe6\x30";
+        let v = VendorClass::parse(raw);
+        assert_eq!(v.kind, VendorKind::HttpClient);
+        assert_eq!(v.arch, Some(16));
+        assert_eq!(v.undi, None, "the last UNDI field is not six digits");
+        assert_eq!(v.raw, raw);
+    }
+
+    #[test]
+    fn numbers_are_plain_ascii_digits() {
+        for raw in [
+            &b"PXEClient:Arch:+0016:UNDI:+01+01"[..],
+            b"PXEClient:Arch:99999:UNDI:00 001",
+            b"PXEClient:Arch:\xef\xbc\x91\xef\xbc:UNDI:\xc3\xa9\xc3\xa9\xc3\xa9",
+        ] {
+            let v = VendorClass::parse(raw);
+            assert_eq!((v.arch, v.undi), (None, None), "{raw:?}");
+        }
+        let v = VendorClass::parse(b"PXEClient:Arch:65535:UNDI:999999");
+        assert_eq!((v.arch, v.undi), (Some(65535), Some((999, 999))));
     }
 
     #[test]

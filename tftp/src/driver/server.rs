@@ -13,13 +13,22 @@
 //! Requests sent to a broadcast address cannot be told apart here (no `IP_PKTINFO`):
 //! bind to a unicast address to stay silent to them (RFC 1123 §4.2.3.5).
 //!
+//! Each packet's parsing and handling runs under `catch_unwind`: a panic there (a bug
+//! tripped by one packet, or in a provider's [`Source`](crate::Source)) is logged at
+//! ERROR with the peer and counted ([`Server::panics`]). On the listener the packet is
+//! dropped; in a transfer, whose state the panic may have left half-updated, the
+//! transfer ends with ERROR 0 to the client. The server keeps serving.
+//!
 //! Limitation: replies leave from the listening address; on a multi-homed host bind to the
 //! boot interface's address rather than the wildcard so replies carry the address the
 //! client sent to.
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -92,6 +101,7 @@ pub struct Server<P> {
     provider: Arc<P>,
     config: Arc<ServerConfig>,
     spinners: Arc<Gate>,
+    panics: Arc<AtomicU64>,
 }
 
 impl<P: Provider + 'static> Server<P> {
@@ -107,7 +117,14 @@ impl<P: Provider + 'static> Server<P> {
             provider: Arc::new(provider),
             config: Arc::new(config),
             spinners: Gate::per_spare_core(),
+            panics: Arc::default(),
         })
+    }
+
+    /// Packets whose handling panicked (a bug; each is logged at ERROR): the counter
+    /// keeps counting while [`Server::run`] serves.
+    pub fn panics(&self) -> Arc<AtomicU64> {
+        self.panics.clone()
     }
 
     /// The address the server listens on.
@@ -137,7 +154,9 @@ impl<P: Provider + 'static> Server<P> {
                 Err(e) => return Err(e),
             };
             let bytes = &buf[..n];
-            let parsed = Packet::parse(bytes);
+            let Some(parsed) = contain(&self.panics, peer, || Packet::parse(bytes)) else {
+                continue;
+            };
             let route = routes
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -230,15 +249,19 @@ impl<P: Provider + 'static> Server<P> {
                 provider: self.provider.clone(),
                 config: self.config.clone(),
                 spinners: self.spinners.clone(),
+                panics: self.panics.clone(),
                 rx,
             };
-            let routes = routes.clone();
+            // Given back when the task ends, even by a panic: a route left behind
+            // would swallow the client's repeated requests.
+            let route = RouteSlot {
+                routes: routes.clone(),
+                peer,
+                id,
+            };
             tokio::spawn(async move {
                 job.serve().await;
-                let mut routes = routes.lock().unwrap_or_else(|p| p.into_inner());
-                if routes.get(&peer).is_some_and(|r| r.id == id) {
-                    routes.remove(&peer);
-                }
+                drop(route);
                 drop(permit);
                 drop(release);
             });
@@ -252,6 +275,45 @@ impl<P: Provider + 'static> Server<P> {
         }
         .to_vec();
         let _ = self.socket.send_to(&packet, peer).await;
+    }
+}
+
+/// Runs `step`, the I/O-free handling of one packet from `peer`. A panic in it is
+/// caught, logged at ERROR with the peer and counted in `panics`; `None` then.
+fn contain<T>(panics: &AtomicU64, peer: impl Display, step: impl FnOnce() -> T) -> Option<T> {
+    match catch_unwind(AssertUnwindSafe(step)) {
+        Ok(done) => Some(done),
+        Err(payload) => {
+            panics.fetch_add(1, Ordering::Relaxed);
+            let what = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            tracing::error!(%peer, panic = what, "handling a packet panicked");
+            None
+        }
+    }
+}
+
+/// The error of a transfer that ends because `during` panicked (sent as ERROR 0).
+fn panicked(during: &str) -> Error {
+    Error::io(during, io::Error::other("panicked"))
+}
+
+/// One transfer's route, removed when dropped unless a newer transfer replaced it.
+struct RouteSlot {
+    routes: Routes,
+    peer: SocketAddr,
+    id: u64,
+}
+
+impl Drop for RouteSlot {
+    fn drop(&mut self) {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        if routes.get(&self.peer).is_some_and(|r| r.id == self.id) {
+            routes.remove(&self.peer);
+        }
     }
 }
 
@@ -340,6 +402,84 @@ session!(ReadTransfer, {
 });
 session!(WriteTransfer);
 
+/// A transfer whose every call runs under [`contain`]. After a panic its state is
+/// unknown, so it is not called again: the transfer sends ERROR 0 and ends.
+struct Contained {
+    inner: Box<dyn Session + Send>,
+    peer: SocketAddr,
+    panics: Arc<AtomicU64>,
+    /// Set by a panic; the ERROR is still due while the flag is true.
+    broken: Option<(Outcome, bool)>,
+}
+
+impl Contained {
+    fn call<T>(&mut self, f: impl FnOnce(&mut dyn Session) -> T) -> Option<T> {
+        if self.broken.is_some() {
+            return None;
+        }
+        let inner = &mut *self.inner;
+        let done = contain(&self.panics, self.peer, || f(inner));
+        if done.is_none() {
+            self.broken = Some((Outcome::Failed(panicked("handling a packet")), true));
+        }
+        done
+    }
+}
+
+impl Session for Contained {
+    fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
+        self.call(|s| s.handle_datagram(now, bytes));
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.call(|s| s.handle_timeout(now));
+    }
+    fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<usize> {
+        if let Some(sent) = self.call(|s| s.poll_transmit(buf)) {
+            return sent;
+        }
+        // Broken, perhaps by this very call: the ERROR goes out now, once.
+        let Some((_, due @ true)) = &mut self.broken else {
+            return None;
+        };
+        *due = false;
+        let error = Packet::Error {
+            code: ErrorCode::NotDefined,
+            message: "Internal error".into(),
+        };
+        error.emit(buf).ok()
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        // Only reads the deadline the last contained call set; nothing to contain.
+        match self.broken {
+            Some(_) => None,
+            None => self.inner.poll_timeout(),
+        }
+    }
+    fn outcome(&self) -> Option<&Outcome> {
+        match &self.broken {
+            Some((outcome, false)) => Some(outcome),
+            Some((_, true)) => None,
+            None => self.inner.outcome(),
+        }
+    }
+    fn take_outcome(&mut self) -> Option<Outcome> {
+        match self.broken.take() {
+            Some((outcome, false)) => Some(outcome),
+            Some(due) => {
+                self.broken = Some(due);
+                None
+            }
+            None => self.inner.take_outcome(),
+        }
+    }
+    fn stats(&self) -> (u64, u64) {
+        self.inner.stats()
+    }
+    fn datagram_room(&self) -> usize {
+        self.inner.datagram_room()
+    }
+}
+
 /// One transfer's task.
 struct Job<P> {
     peer: SocketAddr,
@@ -349,6 +489,7 @@ struct Job<P> {
     provider: Arc<P>,
     config: Arc<ServerConfig>,
     spinners: Arc<Gate>,
+    panics: Arc<AtomicU64>,
     rx: mpsc::Receiver<Vec<u8>>,
 }
 
@@ -377,6 +518,12 @@ impl<P: Provider + 'static> Job<P> {
                 return;
             }
         };
+        let session = Box::new(Contained {
+            inner: session,
+            peer: self.peer,
+            panics: self.panics.clone(),
+            broken: None,
+        });
         let (outcome, (blocks, resent)) = self.pump(&socket, session).await;
         let ms = started.elapsed().as_millis() as u64;
         let (peer, file) = (self.peer, &self.request.filename);
@@ -397,7 +544,10 @@ impl<P: Provider + 'static> Job<P> {
         let (path, peer, write) = (self.request.filename.clone(), self.peer, self.write);
         // Option values outside their RFC's range are refused (ERROR 8) before any file
         // is opened; a WRQ's tsize tells the provider the upload's size.
-        let size = crate::Options::from_request(&self.request.options)?.tsize;
+        let options = || crate::Options::from_request(&self.request.options);
+        let size = contain(&self.panics, peer, options)
+            .unwrap_or_else(|| Err(panicked("reading the options")))?
+            .tsize;
         let now = Instant::now();
         let cfg = &self.config.transfer;
         let joined = tokio::task::spawn_blocking(move || {
@@ -408,11 +558,21 @@ impl<P: Provider + 'static> Job<P> {
             }
         })
         .await
-        .map_err(|e| Error::io("opening a file", io::Error::other(e)))?;
-        Ok(match joined? {
-            Opened::Source(s) => Box::new(ReadTransfer::new(now, &self.request, s, cfg)?),
-            Opened::Sink(s) => Box::new(WriteTransfer::new(now, &self.request, s, cfg)?),
-        })
+        .map_err(|e| {
+            if e.is_panic() {
+                self.panics.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%peer, file = %self.request.filename, "opening the file panicked");
+            }
+            Error::io("opening a file", io::Error::other(e))
+        })?;
+        let opened = joined?;
+        let build = || -> Result<Box<dyn Session + Send>, Error> {
+            Ok(match opened {
+                Opened::Source(s) => Box::new(ReadTransfer::new(now, &self.request, s, cfg)?),
+                Opened::Sink(s) => Box::new(WriteTransfer::new(now, &self.request, s, cfg)?),
+            })
+        };
+        contain(&self.panics, peer, build).unwrap_or_else(|| Err(panicked("starting the transfer")))
     }
 
     /// Moves datagrams until the transfer ends.

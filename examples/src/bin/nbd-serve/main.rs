@@ -94,7 +94,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
-            eprintln!("nbd-serve: {e}");
+            provision_examples::errln!("nbd-serve: {e}");
             ExitCode::from(1)
         }
     }

@@ -2,6 +2,9 @@
 //! collections, assignments and personality, through provisiond's admin API or on a
 //! store folder directly.
 
+// Results go through `out!` (a closed stdout ends the process quietly).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod remote;
 
 use std::path::PathBuf;
@@ -91,7 +94,7 @@ fn main() -> ExitCode {
     };
     match outcome {
         Ok(text) => {
-            print!("{text}");
+            provision_examples::out!("{text}");
             ExitCode::SUCCESS
         }
         Err((code, message)) => fail(code, &message),
@@ -99,7 +102,7 @@ fn main() -> ExitCode {
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {
-    eprintln!("provision: {}", message.trim_end());
+    provision_examples::errln!("provision: {}", message.trim_end());
     ExitCode::from(code)
 }
 

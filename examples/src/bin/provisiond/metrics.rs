@@ -189,6 +189,12 @@ pub fn render(
                 &dhcp.malformed,
             ),
             (
+                "provision_dhcp_panics_total",
+                "counter",
+                "DHCP packets dropped because handling them panicked (a bug; logged at ERROR).",
+                &dhcp.panics,
+            ),
+            (
                 "provision_dhcp_rival_servers",
                 "gauge",
                 "Other DHCP or ProxyDHCP servers seen answering on the segment.",
