@@ -302,7 +302,7 @@ async fn serve_tftp(
     let files = DeviceFiles::new(store, sessions, config.boot.settings(), start);
     let server = tftp::Server::bind(
         config.tftp.listen,
-        Counted::new(tftp::Fallback::new(files, folder), counters),
+        Counted::new(tftp::Fallback::new(files, folder), counters.clone()),
         tftp::ServerConfig {
             busy_poll: Duration::from_micros(config.tftp.busy_poll_us),
             ..tftp::ServerConfig::default()
@@ -310,6 +310,7 @@ async fn serve_tftp(
     )
     .await
     .map_err(|e| format!("cannot listen for TFTP on {}: {e}", config.tftp.listen))?;
+    let _ = counters.panics.set(server.panics());
     let addr = server.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, root = %root.display(), "TFTP service listening");
     Ok(async move {

@@ -19,6 +19,8 @@ pub struct TftpCounters {
     pub transfers: AtomicU64,
     /// Read requests refused (not found, access violation, ...).
     pub refused: AtomicU64,
+    /// Packets whose handling panicked, from the TFTP server once it runs.
+    pub panics: std::sync::OnceLock<Arc<AtomicU64>>,
 }
 
 /// A TFTP provider that counts what it serves.
@@ -168,6 +170,14 @@ pub fn render(
             &tftp.refused,
         ),
     ];
+    if let Some(panics) = tftp.panics.get() {
+        counters.push((
+            "provision_tftp_panics_total",
+            "counter",
+            "TFTP packets whose handling panicked (a bug; each is logged).",
+            panics,
+        ));
+    }
     if let Some(dhcp) = dhcp {
         counters.extend([
             (
