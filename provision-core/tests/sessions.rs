@@ -482,3 +482,21 @@ fn auto_added_devices_write_private_disks_within_the_quota() {
     disk.write_at(&[0x78; 4096], 0).unwrap();
     assert_eq!(read(&disk, 0, 2), [0x78; 2]);
 }
+
+#[test]
+fn a_hypervisor_reattaching_after_a_restart_finds_its_durable_cache() {
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let dir = tempfile::tempdir().unwrap();
+    let store = lab_store(dir.path(), &qemu_img);
+    let secret = store.rotate_attach_secret("seat-1").unwrap();
+    let sessions = Sessions::new(store.clone(), SessionSettings::default()).unwrap();
+    let vm = sessions.open(mac(1), "lab", &secret).unwrap();
+    vm.write_at(b"before the restart", 0).unwrap();
+    vm.flush().unwrap();
+    drop((vm, sessions));
+
+    // provisiond restarts; QEMU reconnects with the same secret.
+    let sessions = Sessions::new(store, SessionSettings::default()).unwrap();
+    let vm = sessions.open(mac(1), "lab", &secret).unwrap();
+    assert_eq!(read(&vm, 0, 18), b"before the restart");
+}

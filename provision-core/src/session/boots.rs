@@ -10,6 +10,7 @@ use crate::mac::Mac;
 use crate::model::Device;
 
 impl Inner {
+    /// See [`super::Sessions::start_boot`]; the caller holds `opening`.
     pub(super) fn start_boot(
         &self,
         _opening: &Opening<'_>,
@@ -101,18 +102,37 @@ impl Inner {
     }
 
     /// True while the device's current boot has a session, or a write cache or private
-    /// disk waiting for a reconnect.
+    /// disk waiting for a reconnect; for a boot that began before this process, while a
+    /// durable write cache of it was written within the grace period.
     pub(super) fn boot_in_use(&self, mac: Mac) -> bool {
         let grace = self.settings.grace;
-        let state = self.lock();
-        state.boots.get(&mac).is_some_and(|live| {
-            live.disks.values().any(|d| {
+        let (restored, number) = {
+            let state = self.lock();
+            let Some(live) = state.boots.get(&mac) else {
+                return false;
+            };
+            let waiting = live.disks.values().any(|d| {
                 d.session.strong_count() > 0
                     || d.detached_at.is_some_and(|at| at.elapsed() <= grace)
                         && (d.cache.is_some()
                             || d.cache_file.is_some()
                             || d.mode != SessionMode::Standard)
+            });
+            if waiting {
+                return true;
+            }
+            (live.restored, live.boot.number)
+        };
+        let suffix = format!(".boot{number}.vhd");
+        restored
+            && std::fs::read_dir(self.dir.join(cache_folder(mac))).is_ok_and(|files| {
+                files.flatten().any(|file| {
+                    file.file_name().to_string_lossy().ends_with(&suffix)
+                        && file
+                            .metadata()
+                            .and_then(|m| m.modified())
+                            .is_ok_and(|at| at.elapsed().is_ok_and(|age| age <= grace))
+                })
             })
-        })
     }
 }
