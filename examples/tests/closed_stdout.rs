@@ -56,6 +56,12 @@ fn vhd_ends_quietly_when_stdout_is_closed() {
 fn provision_ends_quietly_when_stdout_is_closed() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
+    testkit::run(
+        Command::new(env!("CARGO_BIN_EXE_provision"))
+            .arg("--store")
+            .arg(&store)
+            .args(["store", "init"]),
+    );
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_provision"));
     cmd.arg("--store").arg(&store);
     let out = with_closed_stdout(cmd.args(["vdisk", "create", "os", "--size", "1M"]));

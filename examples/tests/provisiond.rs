@@ -521,3 +521,32 @@ fn api_imports_come_from_the_import_folder_only() {
         "{list}"
     );
 }
+
+#[test]
+fn a_missing_store_is_an_error_unless_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("stroe");
+    // Reading a store that is not there: exit 3, nothing created.
+    for args in [
+        &["device", "list"][..],
+        &["vdisk", "show", "os"],
+        &["audit"],
+    ] {
+        let out = provision(&typo, args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("store init"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(!typo.exists(), "a read created the store");
+    // Made explicitly, or by adding its first thing (which says so).
+    ok(&typo, &["store", "init"]);
+    ok(&typo, &["store", "init"]);
+    assert!(ok(&typo, &["device", "list"]).lines().count() <= 1);
+    let fresh = dir.path().join("fresh");
+    let out = provision(&fresh, &["vdisk", "create", "os", "--size", "1M"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("created a new store"));
+}

@@ -97,6 +97,10 @@ pub enum SessionsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
+    /// Create an empty store in the folder given with --store (one that exists is left
+    /// as it is). Other commands refuse a folder without a store, except those that add
+    /// the first things to it (vdisk create/import, device add, collection add).
+    Init,
     /// List files that no version names (left by an import, version or merge that was
     /// interrupted); exits 4 when there are any.
     Check {
@@ -312,6 +316,20 @@ fn parse_pair(text: &str) -> std::result::Result<(String, String), String> {
         .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))
 }
 
+impl Command {
+    /// True for the commands that may make a store where there is none: `store init`,
+    /// and those that add its first things.
+    pub fn may_create_store(&self) -> bool {
+        matches!(
+            self,
+            Command::Store(StoreCommand::Init)
+                | Command::Vdisk(VdiskCommand::Create { .. } | VdiskCommand::Import { .. })
+                | Command::Device(DeviceCommand::Add { .. })
+                | Command::Collection(CollectionCommand::Add(_))
+        )
+    }
+}
+
 /// Runs one command on `store`; returns what to print. `in_use` tells which store files
 /// running sessions still read (never on a store used directly: no session runs
 /// there). Sessions and status belong to the running server, which answers them itself.
@@ -344,6 +362,9 @@ pub fn run(
         Command::Collection(c) => collection(store, c, out),
         Command::Personality(c) => personality(store, c, out),
         Command::Store(StoreCommand::Check { clean }) => check(store, clean, in_use, out),
+        Command::Store(StoreCommand::Init) => Ok(out.object(&serde_json::json!({
+            "store": store.dir().map(|d| d.display().to_string()),
+        }))),
         Command::Audit { limit } => Ok(out.audit(&store.audit_log(limit)?)),
         Command::Sessions(_) | Command::Status => Err(Error::Domain {
             kind: ErrorKind::Refused,

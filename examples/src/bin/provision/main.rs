@@ -139,9 +139,23 @@ fn local(
     command: admin::Command,
     json: bool,
 ) -> Result<String, (u8, String)> {
+    let exists = dir.join(provision_core::DATABASE_FILE).is_file();
+    if !exists && !command.may_create_store() {
+        return Err((
+            3,
+            format!(
+                "there is no store in {dir}: create one with `provision --store {dir} store \
+                 init`, or check the path",
+                dir = dir.display()
+            ),
+        ));
+    }
     let store = Store::open(dir)
         .map(|s| s.with_actor(actor))
         .map_err(|e| (1, format!("cannot open the store {}: {e}", dir.display())))?;
+    if !exists {
+        provision_examples::errln!("provision: created a new store in {}", dir.display());
+    }
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut progress = |what: &str, done, total| {
         let bar = bar.get_or_insert_with(|| provision_examples::output::progress_bar(what));
