@@ -407,9 +407,13 @@ fn decide(
     if port == Port::Watch || msg.op == Op::BootReply {
         let mut rivals = state.rivals.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(report) = rivals.observe(*src.ip(), msg) {
-            let seen = rivals.seen().count() as u64;
+            let seen = rivals.boot_servers().count() as u64;
             state.stats.rivals.fetch_max(seen, Ordering::Relaxed);
-            warn!(rival = %report.server, proxy = report.proxy, boot_server = report.is_boot_server(), "another DHCP server answers on this segment: {report}");
+            if report.is_boot_server() {
+                warn!(rival = %report.server, proxy = report.proxy, "another server answers PXE clients on this segment: {report}");
+            } else {
+                info!(server = %report.server, "a DHCP server hands out addresses on this segment (expected beside a ProxyDHCP): {report}");
+            }
         }
         return None;
     }

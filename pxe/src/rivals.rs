@@ -44,11 +44,20 @@ impl RivalReport {
             || !self.menu.is_empty()
     }
 
+    /// What makes two reports of one server the same news. A plain address server
+    /// (the site's DHCP server beside a ProxyDHCP, expected) is one piece of news
+    /// however its replies vary (offers, ACKs of renewals, INFORM answers).
     fn key(&self) -> impl PartialEq + '_ {
+        let boot = self.is_boot_server();
         (
-            self.proxy,
-            &self.vendor_class,
-            self.next_server,
+            boot,
+            boot && self.proxy,
+            boot.then_some(&self.vendor_class),
+            if boot {
+                self.next_server
+            } else {
+                Ipv4Addr::UNSPECIFIED
+            },
             &self.boot_file,
             &self.menu,
         )
@@ -157,6 +166,12 @@ impl Rivals {
     pub fn seen(&self) -> impl Iterator<Item = &RivalReport> {
         self.seen.values()
     }
+
+    /// The servers seen that answer PXE clients with boot information: the ones that
+    /// clash with us (plain address servers do not).
+    pub fn boot_servers(&self) -> impl Iterator<Item = &RivalReport> {
+        self.seen().filter(|r| r.is_boot_server())
+    }
 }
 
 #[cfg(test)]
@@ -188,5 +203,37 @@ mod tests {
         assert!(r.observe(Ipv4Addr::new(10, 77, 0, 1), &own).is_none());
         assert!(r.observe(rival_ip, &d).is_none(), "requests are not rivals");
         assert_eq!(r.seen().count(), 1);
+    }
+
+    #[test]
+    fn a_plain_address_server_is_news_once_and_no_rival() {
+        let site = Ipv4Addr::new(10, 77, 0, 2);
+        let mut r = Rivals::new([Ipv4Addr::new(10, 77, 0, 1)]);
+        let reply = |kind: MessageType, yiaddr: [u8; 4], siaddr: [u8; 4]| {
+            let mut m = ClientProfile::bios([2, 0, 0, 0, 0, 1]).discover(7);
+            m.op = Op::BootReply;
+            m.yiaddr = Ipv4Addr::from(yiaddr);
+            m.siaddr = Ipv4Addr::from(siaddr);
+            m.options.remove(codes::VENDOR_CLASS);
+            m.options.set(codes::MESSAGE_TYPE, &[kind.into()]);
+            m
+        };
+        let first = r
+            .observe(
+                site,
+                &reply(MessageType::Offer, [10, 77, 0, 50], [10, 77, 0, 2]),
+            )
+            .expect("first sighting");
+        assert!(!first.is_boot_server());
+        // Offers to other clients, an INFORM answer (no address), other next-servers:
+        // nothing new to say.
+        for (kind, yiaddr, siaddr) in [
+            (MessageType::Offer, [10, 77, 0, 51], [10, 77, 0, 2]),
+            (MessageType::Ack, [0, 0, 0, 0], [0, 0, 0, 0]),
+            (MessageType::Ack, [10, 77, 0, 52], [10, 77, 0, 9]),
+        ] {
+            assert!(r.observe(site, &reply(kind, yiaddr, siaddr)).is_none());
+        }
+        assert_eq!(r.boot_servers().count(), 0);
     }
 }
