@@ -4,7 +4,7 @@
 //! advertisements with lifetime 0. All decisions are the crate's pure functions; this
 //! file only moves bytes and logs.
 //!
-//! Each received packet's parsing and deciding runs under [`contain`]: a panic there (a
+//! Each received packet's parsing and deciding runs under `contain`: a panic there (a
 //! bug tripped by one packet, or in an embedder's [`BootPolicy`]) is logged, counted in
 //! [`DriverStats::panics`] and drops that packet; the sockets keep serving.
 
