@@ -22,6 +22,16 @@ use crate::mac::Mac;
 use crate::model::{Device, DeviceType, Mode, VersionState};
 use crate::resolve::resolve_version;
 
+/// What this process had of a boot's session before this open.
+struct OpenedBefore {
+    /// The RAM write cache it kept.
+    cache: Option<Arc<Overlay>>,
+    /// No session of the vDisk was opened in this boot yet.
+    first: bool,
+    /// The boot began before this process started.
+    restored: bool,
+}
+
 /// What a boot opens of a vDisk.
 pub(super) struct Resolved {
     version: u32,
@@ -67,6 +77,85 @@ impl Inner {
             Some(r) => r,
             None => self.resolve(device, vdisk)?,
         };
+        let cache_file = (resolved.mode == SessionMode::Standard && self.settings.durable_caches)
+            .then(|| {
+                self.dir
+                    .join(cache_folder(mac))
+                    .join(format!("{vdisk}.boot{}.vhd", boot.number))
+            });
+        let (open, cache) = self.open_disk(
+            device,
+            boot,
+            vdisk,
+            &resolved,
+            OpenedBefore {
+                cache,
+                first,
+                restored,
+            },
+            cache_file.as_deref(),
+        )?;
+        let writer = match resolved.mode {
+            SessionMode::Standard => cache_file.clone(),
+            _ => Some(resolved.file.clone()),
+        };
+        let info = SessionInfo {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            mac,
+            device: device.name.clone(),
+            boot: boot.number,
+            vdisk: vdisk.to_owned(),
+            version: resolved.version,
+            mode: resolved.mode,
+            opened_at: SystemTime::now(),
+        };
+        let counters = Arc::new(Counters::default());
+        let session = Arc::new(Session {
+            size: open.disk.size(),
+            read_only: open.disk.is_read_only(),
+            disk: RwLock::new(Some(open)),
+            counters: counters.clone(),
+            inner: Arc::clone(self),
+            writer,
+            end: EndSignal::default(),
+            info: info.clone(),
+        });
+        let mut state = self.lock();
+        state.live.insert(info.id, (info.clone(), counters));
+        if let Some(live) = state.boots.get_mut(&mac) {
+            let entry = live.disks.entry(vdisk.to_owned()).or_insert(BootDisk {
+                session: Weak::new(),
+                version: resolved.version,
+                mode: resolved.mode,
+                file: resolved.file,
+                cache: None,
+                cache_file: None,
+                detached_at: None,
+            });
+            entry.session = Arc::downgrade(&session);
+            entry.detached_at = None;
+            entry.cache = cache;
+            entry.cache_file = cache_file;
+        }
+        drop(state);
+        tracing::info!(id = info.id, mac = %mac, device = %info.device, boot = boot.number,
+            vdisk, version = info.version, mode = ?info.mode, "session opened");
+        Ok(session)
+    }
+
+    /// The disk of a boot's session: its write cache (durable or RAM; refused when it
+    /// is gone, never replaced by a fresh one under a running device), or the image it
+    /// writes (a private disk, a maintenance version).
+    fn open_disk(
+        &self,
+        device: &Device,
+        boot: &Boot,
+        vdisk: &str,
+        resolved: &Resolved,
+        before: OpenedBefore,
+        cache_file: Option<&Path>,
+    ) -> Result<(Open, Option<Arc<Overlay>>)> {
+        let mac = device.mac;
         let lost = |why: &str| {
             refused(format!(
                 "device {} ({mac}): the write cache of boot {} on `{vdisk}` {why}; the device \
@@ -74,13 +163,12 @@ impl Inner {
                 device.name, boot.number
             ))
         };
-        let durable = resolved.mode == SessionMode::Standard && self.settings.durable_caches;
-        let cache_file = durable.then(|| {
-            self.dir
-                .join(cache_folder(mac))
-                .join(format!("{vdisk}.boot{}.vhd", boot.number))
-        });
-        let (open, cache) = match (resolved.mode, cache_file.as_deref()) {
+        let OpenedBefore {
+            cache,
+            first,
+            restored,
+        } = before;
+        Ok(match (resolved.mode, cache_file) {
             (SessionMode::Standard, Some(file)) => {
                 if !file.exists() {
                     match (first, restored) {
@@ -139,53 +227,7 @@ impl Inner {
                 };
                 (open, None)
             }
-        };
-        let writer = match resolved.mode {
-            SessionMode::Standard => cache_file.clone(),
-            _ => Some(resolved.file.clone()),
-        };
-        let info = SessionInfo {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            mac,
-            device: device.name.clone(),
-            boot: boot.number,
-            vdisk: vdisk.to_owned(),
-            version: resolved.version,
-            mode: resolved.mode,
-            opened_at: SystemTime::now(),
-        };
-        let counters = Arc::new(Counters::default());
-        let session = Arc::new(Session {
-            size: open.disk.size(),
-            read_only: open.disk.is_read_only(),
-            disk: RwLock::new(Some(open)),
-            counters: counters.clone(),
-            inner: Arc::clone(self),
-            writer,
-            end: EndSignal::default(),
-            info: info.clone(),
-        });
-        let mut state = self.lock();
-        state.live.insert(info.id, (info.clone(), counters));
-        if let Some(live) = state.boots.get_mut(&mac) {
-            let entry = live.disks.entry(vdisk.to_owned()).or_insert(BootDisk {
-                session: Weak::new(),
-                version: resolved.version,
-                mode: resolved.mode,
-                file: resolved.file,
-                cache: None,
-                cache_file: None,
-                detached_at: None,
-            });
-            entry.session = Arc::downgrade(&session);
-            entry.detached_at = None;
-            entry.cache = cache;
-            entry.cache_file = cache_file;
-        }
-        drop(state);
-        tracing::info!(id = info.id, mac = %mac, device = %info.device, boot = boot.number,
-            vdisk, version = info.version, mode = ?info.mode, "session opened");
-        Ok(session)
+        })
     }
 
     /// What `device` opens of `vdisk` in a boot: version, mode and file, from its
