@@ -500,3 +500,28 @@ fn a_hypervisor_reattaching_after_a_restart_finds_its_durable_cache() {
     let vm = sessions.open(mac(1), "lab", &secret).unwrap();
     assert_eq!(read(&vm, 0, 18), b"before the restart");
 }
+
+#[test]
+fn durable_caches_know_never_attached_from_expired_across_restarts() {
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let dir = tempfile::tempdir().unwrap();
+    let store = lab_store(dir.path(), &qemu_img);
+    let settings = SessionSettings {
+        grace: Duration::from_secs(60),
+        ..Default::default()
+    };
+    // The device's boot began before this process (its DHCP exchange, then a restart):
+    // it never attached, so its first open makes its cache.
+    let boot = store.start_boot(mac(1), BootCause::Dhcp, None).unwrap();
+    let sessions = Sessions::new(store.clone(), settings.clone()).unwrap();
+    let session = sessions.open(mac(1), "lab", &boot.token).unwrap();
+    session.write_at(b"mine", 0).unwrap();
+    drop(session);
+    // Away past the grace period: the cache goes, and its reconnect stays refused,
+    // after a restart too.
+    assert_eq!(sessions.expire(Instant::now() + Duration::from_secs(61)), 1);
+    drop(sessions);
+    let sessions = Sessions::new(store, settings).unwrap();
+    let refused = sessions.open(mac(1), "lab", &boot.token).unwrap_err();
+    assert!(refused.to_string().contains("expired"), "{refused}");
+}

@@ -312,7 +312,7 @@ impl Sessions {
                     dropped += 1;
                 }
                 if let Some(file) = disk.cache_file.take() {
-                    remove_cache_file(&file);
+                    expire_cache_file(&file);
                     dropped += 1;
                 }
             }
@@ -405,8 +405,16 @@ fn cache_folder(mac: Mac) -> String {
     format!("{CACHE_DIR}/{}", mac.to_string().replace(':', ""))
 }
 
-fn remove_cache_file(file: &Path) {
-    if let Err(e) = std::fs::remove_file(file)
+/// The mark an expired durable write cache leaves, so that a reconnect of its boot is
+/// refused also after a restart of this process.
+fn expired_mark(file: &Path) -> PathBuf {
+    file.with_extension("expired")
+}
+
+/// Deletes an expired durable write cache, leaving its mark.
+fn expire_cache_file(file: &Path) {
+    let result = std::fs::write(expired_mark(file), b"").and_then(|()| std::fs::remove_file(file));
+    if let Err(e) = result
         && e.kind() != std::io::ErrorKind::NotFound
     {
         tracing::warn!(file = %file.display(), error = %e, "cannot delete a write cache");

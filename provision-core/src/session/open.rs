@@ -13,7 +13,7 @@ use super::quota::Quota;
 use super::stats::Counters;
 use super::{
     BootDisk, CACHE_DIR, Inner, Open, PRIVATE_DIR, Session, SessionInfo, SessionMode, cache_folder,
-    refused,
+    expired_mark, refused,
 };
 use crate::boot::Boot;
 use crate::error::{Error, ErrorKind, Result};
@@ -170,17 +170,15 @@ impl Inner {
         } = before;
         Ok(match (resolved.mode, cache_file) {
             (SessionMode::Standard, Some(file)) => {
+                // Made durably at the boot's first open: a boot without one never
+                // attached (also when it began before a restart), unless it expired.
                 if !file.exists() {
-                    match (first, restored) {
-                        (true, false) => self.new_disk_cache(file, &resolved.file)?,
-                        (true, true) => {
-                            return Err(lost("is gone (lost while provisiond was down)"));
-                        }
-                        (false, _) => {
-                            return Err(lost(
-                                "expired (the device was away longer than the grace period)",
-                            ));
-                        }
+                    if first && !expired_mark(file).exists() {
+                        self.new_disk_cache(file, &resolved.file)?;
+                    } else {
+                        return Err(lost(
+                            "expired (the device was away longer than the grace period)",
+                        ));
                     }
                 }
                 let (image, lock) = self.open_exclusive(file, &device.name, mac)?;
