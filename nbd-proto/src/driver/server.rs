@@ -207,6 +207,7 @@ impl Server {
         }
         let slots = Arc::new(Semaphore::new(self.config.max_connections));
         let handshaking = Handshaking::default();
+        let mut evictions = Evictions::default();
         let shared = Shared::new(POOL_BYTES, &self.config);
         let mut stop = self.shutdown.subscribe();
         let mut trim = tokio::time::interval(POOL_TRIM_PERIOD);
@@ -227,13 +228,14 @@ impl Server {
                     }
                 },
             };
-            if handshaking.len() >= self.config.max_handshakes {
-                handshaking.evict_oldest();
+            if handshaking.len() >= self.config.max_handshakes && handshaking.evict_oldest() {
+                evictions.note();
             }
             let slot = match slots.clone().try_acquire_owned() {
                 Ok(slot) => slot,
                 // Full: a connection still in its handshake makes room for this one.
                 Err(_) if handshaking.evict_oldest() => {
+                    evictions.note();
                     match tokio::time::timeout(EVICTION_WAIT, slots.clone().acquire_owned()).await {
                         Ok(Ok(slot)) => slot,
                         _ => {
@@ -258,6 +260,10 @@ impl Server {
                     // A peer that just hangs up (a port probe, a client killed) is
                     // routine; anything else is worth an operator's eye.
                     Err(crate::Error::Closed) => tracing::debug!(%peer, "closed by the peer"),
+                    // Counted and reported by the accept loop: a crowd would flood the log.
+                    Err(crate::Error::Timeout(EVICTED)) => {
+                        tracing::debug!(%peer, "handshake ended for newer connections")
+                    }
                     Err(e) => tracing::info!(%peer, error = %e, "connection ended"),
                 }
                 drop(slot);
@@ -310,6 +316,34 @@ pub fn listen(addr: SocketAddr, config: &ServerConfig) -> std::io::Result<TcpLis
 
 /// How long a closing connection may take to send its last replies.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a connection whose handshake was ended for a newer one returns.
+const EVICTED: &str = "handshake (ended for newer connections)";
+
+/// Handshakes ended for newer connections, reported at most every 10 s.
+#[derive(Default)]
+struct Evictions {
+    since_report: u64,
+    reported_at: Option<Instant>,
+}
+
+impl Evictions {
+    fn note(&mut self) {
+        self.since_report += 1;
+        if self
+            .reported_at
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(10))
+        {
+            tracing::warn!(
+                ended = self.since_report,
+                "handshakes ended to make room for newer connections: clients connect and \
+                 never finish (a scanner or a flood?)"
+            );
+            self.since_report = 0;
+            self.reported_at = Some(Instant::now());
+        }
+    }
+}
 
 /// How long a new connection waits for the slot of the handshake it ended.
 const EVICTION_WAIT: Duration = Duration::from_secs(1);
@@ -395,7 +429,7 @@ async fn connection(
             _ = stop.wait_for(|s| *s) => return Ok(()),
             _ = tokio::time::sleep_until(deadline) => return Err(Error::Timeout("handshake")),
             Ok(()) = async { (&mut place.as_mut().unwrap().evicted).await }, if place.is_some() => {
-                return Err(Error::Timeout("handshake (ended for newer connections)"));
+                return Err(Error::Timeout(EVICTED));
             }
             n = rd.read_buf(&mut buf) => if n? == 0 { return Err(Error::Closed) },
         }
