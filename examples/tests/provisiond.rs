@@ -550,3 +550,80 @@ fn a_missing_store_is_an_error_unless_created() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("created a new store"));
 }
+
+#[test]
+fn collection_set_changes_only_what_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    ok(&store, &["vdisk", "create", "os", "--size", "1M"]);
+    ok(
+        &store,
+        &[
+            "collection",
+            "add",
+            "room",
+            "--type",
+            "test",
+            "--vdisk",
+            "os",
+            "--mode",
+            "private",
+        ],
+    );
+    ok(
+        &store,
+        &[
+            "device",
+            "add",
+            "52:54:00:cc:00:01",
+            "pc-1",
+            "--collection",
+            "room",
+        ],
+    );
+    let room = || -> serde_json::Value {
+        let list: serde_json::Value =
+            serde_json::from_str(&ok(&store, &["--json", "collection", "list"])).unwrap();
+        list[0].clone()
+    };
+    let before = room();
+    // Turning auto-add on keeps the type, vDisk and mode.
+    ok(&store, &["collection", "set", "room", "--auto-add"]);
+    let after = room();
+    assert_eq!(after["auto_add"], true, "{after}");
+    for field in ["type", "vdisk", "mode"] {
+        assert!(!before[field].is_null(), "{field}: {before}");
+        assert_eq!(after[field], before[field], "{field}: {after}");
+    }
+    // Changing the mode keeps auto-add; no flags change nothing.
+    ok(&store, &["collection", "set", "room", "--mode", "standard"]);
+    ok(&store, &["collection", "set", "room"]);
+    let now = room();
+    assert_eq!(
+        (&now["auto_add"], &now["mode"]),
+        (&serde_json::json!(true), &serde_json::json!("standard")),
+        "{now}"
+    );
+    ok(
+        &store,
+        &["collection", "set", "room", "--no-auto-add", "--no-vdisk"],
+    );
+    let off = room();
+    assert_eq!(
+        (&off["auto_add"], &off["vdisk"]),
+        (&serde_json::json!(false), &serde_json::Value::Null),
+        "{off}"
+    );
+    // Removing it leaves its device, in no collection.
+    ok(&store, &["collection", "remove", "room"]);
+    assert_eq!(ok(&store, &["--json", "collection", "list"]).trim(), "[]");
+    let device: serde_json::Value =
+        serde_json::from_str(&ok(&store, &["--json", "device", "show", "pc-1"])).unwrap();
+    assert!(device["collection"].is_null(), "{device}");
+    assert_eq!(
+        provision(&store, &["collection", "remove", "room"])
+            .status
+            .code(),
+        Some(3)
+    );
+}

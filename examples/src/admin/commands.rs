@@ -253,10 +253,15 @@ pub enum DeviceCommand {
 pub enum CollectionCommand {
     /// Add a collection.
     Add(CollectionArgs),
-    /// Change a collection's settings.
-    Set(CollectionArgs),
+    /// Change a collection's settings: only those given change.
+    Set(CollectionChange),
     /// List collections.
     List,
+    /// Remove a collection; its devices stay, in no collection.
+    Remove {
+        /// Collection name.
+        name: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -275,6 +280,30 @@ pub struct CollectionArgs {
     /// Mode of that assignment.
     #[arg(long, default_value = "standard", value_parser = parse::<Mode>)]
     mode: Mode,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CollectionChange {
+    /// Collection name.
+    name: String,
+    /// Add unknown devices that boot to this collection (turns it off on the others).
+    #[arg(long, conflicts_with = "no_auto_add")]
+    auto_add: bool,
+    /// Stop adding unknown devices to it.
+    #[arg(long)]
+    no_auto_add: bool,
+    /// Device type given to its devices.
+    #[arg(long = "type", value_parser = parse::<DeviceType>)]
+    device_type: Option<DeviceType>,
+    /// vDisk assigned to auto-added devices.
+    #[arg(long, conflicts_with = "no_vdisk")]
+    vdisk: Option<String>,
+    /// Assign no vDisk to auto-added devices.
+    #[arg(long)]
+    no_vdisk: bool,
+    /// Mode of that assignment.
+    #[arg(long, value_parser = parse::<Mode>)]
+    mode: Option<Mode>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -511,10 +540,28 @@ fn collection(store: &Store, command: CollectionCommand, out: render::Out) -> Re
         CollectionCommand::Add(a) => {
             Ok(out.collections(&[store.add_collection(&a.name, &settings(&a))?]))
         }
-        CollectionCommand::Set(a) => {
-            Ok(out.collections(&[store.set_collection(&a.name, &settings(&a))?]))
+        CollectionCommand::Set(change) => {
+            let now = store.collection(&change.name)?;
+            let settings = CollectionSettings {
+                auto_add: match (change.auto_add, change.no_auto_add) {
+                    (true, _) => true,
+                    (_, true) => false,
+                    _ => now.auto_add,
+                },
+                default_device_type: change.device_type.unwrap_or(now.default_device_type),
+                default_vdisk: if change.no_vdisk {
+                    None
+                } else {
+                    change.vdisk.or(now.default_vdisk)
+                },
+                default_mode: change.mode.unwrap_or(now.default_mode),
+            };
+            Ok(out.collections(&[store.set_collection(&change.name, &settings)?]))
         }
         CollectionCommand::List => Ok(out.collections(&store.collections()?)),
+        CollectionCommand::Remove { name } => {
+            Ok(out.collections(&[store.remove_collection(&name)?]))
+        }
     }
 }
 

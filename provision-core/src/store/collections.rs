@@ -121,6 +121,15 @@ impl Store {
         })
     }
 
+    /// Removes the collection called `name`; its devices stay, in no collection.
+    pub fn remove_collection(&self, name: &str) -> Result<Collection> {
+        self.change("collection.remove", name, "", |tx| {
+            let collection = collection_in(tx, name)?;
+            tx.execute("DELETE FROM collections WHERE id = ?1", [collection.id])?;
+            Ok(collection)
+        })
+    }
+
     /// The collection called `name`.
     pub fn collection(&self, name: &str) -> Result<Collection> {
         collection_in(&self.lock(), name)
