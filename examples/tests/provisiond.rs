@@ -627,3 +627,32 @@ fn collection_set_changes_only_what_it_names() {
         Some(3)
     );
 }
+
+#[test]
+fn secret_personality_values_are_shown_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    ok(&store, &["device", "add", "52:54:00:cc:00:02", "pc-2"]);
+    ok(&store, &["personality", "set", "pc-2", "role=kiosk"]);
+    let set = ok(
+        &store,
+        &[
+            "personality",
+            "set",
+            "pc-2",
+            "join_password=hunter2",
+            "--secret",
+        ],
+    );
+    for shown in [
+        set,
+        ok(&store, &["personality", "get", "pc-2"]),
+        ok(&store, &["--json", "device", "show", "pc-2"]),
+        ok(&store, &["audit", "--limit", "10"]),
+    ] {
+        assert!(!shown.contains("hunter2"), "a secret was shown: {shown}");
+        assert!(shown.contains("join_password"), "{shown}");
+    }
+    assert!(ok(&store, &["personality", "get", "pc-2"]).contains("role=kiosk"));
+    assert!(ok(&store, &["personality", "get", "pc-2"]).contains(provision_core::SECRET_SHOWN));
+}

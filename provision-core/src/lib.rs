@@ -56,6 +56,6 @@ pub use session::{
     SessionStats, Sessions, Usage,
 };
 pub use store::collections::CollectionSettings;
-pub use store::devices::{DeviceUpdate, PERSONALITY_LIMIT};
+pub use store::devices::{DeviceUpdate, PERSONALITY_LIMIT, SECRET_SHOWN};
 pub use store::names::{MAX_NAME_LEN, NameOf, check_name};
 pub use store::{AutoAddLimits, DATABASE_FILE, Store};

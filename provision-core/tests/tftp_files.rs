@@ -60,6 +60,9 @@ fn devices_fetch_their_script_and_personality() {
     store
         .set_personality("seat-1", "role", Some("kiosk"))
         .unwrap();
+    store
+        .set_secret_personality("seat-1", "join_password", "hunter2")
+        .unwrap();
     let sessions = Sessions::new(store.clone(), SessionSettings::default()).unwrap();
     let addr = serve(DeviceFiles::new(
         store,
@@ -127,7 +130,8 @@ fn devices_fetch_their_script_and_personality() {
     );
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),
-        "hostname=seat-1\nrole=kiosk\n"
+        "hostname=seat-1\njoin_password=hunter2\nrole=kiosk\n",
+        "the device's boot gets its secrets too"
     );
     // Without the boot's token, or with an old one, no personality.
     for path in [

@@ -315,6 +315,10 @@ pub enum PersonalityCommand {
         /// KEY=VALUE pairs.
         #[arg(required = true, value_parser = parse_pair)]
         values: Vec<(String, String)>,
+        /// The values are secrets (passwords, keys): served to the device's boot only,
+        /// never shown in listings or the audit log.
+        #[arg(long)]
+        secret: bool,
     },
     /// Remove keys.
     Unset {
@@ -489,7 +493,7 @@ fn device(store: &Store, command: DeviceCommand, out: render::Out) -> Result<Str
             Ok(out.device_detail(
                 &d,
                 &store.assignments(&device)?,
-                &store.personality(&device)?,
+                &store.personality_shown(&device)?,
             ))
         }
         DeviceCommand::Set {
@@ -567,19 +571,29 @@ fn collection(store: &Store, command: CollectionCommand, out: render::Out) -> Re
 
 fn personality(store: &Store, command: PersonalityCommand, out: render::Out) -> Result<String> {
     match command {
-        PersonalityCommand::Set { device, values } => {
+        PersonalityCommand::Set {
+            device,
+            values,
+            secret,
+        } => {
             for (key, value) in &values {
-                store.set_personality(&device, key, Some(value))?;
+                if secret {
+                    store.set_secret_personality(&device, key, value)?;
+                } else {
+                    store.set_personality(&device, key, Some(value))?;
+                }
             }
-            Ok(out.personality(&store.personality(&device)?))
+            Ok(out.personality(&store.personality_shown(&device)?))
         }
         PersonalityCommand::Unset { device, keys } => {
             for key in &keys {
                 store.set_personality(&device, key, None)?;
             }
-            Ok(out.personality(&store.personality(&device)?))
+            Ok(out.personality(&store.personality_shown(&device)?))
         }
-        PersonalityCommand::Get { device } => Ok(out.personality(&store.personality(&device)?)),
+        PersonalityCommand::Get { device } => {
+            Ok(out.personality(&store.personality_shown(&device)?))
+        }
     }
 }
 

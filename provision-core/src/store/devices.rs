@@ -10,6 +10,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::mac::Mac;
 use crate::model::{Assignment, Device, DeviceType, Mode};
 
+/// What listings show in place of a secret personality value.
+pub const SECRET_SHOWN: &str = "(secret, set)";
+
 /// The most personality data (keys and values together) one device may hold.
 pub const PERSONALITY_LIMIT: usize = 64 * 1024;
 
@@ -367,6 +370,23 @@ impl Store {
 
     /// Sets (`Some`) or removes (`None`) one personality value of a device.
     pub fn set_personality(&self, key: &str, name: &str, value: Option<&str>) -> Result<()> {
+        self.write_personality(key, name, value, false)
+    }
+
+    /// Sets a personality value that is a secret (a domain-join password, a key): it is
+    /// served to the device's current boot like any other, and shown nowhere else
+    /// (listings say it is set; the audit log names the key only).
+    pub fn set_secret_personality(&self, key: &str, name: &str, value: &str) -> Result<()> {
+        self.write_personality(key, name, Some(value), true)
+    }
+
+    fn write_personality(
+        &self,
+        key: &str,
+        name: &str,
+        value: Option<&str>,
+        secret: bool,
+    ) -> Result<()> {
         if name.is_empty() || name.contains(['=', '\n']) {
             return Err(Error::new(
                 ErrorKind::Invalid,
@@ -379,7 +399,12 @@ impl Store {
                 format!("personality value of `{name}` must be one line"),
             ));
         }
-        self.change("personality.set", key, &format!("{name}={}", value.unwrap_or("<removed>")), |tx| {
+        let shown = match value {
+            None => "<removed>",
+            Some(_) if secret => "<secret>",
+            Some(v) => v,
+        };
+        self.change("personality.set", key, &format!("{name}={shown}"), |tx| {
             let device = device_in(tx, key)?;
             tx.execute(
                 "DELETE FROM personality WHERE device_id = ?1 AND key = ?2",
@@ -399,8 +424,8 @@ impl Store {
                     ));
                 }
                 tx.execute(
-                    "INSERT INTO personality (device_id, key, value) VALUES (?1, ?2, ?3)",
-                    params![device.id, name, value],
+                    "INSERT INTO personality (device_id, key, value, secret) VALUES (?1, ?2, ?3, ?4)",
+                    params![device.id, name, value, secret],
                 )?;
             }
             Ok(())
@@ -409,11 +434,30 @@ impl Store {
 
     /// A device's personality, by key.
     pub fn personality(&self, key: &str) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .personality_entries(key)?
+            .into_iter()
+            .map(|(k, v, _)| (k, v))
+            .collect())
+    }
+
+    /// A device's personality as listings show it: secret values replaced by
+    /// [`SECRET_SHOWN`].
+    pub fn personality_shown(&self, key: &str) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .personality_entries(key)?
+            .into_iter()
+            .map(|(k, v, secret)| (k, if secret { SECRET_SHOWN.to_owned() } else { v }))
+            .collect())
+    }
+
+    fn personality_entries(&self, key: &str) -> Result<Vec<(String, String, bool)>> {
         let db = self.lock();
         let device = device_in(&db, key)?;
-        let mut stmt =
-            db.prepare("SELECT key, value FROM personality WHERE device_id = ?1 ORDER BY key")?;
-        let rows = stmt.query_map([device.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mut stmt = db.prepare(
+            "SELECT key, value, secret FROM personality WHERE device_id = ?1 ORDER BY key",
+        )?;
+        let rows = stmt.query_map([device.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }

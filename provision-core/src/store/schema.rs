@@ -78,4 +78,8 @@ CREATE TABLE boots (
 );
 ALTER TABLE devices ADD COLUMN attach_secret TEXT;
 ",
+    // 3: personality values marked secret (hidden from listings and the audit log).
+    r"
+ALTER TABLE personality ADD COLUMN secret INTEGER NOT NULL DEFAULT 0;
+",
 ];
