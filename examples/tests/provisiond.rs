@@ -656,3 +656,25 @@ fn secret_personality_values_are_shown_nowhere() {
     assert!(ok(&store, &["personality", "get", "pc-2"]).contains("role=kiosk"));
     assert!(ok(&store, &["personality", "get", "pc-2"]).contains(provision_core::SECRET_SHOWN));
 }
+
+#[test]
+fn the_systemd_unit_is_rated_ok_or_better() {
+    let analyze = testkit::require_peer!("systemd-analyze");
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("provisiond.service");
+    let out = testkit::run_output(
+        Command::new(analyze)
+            .args(["security", "--offline=yes"])
+            .arg(&unit),
+        testkit::DEFAULT_TIMEOUT,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rating = text
+        .lines()
+        .find_map(|l| l.split("provisiond.service: ").nth(1))
+        .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
+    // systemd's words, from best to worst: SAFE, OK, MEDIUM, EXPOSED, UNSAFE.
+    assert!(
+        rating.contains(" OK") || rating.contains(" SAFE"),
+        "rated {rating}:\n{text}"
+    );
+}
