@@ -678,3 +678,56 @@ fn the_systemd_unit_is_rated_ok_or_better() {
         "rated {rating}:\n{text}"
     );
 }
+
+#[test]
+fn slow_clients_from_one_host_do_not_lock_the_operator_out() {
+    use std::io::Write;
+    let curl = testkit::require_peer!("curl");
+    let dir = tempfile::tempdir().unwrap();
+    let port = testkit::free_tcp_port();
+    let api_port = testkit::free_tcp_port();
+    let config = dir.path().join("provisiond.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "store = \"store\"\n[nbd]\nlisten = \"127.0.0.1:{port}\"\n\
+             [api]\nlisten = \"127.0.0.1:{api_port}\"\n"
+        ),
+    )
+    .unwrap();
+    ok(&dir.path().join("store"), &["store", "init"]);
+    let _server = ChildGuard::spawn(Command::new(PROVISIOND).arg("--config").arg(&config));
+    let api: SocketAddr = format!("127.0.0.1:{api_port}").parse().unwrap();
+    testkit::wait_for_tcp(api, Duration::from_secs(20));
+    // 200 clients on one host send half a request line and stall.
+    let slow: Vec<_> = (0..200)
+        .filter_map(|_| {
+            let mut s = std::net::TcpStream::connect(api).ok()?;
+            s.write_all(b"GET /v1/status HT").ok()?;
+            Some(s)
+        })
+        .collect();
+    assert!(
+        slow.len() >= 100,
+        "only {} slow clients connected",
+        slow.len()
+    );
+    // The operator, from another address, is answered at once.
+    let out = testkit::run_output(
+        Command::new(curl).args([
+            "-sf",
+            "--max-time",
+            "8",
+            "--interface",
+            "127.0.0.2",
+            &format!("http://{api}/v1/status"),
+        ]),
+        testkit::DEFAULT_TIMEOUT,
+    );
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("uptime_seconds"),
+        "the API did not answer beside 200 slow clients: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(slow);
+}

@@ -38,6 +38,9 @@ use crate::metrics::{self, TftpCounters};
 
 /// Connections served at once; more wait in the listen queue.
 const MAX_CONNECTIONS: usize = 64;
+/// Connections one address may hold at once; more are closed at once, so slow or
+/// silent clients from one host cannot take every slot from the operator.
+const PER_SOURCE: usize = 8;
 /// Time a client has to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -75,6 +78,7 @@ pub async fn start(
 /// Serves the API until the task is dropped.
 async fn serve(listener: TcpListener, api: Arc<Api>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let sources = Sources::default();
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
@@ -87,13 +91,62 @@ async fn serve(listener: TcpListener, api: Arc<Api>) {
                 continue;
             }
         };
+        let Some(source) = sources.enter(peer.ip()) else {
+            tracing::debug!(%peer, "API: too many connections from this address; closing");
+            continue;
+        };
         let api = api.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _source = source;
             if let Err(e) = connection(stream, &api).await {
                 tracing::debug!(%peer, error = %e, "API connection ended");
             }
         });
+    }
+}
+
+/// Connections per source address.
+#[derive(Clone, Default)]
+struct Sources(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
+
+/// One connection's share of its address's allowance, given back when dropped.
+struct Source {
+    sources: Sources,
+    ip: std::net::IpAddr,
+}
+
+impl Sources {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<std::net::IpAddr, usize>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A share for a connection from `ip`, unless it holds [`PER_SOURCE`] already.
+    fn enter(&self, ip: std::net::IpAddr) -> Option<Source> {
+        let mut counts = self.lock();
+        let count = counts.entry(ip).or_default();
+        if *count >= PER_SOURCE {
+            return None;
+        }
+        *count += 1;
+        Some(Source {
+            sources: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        let mut counts = self.sources.lock();
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
     }
 }
 
