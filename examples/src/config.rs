@@ -202,7 +202,10 @@ pub struct Api {
     /// Address and port; loopback by default.
     pub listen: SocketAddr,
     /// Bearer token every request must carry; required when `listen` is not loopback.
+    /// It is the `admin` token; `tokens` adds named ones with narrower roles.
     pub token: String,
+    /// Named tokens: the audit log records the name of the token a change came with.
+    pub tokens: Vec<ApiToken>,
     /// The only folder `vdisk import` through the API reads images from (relative to
     /// the config file; symlinks out of it are refused).
     pub import_folder: PathBuf,
@@ -214,6 +217,7 @@ impl Default for Api {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 10810)),
             token: String::new(),
+            tokens: Vec::new(),
             import_folder: PathBuf::from("imports"),
         }
     }
@@ -392,11 +396,42 @@ impl Config {
     }
 }
 
+/// `[[api.tokens]]`: a named bearer token with a role.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// Who holds it, as the audit log names them.
+    pub name: String,
+    /// The secret itself.
+    pub token: String,
+    /// `viewer` (reads only), `operator` (day-to-day changes) or `admin` (everything,
+    /// removals and imports included).
+    pub role: String,
+}
+
 impl Api {
     /// The one rule of the API's exposure, whatever set the address (the config file or
     /// `--api-listen`): off loopback, a token is required.
     pub fn check(&self) -> Result<(), String> {
-        if self.enabled && !self.listen.ip().is_loopback() && self.token.is_empty() {
+        for t in &self.tokens {
+            if t.name.is_empty() || t.token.len() < 16 {
+                return Err(format!(
+                    "api.tokens: `{}` needs a name and a token of at least 16 characters",
+                    t.name
+                ));
+            }
+            if !matches!(t.role.as_str(), "viewer" | "operator" | "admin") {
+                return Err(format!(
+                    "api.tokens: `{}` has role {:?}; roles are viewer, operator and admin",
+                    t.name, t.role
+                ));
+            }
+        }
+        if self.enabled
+            && !self.listen.ip().is_loopback()
+            && self.token.is_empty()
+            && self.tokens.is_empty()
+        {
             return Err(format!(
                 "api.listen {} is not loopback, so api.token must be set",
                 self.listen

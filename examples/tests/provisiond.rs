@@ -237,11 +237,11 @@ fn cli_and_server_work_together() {
     );
     let audit = String::from_utf8(api(&["audit", "--limit", "2"]).stdout).unwrap();
     assert!(
-        audit.contains("api:anonymous") && audit.contains("version.merge"),
+        audit.contains("api:admin") && audit.contains("version.merge"),
         "{audit}"
     );
     assert!(
-        audit.contains("api:tester") && audit.contains("version.new"),
+        audit.contains("api:admin (says tester)") && audit.contains("version.new"),
         "{audit}"
     );
     // Errors keep their exit codes over the API.
@@ -730,4 +730,69 @@ fn slow_clients_from_one_host_do_not_lock_the_operator_out() {
         String::from_utf8_lossy(&out.stderr)
     );
     drop(slow);
+}
+
+#[test]
+fn api_tokens_have_names_and_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = testkit::free_tcp_port();
+    let api_port = testkit::free_tcp_port();
+    let config = dir.path().join("provisiond.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "store = \"store\"\n[nbd]\nlisten = \"127.0.0.1:{port}\"\n\
+             [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
+             [[api.tokens]]\nname = \"wall\"\ntoken = \"viewer-token-0123456789\"\nrole = \"viewer\"\n\
+             [[api.tokens]]\nname = \"ops\"\ntoken = \"operator-token-0123456789\"\nrole = \"operator\"\n"
+        ),
+    )
+    .unwrap();
+    ok(&dir.path().join("store"), &["store", "init"]);
+    let _server = ChildGuard::spawn(Command::new(PROVISIOND).arg("--config").arg(&config));
+    testkit::wait_for_tcp(
+        format!("127.0.0.1:{api_port}").parse().unwrap(),
+        Duration::from_secs(20),
+    );
+    let api = |token: &str, args: &[&str]| {
+        testkit::run_output(
+            Command::new(PROVISION)
+                .args([
+                    "--api",
+                    &format!("http://127.0.0.1:{api_port}"),
+                    "--token",
+                    token,
+                ])
+                .args(["--actor", "somebody-else"])
+                .args(args),
+            testkit::DEFAULT_TIMEOUT,
+        )
+    };
+    let code = |token: &str, args: &[&str]| api(token, args).status.code();
+    let viewer = "viewer-token-0123456789";
+    let operator = "operator-token-0123456789";
+    // Reads for all; changes for operators; removals for admins only.
+    assert_eq!(code(viewer, &["device", "list"]), Some(0));
+    assert_eq!(
+        code(viewer, &["device", "add", "52:54:00:dd:00:01", "pc"]),
+        Some(5)
+    );
+    assert_eq!(
+        code(operator, &["device", "add", "52:54:00:dd:00:01", "pc"]),
+        Some(0)
+    );
+    let refused = api(operator, &["device", "remove", "pc"]);
+    assert_eq!(refused.status.code(), Some(5));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("needs Admin"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(
+        code("not-a-token-at-all-xxxxx", &["device", "list"]),
+        Some(5)
+    );
+    // The audit log names the token, not what the client claims to be.
+    let audit = String::from_utf8(api(viewer, &["audit"]).stdout).unwrap();
+    assert!(audit.contains("api:ops (says somebody-else)"), "{audit}");
 }

@@ -349,7 +349,40 @@ fn parse_pair(text: &str) -> std::result::Result<(String, String), String> {
         .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))
 }
 
+/// What a command does to the store, for deciding who may run it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reach {
+    /// Reads only.
+    Reads,
+    /// Day-to-day changes: devices, assignments, personality, versions, resets.
+    Changes,
+    /// Removals, merges, imports, secrets, store maintenance.
+    Destroys,
+}
+
 impl Command {
+    /// What the command does to the store (see [`Reach`]).
+    pub fn reach(&self) -> Reach {
+        use Command as C;
+        match self {
+            C::Status
+            | C::Audit { .. }
+            | C::Sessions(SessionsCommand::List)
+            | C::Vdisk(VdiskCommand::List | VdiskCommand::Show { .. })
+            | C::Version(VersionCommand::List { .. })
+            | C::Device(DeviceCommand::List | DeviceCommand::Show { .. })
+            | C::Collection(CollectionCommand::List)
+            | C::Personality(PersonalityCommand::Get { .. })
+            | C::Store(StoreCommand::Check { clean: false }) => Reach::Reads,
+            C::Vdisk(VdiskCommand::Remove { .. } | VdiskCommand::Import { .. })
+            | C::Version(VersionCommand::Remove { .. } | VersionCommand::Merge { .. })
+            | C::Device(DeviceCommand::Remove { .. } | DeviceCommand::AttachSecret { .. })
+            | C::Collection(CollectionCommand::Remove { .. })
+            | C::Store(_) => Reach::Destroys,
+            _ => Reach::Changes,
+        }
+    }
+
     /// True for the commands that may make a store where there is none: `store init`,
     /// and those that add its first things.
     pub fn may_create_store(&self) -> bool {

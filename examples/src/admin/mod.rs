@@ -6,7 +6,7 @@
 pub mod commands;
 mod render;
 
-pub use commands::{Command, Line, SessionsCommand, VdiskCommand, run};
+pub use commands::{Command, Line, Reach, SessionsCommand, VdiskCommand, run};
 pub use render::Out;
 
 use provision_core::{Error, ErrorKind};

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use provision_core::{BootCause, Error, Mac, Sessions, Store};
-use provision_examples::admin::{self, Command, Line, Out, SessionsCommand, VdiskCommand};
+use provision_examples::admin::{self, Command, Line, Out, Reach, SessionsCommand, VdiskCommand};
 use provision_examples::http::{self, MAX_BODY, MAX_HEAD, Request};
 use pxe::driver::DriverStats;
 use serde_json::{Value, json};
@@ -51,8 +51,9 @@ pub struct Api {
     /// The only folder `vdisk import` reads images from.
     pub import_folder: PathBuf,
     pub sessions: Sessions,
-    /// Required bearer token, if any.
-    pub token: Option<String>,
+    /// The bearer tokens that open the API; none: every client is `anonymous` with
+    /// every right (loopback only, which the configuration enforces).
+    pub tokens: Vec<Credential>,
     pub started: Instant,
     /// The services' addresses, for `/v1/status`.
     pub services: Value,
@@ -71,7 +72,7 @@ pub async fn start(
         .map_err(|e| format!("cannot listen for the API on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     api.services["api"] = addr.to_string().into();
-    tracing::info!(%addr, token = api.token.is_some(), "admin API listening");
+    tracing::info!(%addr, tokens = api.tokens.len(), "admin API listening");
     Ok((tokio::spawn(serve(listener, Arc::new(api))), addr))
 }
 
@@ -171,16 +172,14 @@ async fn connection(mut stream: TcpStream, api: &Arc<Api>) -> std::io::Result<()
         }
     };
     let (req, body) = request;
-    if let Some(token) = &api.token
-        && !same(req.bearer.as_deref().unwrap_or(""), token)
-    {
+    let Some(who) = identify(api, req.bearer.as_deref().unwrap_or("")) else {
         return reply(
             &mut stream,
             401,
             json!({"error": "missing or wrong bearer token"}),
         )
         .await;
-    }
+    };
     let segments: Vec<String> = req
         .path
         .split('/')
@@ -200,7 +199,7 @@ async fn connection(mut stream: TcpStream, api: &Arc<Api>) -> std::io::Result<()
             let response = http::response(200, "text/plain; version=0.0.4", &text);
             return stream.write_all(&response).await;
         }
-        ("POST", ["v1", "command"]) => return command(stream, api, &req, &body).await,
+        ("POST", ["v1", "command"]) => return command(stream, api, &who, &req, &body).await,
         ("GET", ["v1", "status"]) => vec!["status"],
         ("GET", ["v1", "sessions"]) => vec!["sessions", "list"],
         ("POST", ["v1", "sessions", device, "reset"]) => vec!["sessions", "reset", device],
@@ -237,9 +236,9 @@ async fn connection(mut stream: TcpStream, api: &Arc<Api>) -> std::io::Result<()
         }
     };
     let args = args.into_iter().map(str::to_owned).collect();
-    let (api2, actor) = (api.clone(), actor(&req));
+    let (api2, who) = (api.clone(), who.with_claim(&req));
     let outcome =
-        tokio::task::spawn_blocking(move || execute(&api2, args, true, &actor, &mut |_, _, _| {}))
+        tokio::task::spawn_blocking(move || execute(&api2, args, true, &who, &mut |_, _, _| {}))
             .await
             .unwrap_or_else(|e| Err((1, format!("the command failed: {e}"))));
     match outcome {
@@ -264,6 +263,7 @@ async fn connection(mut stream: TcpStream, api: &Arc<Api>) -> std::io::Result<()
 async fn command(
     mut stream: TcpStream,
     api: &Arc<Api>,
+    who: &Identity,
     req: &Request,
     body: &[u8],
 ) -> std::io::Result<()> {
@@ -288,7 +288,7 @@ async fn command(
         .write_all(&http::streaming_head(200, "application/x-ndjson"))
         .await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    let (api2, actor) = (api.clone(), actor(req));
+    let (api2, who) = (api.clone(), who.with_claim(req));
     let task = tokio::task::spawn_blocking(move || {
         let mut last = Instant::now();
         let mut progress = |what: &str, done: u64, total: u64| {
@@ -297,7 +297,7 @@ async fn command(
                 let _ = tx.send(json!({"progress": {"what": what, "done": done, "total": total}}));
             }
         };
-        let line = match execute(&api2, args, json_out, &actor, &mut progress) {
+        let line = match execute(&api2, args, json_out, &who, &mut progress) {
             Ok(output) => json!({"exit": 0, "output": output}),
             Err((code, error)) => json!({"exit": code, "error": error}),
         };
@@ -322,10 +322,25 @@ fn execute(
     api: &Api,
     args: Vec<String>,
     json_out: bool,
-    actor: &str,
+    who: &Identity,
     progress: admin::Progress<'_>,
 ) -> Result<String, (u8, String)> {
     let line = Line::try_parse_from(args).map_err(|e| (2, e.render().to_string()))?;
+    let needed = match line.command.reach() {
+        Reach::Reads => Role::Viewer,
+        Reach::Changes => Role::Operator,
+        Reach::Destroys => Role::Admin,
+    };
+    if who.role < needed {
+        return Err((
+            5,
+            format!(
+                "the token `{}` is a {:?} token; this command needs {needed:?}",
+                who.name, who.role
+            ),
+        ));
+    }
+    let actor = who.actor.as_str();
     let fail = |e: Error| (admin::exit_code(&e), e.to_string());
     let out = Out { json: json_out };
     let store = || {
@@ -414,15 +429,116 @@ fn status(api: &Api) -> Value {
     })
 }
 
-fn actor(req: &Request) -> String {
-    let who = req.actor.as_deref().unwrap_or("anonymous");
-    format!(
-        "api:{}",
-        who.chars()
+/// What a token may do, least first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Reads only.
+    Viewer,
+    /// Day-to-day changes.
+    Operator,
+    /// Everything.
+    Admin,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "viewer" => Ok(Role::Viewer),
+            "operator" => Ok(Role::Operator),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("no role {other:?}")),
+        }
+    }
+}
+
+/// The tokens `config` names: `token` as `admin`, and `tokens` with their roles.
+pub fn credentials(config: &provision_examples::config::Api) -> Result<Vec<Credential>, String> {
+    let mut all = Vec::new();
+    if !config.token.is_empty() {
+        all.push(Credential {
+            name: "admin".to_owned(),
+            token: config.token.clone(),
+            role: Role::Admin,
+        });
+    }
+    for t in &config.tokens {
+        all.push(Credential {
+            name: t.name.clone(),
+            token: t.token.clone(),
+            role: t
+                .role
+                .parse()
+                .map_err(|e| format!("api.tokens `{}`: {e}", t.name))?,
+        });
+    }
+    Ok(all)
+}
+
+/// A bearer token the API accepts.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// Who holds it.
+    pub name: String,
+    /// The secret.
+    pub token: String,
+    /// What it may do.
+    pub role: Role,
+}
+
+/// Who a request comes from: the name and role of its token, and the audit actor.
+#[derive(Debug, Clone)]
+struct Identity {
+    name: String,
+    role: Role,
+    actor: String,
+}
+
+/// The identity of the token `bearer`, if the API accepts it.
+fn identify(api: &Api, bearer: &str) -> Option<Identity> {
+    if api.tokens.is_empty() {
+        return Some(Identity::new("anonymous", Role::Admin));
+    }
+    // Every token is compared, whichever matches: the time tells nothing.
+    let mut found = None;
+    for credential in &api.tokens {
+        if same(bearer, &credential.token) {
+            found = Some(Identity::new(&credential.name, credential.role));
+        }
+    }
+    found
+}
+
+impl Identity {
+    fn new(name: &str, role: Role) -> Self {
+        Self {
+            name: name.to_owned(),
+            role,
+            actor: format!("api:{name}"),
+        }
+    }
+
+    /// The audit actor: the token's name, and what the client says it is
+    /// (`X-Provision-Actor`, for information only) when that differs.
+    fn with_claim(&self, req: &Request) -> Self {
+        let claim: String = req
+            .actor
+            .as_deref()
+            .unwrap_or("")
+            .chars()
             .filter(|c| !c.is_control())
             .take(64)
-            .collect::<String>()
-    )
+            .collect();
+        let actor = if claim.is_empty() || claim == self.name {
+            format!("api:{}", self.name)
+        } else {
+            format!("api:{} (says {claim})", self.name)
+        };
+        Self {
+            actor,
+            ..self.clone()
+        }
+    }
 }
 
 /// Compares in time independent of where the first difference is.

@@ -219,7 +219,7 @@ async fn run(config: Config, demo: Option<PathBuf>) -> Result<(), String> {
             store_dir: config.store.clone(),
             import_folder: config.api.import_folder.clone(),
             sessions: sessions.clone(),
-            token: (!config.api.token.is_empty()).then(|| config.api.token.clone()),
+            tokens: api::credentials(&config.api)?,
             started,
             services: serde_json::json!({
                 "nbd": config.nbd.enabled.then(|| config.nbd.listen.to_string()),
