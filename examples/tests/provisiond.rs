@@ -455,30 +455,38 @@ fn the_api_rule_holds_for_flags_and_the_store_is_private() {
     drop(server);
 }
 
-#[test]
-fn api_imports_come_from_the_import_folder_only() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts provisiond on a store in `dir` with its API on loopback and `api_extra` lines
+/// in `[api]`; returns the server, the config file and the API's address.
+fn start_with_api(dir: &Path, api_extra: &str) -> (ChildGuard, std::path::PathBuf, SocketAddr) {
     let port = testkit::free_tcp_port();
-    let api_port = testkit::free_tcp_port();
-    let config = dir.path().join("provisiond.toml");
+    let api: SocketAddr = format!("127.0.0.1:{}", testkit::free_tcp_port())
+        .parse()
+        .unwrap();
+    let config = dir.join("provisiond.toml");
     std::fs::write(
         &config,
         format!(
-            "store = \"store\"\n[nbd]\nlisten = \"127.0.0.1:{port}\"\n\
-             [api]\nlisten = \"127.0.0.1:{api_port}\"\nimport_folder = \"imports\"\n"
+            "store = \"store\"\n[nbd]\nlisten = \"127.0.0.1:{port}\"\n[api]\nlisten = \"{api}\"\n{api_extra}"
         ),
     )
     .unwrap();
+    if !dir.join("store").exists() {
+        ok(&dir.join("store"), &["store", "init"]);
+    }
+    let server = ChildGuard::spawn(Command::new(PROVISIOND).arg("--config").arg(&config));
+    testkit::wait_for_tcp(api, Duration::from_secs(20));
+    (server, config, api)
+}
+
+#[test]
+fn api_imports_come_from_the_import_folder_only() {
+    let dir = tempfile::tempdir().unwrap();
     let imports = dir.path().join("imports");
     std::fs::create_dir_all(&imports).unwrap();
     std::fs::write(imports.join("disk.raw"), vec![0x42u8; 1 << 20]).unwrap();
     std::fs::write(dir.path().join("secret.raw"), vec![0x53u8; 1 << 20]).unwrap();
     std::os::unix::fs::symlink(dir.path().join("secret.raw"), imports.join("link.raw")).unwrap();
-    let _server = ChildGuard::spawn(Command::new(PROVISIOND).arg("--config").arg(&config));
-    testkit::wait_for_tcp(
-        format!("127.0.0.1:{api_port}").parse().unwrap(),
-        Duration::from_secs(20),
-    );
+    let (_server, config, _) = start_with_api(dir.path(), "import_folder = \"imports\"\n");
     let import = |name: &str, file: &str| {
         testkit::run_output(
             Command::new(PROVISION)
@@ -684,21 +692,7 @@ fn slow_clients_from_one_host_do_not_lock_the_operator_out() {
     use std::io::Write;
     let curl = testkit::require_peer!("curl");
     let dir = tempfile::tempdir().unwrap();
-    let port = testkit::free_tcp_port();
-    let api_port = testkit::free_tcp_port();
-    let config = dir.path().join("provisiond.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "store = \"store\"\n[nbd]\nlisten = \"127.0.0.1:{port}\"\n\
-             [api]\nlisten = \"127.0.0.1:{api_port}\"\n"
-        ),
-    )
-    .unwrap();
-    ok(&dir.path().join("store"), &["store", "init"]);
-    let _server = ChildGuard::spawn(Command::new(PROVISIOND).arg("--config").arg(&config));
-    let api: SocketAddr = format!("127.0.0.1:{api_port}").parse().unwrap();
-    testkit::wait_for_tcp(api, Duration::from_secs(20));
+    let (_server, _, api) = start_with_api(dir.path(), "");
     // 200 clients on one host send half a request line and stall.
     let slow: Vec<_> = (0..200)
         .filter_map(|_| {
@@ -735,34 +729,15 @@ fn slow_clients_from_one_host_do_not_lock_the_operator_out() {
 #[test]
 fn api_tokens_have_names_and_roles() {
     let dir = tempfile::tempdir().unwrap();
-    let port = testkit::free_tcp_port();
-    let api_port = testkit::free_tcp_port();
-    let config = dir.path().join("provisiond.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "store = \"store\"\n[nbd]\nlisten = \"127.0.0.1:{port}\"\n\
-             [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
-             [[api.tokens]]\nname = \"wall\"\ntoken = \"viewer-token-0123456789\"\nrole = \"viewer\"\n\
-             [[api.tokens]]\nname = \"ops\"\ntoken = \"operator-token-0123456789\"\nrole = \"operator\"\n"
-        ),
-    )
-    .unwrap();
-    ok(&dir.path().join("store"), &["store", "init"]);
-    let _server = ChildGuard::spawn(Command::new(PROVISIOND).arg("--config").arg(&config));
-    testkit::wait_for_tcp(
-        format!("127.0.0.1:{api_port}").parse().unwrap(),
-        Duration::from_secs(20),
+    let (_server, _, api_addr) = start_with_api(
+        dir.path(),
+        "[[api.tokens]]\nname = \"wall\"\ntoken = \"viewer-token-0123456789\"\nrole = \"viewer\"\n\
+         [[api.tokens]]\nname = \"ops\"\ntoken = \"operator-token-0123456789\"\nrole = \"operator\"\n",
     );
     let api = |token: &str, args: &[&str]| {
         testkit::run_output(
             Command::new(PROVISION)
-                .args([
-                    "--api",
-                    &format!("http://127.0.0.1:{api_port}"),
-                    "--token",
-                    token,
-                ])
+                .args(["--api", &format!("http://{api_addr}"), "--token", token])
                 .args(["--actor", "somebody-else"])
                 .args(args),
             testkit::DEFAULT_TIMEOUT,
