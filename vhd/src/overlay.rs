@@ -407,4 +407,24 @@ impl Disk for Overlay {
         }
         Ok(())
     }
+
+    /// Gives back the room of the whole chunks in the range (they read as zeroes from
+    /// then on), so a device that deletes files can write again under its quota. Parts
+    /// of chunks are left as they are: a discard promises nothing about the content.
+    fn trim(&self, offset: u64, len: u64) -> Result<()> {
+        check_range(self.size, offset, len)?;
+        let end = offset + len;
+        let first_full = offset.div_ceil(CHUNK);
+        let full_end = if end == self.size {
+            end.div_ceil(CHUNK)
+        } else {
+            end / CHUNK
+        };
+        let mut st = self.write_state();
+        for idx in first_full..full_end {
+            self.release(&mut st, idx);
+            st.chunks.insert(idx, Chunk::Zero);
+        }
+        Ok(())
+    }
 }

@@ -76,6 +76,10 @@ fn overlay_spills_past_its_ram_limit_and_stops_at_its_quota() {
     model[900 << 10..(900 << 10) + (16 << 10)].fill(0x44);
     assert_eq!(o.write_at(&[1], 0).unwrap_err().kind(), ErrorKind::NoSpace);
     assert_eq!(read_all(&o), model);
+    // A device that deletes files and discards them gets its room back.
+    o.trim(0, 64 << 10).unwrap();
+    assert_eq!(o.used_bytes(), 16 << 10, "only whole chunks are given back");
+    o.write_at(&vec![0x55; 32 << 10], 256 << 10).unwrap();
 }
 
 #[test]
