@@ -268,6 +268,22 @@ impl Image {
         &self.storage
     }
 
+    /// The image file's length as its writes leave it: known in memory for a dynamic or
+    /// differencing image (where new blocks go, plus the footer), read from the storage
+    /// for a fixed one.
+    pub fn file_len(&self) -> Result<u64> {
+        match &self.sparse {
+            Some(s) => {
+                let next_free = *s.next_free.lock().unwrap_or_else(|e| e.into_inner());
+                Ok(next_free + FOOTER_LEN as u64)
+            }
+            None => self
+                .storage
+                .len()
+                .map_err(|e| Error::io("reading the image length", e)),
+        }
+    }
+
     /// A copy of the BAT (dynamic and differencing images).
     pub fn bat(&self) -> Option<Vec<u32>> {
         self.sparse
