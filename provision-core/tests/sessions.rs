@@ -59,6 +59,16 @@ fn reboot(sessions: &Sessions, mac: Mac) -> usize {
     common::reboot(sessions, mac).caches_dropped
 }
 
+/// The folder and store of [`lab_store`]; the test returns when qemu-img is missing.
+macro_rules! lab {
+    () => {{
+        let qemu_img = testkit::require_peer!("qemu-img");
+        let dir = tempfile::tempdir().unwrap();
+        let store = lab_store(dir.path(), &qemu_img);
+        (dir, store)
+    }};
+}
+
 fn read(disk: &impl std::ops::Deref<Target = Session>, offset: u64, len: usize) -> Vec<u8> {
     let mut buf = vec![0u8; len];
     disk.read_at(&mut buf, offset).unwrap();
@@ -67,9 +77,7 @@ fn read(disk: &impl std::ops::Deref<Target = Session>, offset: u64, len: usize) 
 
 #[test]
 fn standard_mode_writes_are_private_to_a_boot() {
-    let qemu_img = testkit::require_peer!("qemu-img");
-    let dir = tempfile::tempdir().unwrap();
-    let store = lab_store(dir.path(), &qemu_img);
+    let (_dir, store) = lab!();
     let sessions = Sessions::new(store, SessionSettings::default()).unwrap();
 
     let one = open(&sessions, mac(1), "lab").unwrap();
@@ -102,9 +110,7 @@ fn standard_mode_writes_are_private_to_a_boot() {
 
 #[test]
 fn caches_expire_after_the_grace_period() {
-    let qemu_img = testkit::require_peer!("qemu-img");
-    let dir = tempfile::tempdir().unwrap();
-    let store = lab_store(dir.path(), &qemu_img);
+    let (_dir, store) = lab!();
     let settings = SessionSettings {
         grace: Duration::from_secs(60),
         ..Default::default()
@@ -132,9 +138,7 @@ fn caches_expire_after_the_grace_period() {
 
 #[test]
 fn a_full_write_cache_says_no_space_and_others_go_on() {
-    let qemu_img = testkit::require_peer!("qemu-img");
-    let dir = tempfile::tempdir().unwrap();
-    let store = lab_store(dir.path(), &qemu_img);
+    let (_dir, store) = lab!();
     let settings = SessionSettings {
         cache_ram_bytes: 64 << 10,
         cache_quota_bytes: 256 << 10,
@@ -167,9 +171,7 @@ fn a_full_write_cache_says_no_space_and_others_go_on() {
 
 #[test]
 fn devices_open_only_what_is_assigned_to_them() {
-    let qemu_img = testkit::require_peer!("qemu-img");
-    let dir = tempfile::tempdir().unwrap();
-    let store = lab_store(dir.path(), &qemu_img);
+    let (_dir, store) = lab!();
     store
         .add_vdisk("other", SIZE, "", "lab/v0-other.vhd")
         .unwrap();
@@ -202,9 +204,7 @@ fn devices_open_only_what_is_assigned_to_them() {
 
 #[test]
 fn a_session_belongs_to_one_boot() {
-    let qemu_img = testkit::require_peer!("qemu-img");
-    let dir = tempfile::tempdir().unwrap();
-    let store = lab_store(dir.path(), &qemu_img);
+    let (_dir, store) = lab!();
     let sessions = Sessions::new(store.clone(), SessionSettings::default()).unwrap();
     let first = sessions
         .start_boot(mac(1), BootCause::Dhcp, None)
@@ -274,9 +274,7 @@ fn a_session_belongs_to_one_boot() {
 
 #[test]
 fn attach_secrets_join_the_boot_or_start_one() {
-    let qemu_img = testkit::require_peer!("qemu-img");
-    let dir = tempfile::tempdir().unwrap();
-    let store = lab_store(dir.path(), &qemu_img);
+    let (_dir, store) = lab!();
     let sessions = Sessions::new(store.clone(), SessionSettings::default()).unwrap();
     let secret = store.rotate_attach_secret("seat-1").unwrap();
 
@@ -303,9 +301,7 @@ fn attach_secrets_join_the_boot_or_start_one() {
 
 #[test]
 fn usage_counts_requests_of_open_and_ended_sessions() {
-    let qemu_img = testkit::require_peer!("qemu-img");
-    let dir = tempfile::tempdir().unwrap();
-    let store = lab_store(dir.path(), &qemu_img);
+    let (_dir, store) = lab!();
     let sessions = Sessions::new(store, SessionSettings::default()).unwrap();
 
     let one = open(&sessions, mac(1), "lab").unwrap();
@@ -416,9 +412,7 @@ fn leftover_files_are_deleted_only_when_nothing_reads_them() {
 
 #[test]
 fn after_a_restart_a_cache_is_there_or_the_reconnect_is_refused() {
-    let qemu_img = testkit::require_peer!("qemu-img");
-    let dir = tempfile::tempdir().unwrap();
-    let store = lab_store(dir.path(), &qemu_img);
+    let (_dir, store) = lab!();
     for durable in [true, false] {
         let settings = SessionSettings {
             durable_caches: durable,
@@ -449,9 +443,7 @@ fn after_a_restart_a_cache_is_there_or_the_reconnect_is_refused() {
 
 #[test]
 fn auto_added_devices_write_private_disks_within_the_quota() {
-    let qemu_img = testkit::require_peer!("qemu-img");
-    let dir = tempfile::tempdir().unwrap();
-    let store = lab_store(dir.path(), &qemu_img);
+    let (_dir, store) = lab!();
     store
         .add_collection(
             "lobby",
@@ -485,9 +477,7 @@ fn auto_added_devices_write_private_disks_within_the_quota() {
 
 #[test]
 fn a_hypervisor_reattaching_after_a_restart_finds_its_durable_cache() {
-    let qemu_img = testkit::require_peer!("qemu-img");
-    let dir = tempfile::tempdir().unwrap();
-    let store = lab_store(dir.path(), &qemu_img);
+    let (_dir, store) = lab!();
     let secret = store.rotate_attach_secret("seat-1").unwrap();
     let sessions = Sessions::new(store.clone(), SessionSettings::default()).unwrap();
     let vm = sessions.open(mac(1), "lab", &secret).unwrap();
@@ -503,9 +493,7 @@ fn a_hypervisor_reattaching_after_a_restart_finds_its_durable_cache() {
 
 #[test]
 fn durable_caches_know_never_attached_from_expired_across_restarts() {
-    let qemu_img = testkit::require_peer!("qemu-img");
-    let dir = tempfile::tempdir().unwrap();
-    let store = lab_store(dir.path(), &qemu_img);
+    let (_dir, store) = lab!();
     let settings = SessionSettings {
         grace: Duration::from_secs(60),
         ..Default::default()
