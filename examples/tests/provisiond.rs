@@ -377,8 +377,8 @@ fn the_demo_command_works_as_printed() {
 #[test]
 fn the_sample_config_loads_and_names_every_setting() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("provisiond.toml");
-    let config = provision_examples::config::Config::load(&path).unwrap();
-    let defaults = provision_examples::config::Config::default();
+    let config = provision_server::config::Config::load(&path).unwrap();
+    let defaults = provision_server::config::Config::default();
     assert_eq!(config.nbd.listen, defaults.nbd.listen);
     assert_eq!(
         config.sessions.grace_seconds,

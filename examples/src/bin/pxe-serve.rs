@@ -333,11 +333,11 @@ fn build(args: &Args) -> Result<(DriverConfig, DriverMode), String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    provision_examples::init_logging(args.log_format == LogFormat::Json);
+    provision_server::init_logging(args.log_format == LogFormat::Json);
     let (config, mode) = match build(&args) {
         Ok(x) => x,
         Err(e) => {
-            provision_examples::errln!("pxe-serve: {e}");
+            provision_server::errln!("pxe-serve: {e}");
             return ExitCode::from(2);
         }
     };
@@ -348,7 +348,7 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            provision_examples::errln!("pxe-serve: cannot start the runtime: {e}");
+            provision_server::errln!("pxe-serve: cannot start the runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -363,7 +363,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "pxe-serve stopped");
-            provision_examples::errln!("pxe-serve: {e}");
+            provision_server::errln!("pxe-serve: {e}");
             ExitCode::from(1)
         }
     }

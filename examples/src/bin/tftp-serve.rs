@@ -89,14 +89,14 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    provision_examples::init_logging(matches!(args.log_format, LogFormat::Json));
+    provision_server::init_logging(matches!(args.log_format, LogFormat::Json));
     let provider = match DirProvider::new(&args.root) {
         Ok(p) => p
             .case_insensitive(args.case_insensitive)
             .refuse_absolute(args.refuse_absolute)
             .allow_write(args.allow_write),
         Err(e) => {
-            provision_examples::errln!("tftp-serve: {e}");
+            provision_server::errln!("tftp-serve: {e}");
             return ExitCode::from(1);
         }
     };
@@ -120,7 +120,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
-            provision_examples::errln!("tftp-serve: cannot start the runtime: {e}");
+            provision_server::errln!("tftp-serve: cannot start the runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -135,7 +135,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            provision_examples::errln!("tftp-serve: {e}");
+            provision_server::errln!("tftp-serve: {e}");
             ExitCode::from(1)
         }
     }

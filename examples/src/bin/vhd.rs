@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use provision_examples::{errln, outln};
+use provision_server::{errln, outln};
 use serde_json::{Value, json};
 use vhd::{CreateOptions, Disk, DiskType, Image, OpenOptions, Target};
 
@@ -111,12 +111,12 @@ enum Command {
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
-    provision_examples::parse_size(s).map_err(|e| e.to_string())
+    provision_server::parse_size(s).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    provision_examples::init_logging(cli.log_format == LogFormat::Json);
+    provision_server::init_logging(cli.log_format == LogFormat::Json);
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {

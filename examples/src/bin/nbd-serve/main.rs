@@ -84,17 +84,17 @@ enum LogFormat {
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
-    provision_examples::parse_size(s).map_err(|e| e.to_string())
+    provision_server::parse_size(s).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    provision_examples::init_logging(matches!(args.log_format, LogFormat::Json));
+    provision_server::init_logging(matches!(args.log_format, LogFormat::Json));
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
-            provision_examples::errln!("nbd-serve: {e}");
+            provision_server::errln!("nbd-serve: {e}");
             ExitCode::from(1)
         }
     }
@@ -118,7 +118,7 @@ fn run(args: Args) -> Result<(), String> {
             max_connections: args.max_connections,
             max_buffered_bytes: usize::try_from(args.max_buffered).unwrap_or(usize::MAX),
             busy_poll: Duration::from_micros(args.busy_poll_us),
-            congestion_control: provision_examples::congestion_control(&args.tcp_congestion),
+            congestion_control: provision_server::congestion_control(&args.tcp_congestion),
             ..ServerConfig::default()
         };
         let listener = listen(args.listen, &config)

@@ -12,8 +12,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use provision_core::Store;
-use provision_examples::admin;
-use provision_examples::config::Config;
+use provision_server::admin;
+use provision_server::config::Config;
 
 /// Administer provision: vDisks and their versions, devices, assignments, sessions.
 ///
@@ -70,7 +70,7 @@ enum Target {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    provision_examples::init_logging_at(false, "warn");
+    provision_server::init_logging_at(false, "warn");
     // Files made in a store (the database, imported vDisks) are the service's alone.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let actor = args
@@ -94,7 +94,7 @@ fn main() -> ExitCode {
     };
     match outcome {
         Ok(text) => {
-            provision_examples::out!("{text}");
+            provision_server::out!("{text}");
             ExitCode::SUCCESS
         }
         Err((code, message)) => fail(code, &message),
@@ -102,7 +102,7 @@ fn main() -> ExitCode {
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {
-    provision_examples::errln!("provision: {}", message.trim_end());
+    provision_server::errln!("provision: {}", message.trim_end());
     ExitCode::from(code)
 }
 
@@ -154,11 +154,11 @@ fn local(
         .map(|s| s.with_actor(actor))
         .map_err(|e| (1, format!("cannot open the store {}: {e}", dir.display())))?;
     if !exists {
-        provision_examples::errln!("provision: created a new store in {}", dir.display());
+        provision_server::errln!("provision: created a new store in {}", dir.display());
     }
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut progress = |what: &str, done, total| {
-        let bar = bar.get_or_insert_with(|| provision_examples::output::progress_bar(what));
+        let bar = bar.get_or_insert_with(|| provision_server::output::progress_bar(what));
         bar.set_length(total);
         bar.set_position(done);
     };

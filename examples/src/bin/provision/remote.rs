@@ -58,7 +58,7 @@ pub fn run(
 ) -> Result<String, (u8, String)> {
     let body = json!({ "args": args, "json": json_out }).to_string();
     // Reads wait at most this long; long disk work sends progress meanwhile.
-    let response = provision_examples::http::send(
+    let response = provision_server::http::send(
         url,
         "POST",
         "/v1/command",
@@ -97,7 +97,7 @@ pub fn run(
         };
         if let Some(p) = value.get("progress") {
             let bar = bar.get_or_insert_with(|| {
-                provision_examples::output::progress_bar(p["what"].as_str().unwrap_or("working"))
+                provision_server::output::progress_bar(p["what"].as_str().unwrap_or("working"))
             });
             bar.set_length(p["total"].as_u64().unwrap_or(0));
             bar.set_position(p["done"].as_u64().unwrap_or(0));

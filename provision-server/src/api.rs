@@ -24,10 +24,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::admin::{self, Command, Line, Out, Reach, SessionsCommand, VdiskCommand};
+use crate::http::{self, MAX_BODY, MAX_HEAD, Request};
 use clap::Parser;
 use provision_core::{BootCause, Error, Mac, Sessions, Store};
-use provision_examples::admin::{self, Command, Line, Out, Reach, SessionsCommand, VdiskCommand};
-use provision_examples::http::{self, MAX_BODY, MAX_HEAD, Request};
 use pxe::driver::DriverStats;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -453,7 +453,7 @@ impl std::str::FromStr for Role {
 }
 
 /// The tokens `config` names: `token` as `admin`, and `tokens` with their roles.
-pub fn credentials(config: &provision_examples::config::Api) -> Result<Vec<Credential>, String> {
+pub fn credentials(config: &crate::config::Api) -> Result<Vec<Credential>, String> {
     let mut all = Vec::new();
     if !config.token.is_empty() {
         all.push(Credential {

@@ -39,7 +39,7 @@ pub fn write_stderr(args: fmt::Arguments<'_>) {
 /// Prints `rows` under `headers` as left-aligned columns separated by two spaces.
 ///
 /// ```
-/// let text = provision_examples::output::table(&["NAME", "SIZE"], &[vec!["os".into(), "64 MiB".into()]]);
+/// let text = provision_server::output::table(&["NAME", "SIZE"], &[vec!["os".into(), "64 MiB".into()]]);
 /// assert_eq!(text, "NAME  SIZE\nos    64 MiB\n");
 /// ```
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -82,7 +82,7 @@ pub fn human_bytes(n: u64) -> String {
 /// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM:SSZ` (UTC).
 ///
 /// ```
-/// assert_eq!(provision_examples::output::utc_time(1_795_630_566), "2026-11-25 18:16:06Z");
+/// assert_eq!(provision_server::output::utc_time(1_795_630_566), "2026-11-25 18:16:06Z");
 /// ```
 pub fn utc_time(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));

@@ -31,7 +31,7 @@ pub struct Request {
 ///
 /// ```
 /// let head = b"POST /v1/command?x=1 HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer s3cret\r\nContent-Length: 12\r\n\r\n";
-/// let req = provision_examples::http::parse_request(head).unwrap();
+/// let req = provision_server::http::parse_request(head).unwrap();
 /// assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/v1/command"));
 /// assert_eq!(req.bearer.as_deref(), Some("s3cret"));
 /// assert_eq!(req.content_length, 12);

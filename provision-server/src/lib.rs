@@ -1,13 +1,24 @@
-//! What the provision binaries share: size arguments, log set-up, tables and
-//! progress bars, the `provisiond.toml` configuration, and the admin API's HTTP.
+//! The provision server as a library: the `provisiond.toml` configuration, the
+//! composition of its services (NBD, TFTP, DHCP, the admin API), the admin operations
+//! shared by the API and the `provision` command, metrics, and the demo set-up; plus
+//! what every binary of the workspace shares (size arguments, log set-up, tables and
+//! progress bars).
 //!
-//! The binaries themselves live in `src/bin/`; each parses its arguments, loads its
-//! configuration and composes the libraries' drivers, nothing more.
+//! An embedder starts a whole provisiond with
+//! `Server::new(config)?.run(shutdown).await` (see [`Server`]); the binaries in
+//! `examples/` parse their arguments and call this crate.
 
 pub mod admin;
+mod api;
 pub mod config;
+pub mod demo;
 pub mod http;
+mod metrics;
 pub mod output;
+mod server;
+
+pub use config::Config;
+pub use server::{Running, Server};
 
 use std::fmt;
 
@@ -17,7 +28,7 @@ use std::fmt;
 /// the life of the process: it is read once, at start-up).
 ///
 /// ```
-/// use provision_examples::congestion_control;
+/// use provision_server::congestion_control;
 /// assert_eq!(congestion_control("cubic"), Some("cubic"));
 /// assert_eq!(congestion_control("system"), None);
 /// ```
@@ -33,7 +44,7 @@ pub fn congestion_control(name: &str) -> Option<&'static str> {
 /// (binary multiples; a trailing `B` or `iB` is accepted).
 ///
 /// ```
-/// use provision_examples::parse_size;
+/// use provision_server::parse_size;
 /// assert_eq!(parse_size("64K"), Ok(65536));
 /// assert_eq!(parse_size("20G"), Ok(20 << 30));
 /// assert!(parse_size("2X").is_err());

@@ -333,6 +333,24 @@ impl Default for Log {
 
 impl Config {
     /// Reads `path`; a relative store folder is taken from the file's folder.
+    /// Warns when the file at `path`, which holds the API token, is readable by others
+    /// than the service.
+    pub fn warn_if_token_readable(&self, path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        if self.api.token.is_empty() && self.api.tokens.is_empty() {
+            return;
+        }
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the config file holds API tokens and others can read it: chmod 600 it"
+            );
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -555,7 +573,7 @@ mod tests {
     fn the_example_file_parses() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("provisiond.toml");
-        std::fs::write(&path, include_str!("../provisiond.toml")).unwrap();
+        std::fs::write(&path, include_str!("../../examples/provisiond.toml")).unwrap();
         let example = Config::load(&path).unwrap();
         assert_eq!(example.tftp.busy_poll_us, Tftp::default().busy_poll_us);
         assert_eq!(example.nbd.busy_poll_us, Nbd::default().busy_poll_us);

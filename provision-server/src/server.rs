@@ -1,0 +1,303 @@
+//! Service composition: the store, the sessions, and the NBD, TFTP, DHCP and admin-API
+//! services of one provisiond, started from a [`Config`] and stopped by a shutdown
+//! signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nbd_proto::driver::server::{Server as NbdServer, listen};
+use provision_core::adapters::nbd::SessionExports;
+use provision_core::adapters::pxe::StorePolicy;
+use provision_core::adapters::tftp::{BootStart, DeviceFiles};
+use provision_core::{Sessions, Store, leftover_files};
+use pxe::Policy;
+use pxe::driver::{Driver as DhcpDriver, DriverStats, Mode as DhcpMode};
+use pxe::full::{FullDhcp, Leases};
+
+use crate::api;
+use crate::config::{Config, DhcpMode as DhcpKind};
+use crate::metrics::{Counted, TftpCounters};
+
+/// The file of full DHCP mode's leases, in the store folder.
+const LEASE_FILE: &str = "dhcp-leases";
+
+/// How long in-flight NBD requests may take to finish after a shutdown signal.
+const DRAIN_TIME: Duration = Duration::from_secs(30);
+
+/// A provisiond to start.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), String> {
+/// let config = provision_server::Config::load("/etc/provision/provisiond.toml".as_ref())?;
+/// provision_server::Server::new(config)?
+///     .run(async { let _ = tokio::signal::ctrl_c().await; })
+///     .await
+/// # }
+/// ```
+pub struct Server {
+    config: Config,
+}
+
+/// A provisiond whose services are bound and serving; [`Running::serve`] waits for the
+/// shutdown signal.
+pub struct Running {
+    /// The NBD service's address, when it runs.
+    pub nbd: Option<SocketAddr>,
+    /// The admin API's address, when it runs.
+    pub api: Option<SocketAddr>,
+    /// The store the services serve.
+    pub store: Arc<Store>,
+    /// The sessions of the devices.
+    pub sessions: Sessions,
+    nbd_server: Option<(NbdServer, tokio::net::TcpListener)>,
+    tasks: Vec<AbortOnDrop>,
+}
+
+impl Server {
+    /// Checks `config` (what the file parser cannot see, like the API's token off
+    /// loopback).
+    pub fn new(config: Config) -> Result<Self, String> {
+        config.api.check()?;
+        Ok(Self { config })
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Starts every service and serves until `shutdown` completes; then in-flight NBD
+    /// requests finish (at most 30 s) and sessions flush.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+        self.start().await?.serve(shutdown).await
+    }
+
+    /// Opens the store and binds every service; nothing is served from the NBD
+    /// listener until [`Running::serve`].
+    pub async fn start(self) -> Result<Running, String> {
+        let config = self.config;
+        let store = Store::open(&config.store)
+            .map_err(|e| format!("cannot open the store {}: {e}", config.store.display()))?
+            .with_actor("provisiond")
+            .with_auto_add_limits(config.auto_add.limits());
+        for file in leftover_files(&store).map_err(|e| e.to_string())? {
+            tracing::warn!(
+                file,
+                "file in the store that no version names (left by an interrupted import?)"
+            );
+        }
+        let store = Arc::new(store);
+        let sessions =
+            Sessions::new(store.clone(), config.session_settings()?).map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let tftp_counters = Arc::new(TftpCounters::default());
+        let mut tasks = vec![AbortOnDrop(tokio::spawn(expire(sessions.clone())))];
+
+        if config.tftp.enabled {
+            let tftp = serve_tftp(&config, store.clone(), sessions.clone(), &tftp_counters);
+            tasks.push(AbortOnDrop(tokio::spawn(tftp.await?)));
+        }
+        let mut dhcp_stats = None;
+        if config.dhcp.enabled {
+            let dhcp = serve_dhcp(&config, store.clone(), sessions.clone(), &mut dhcp_stats);
+            tasks.push(AbortOnDrop(tokio::spawn(dhcp.await?)));
+        }
+        let mut api_addr = None;
+        if config.api.enabled {
+            let api = api::Api {
+                store_dir: config.store.clone(),
+                import_folder: config.api.import_folder.clone(),
+                sessions: sessions.clone(),
+                tokens: api::credentials(&config.api)?,
+                started,
+                services: serde_json::json!({
+                    "nbd": config.nbd.enabled.then(|| config.nbd.listen.to_string()),
+                    "tftp": config.tftp.enabled.then(|| config.tftp.listen.to_string()),
+                    "dhcp": config.dhcp.enabled.then(|| format!("{:?} on {}", config.dhcp.mode, config.dhcp.interface).to_lowercase()),
+                }),
+                tftp: tftp_counters.clone(),
+                dhcp: dhcp_stats,
+            };
+            let (task, addr) = api::start(config.api.listen, api).await?;
+            tasks.push(AbortOnDrop(task));
+            api_addr = Some(addr);
+        }
+        let (mut nbd_addr, mut nbd_server) = (None, None);
+        if config.nbd.enabled {
+            let server_config = config.nbd.server_config()?;
+            let listener = listen(config.nbd.listen, &server_config)
+                .map_err(|e| format!("cannot listen for NBD on {}: {e}", config.nbd.listen))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!(%addr, "NBD service listening");
+            let exports = Arc::new(SessionExports::new(sessions.clone()));
+            nbd_server = Some((NbdServer::new(exports, server_config), listener));
+            nbd_addr = Some(addr);
+        } else {
+            tracing::warn!(
+                "NBD is off in the configuration; the other services run until a signal"
+            );
+        }
+        Ok(Running {
+            nbd: nbd_addr,
+            api: api_addr,
+            store,
+            sessions,
+            nbd_server,
+            tasks,
+        })
+    }
+}
+
+impl Running {
+    /// Serves until `shutdown` completes, then lets in-flight NBD requests finish.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+        let Running {
+            sessions,
+            nbd_server,
+            tasks,
+            ..
+        } = self;
+        let Some((server, listener)) = nbd_server else {
+            shutdown.await;
+            return Ok(());
+        };
+        let handle = server.shutdown_handle();
+        let serve = server.serve(listener);
+        tokio::pin!(serve);
+        let result = tokio::select! {
+            result = &mut serve => result,
+            () = shutdown => {
+                tracing::info!("shutting down: in-flight requests finish, sessions flush");
+                handle.shutdown();
+                match tokio::time::timeout(DRAIN_TIME, &mut serve).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!("connections still open after 30 s; exiting anyway");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        drop(tasks);
+        result.map_err(|e| format!("NBD service failed: {e}"))?;
+        tracing::info!(sessions = sessions.list().len(), "stopped");
+        Ok(())
+    }
+}
+
+/// Drops write caches past their grace period, every 5 s.
+async fn expire(sessions: Sessions) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let dropped = sessions.expire(Instant::now());
+        if dropped > 0 {
+            tracing::info!(dropped, "write caches past their grace period dropped");
+        }
+    }
+}
+
+/// Binds the TFTP service: per-device files over the boot-file folder.
+async fn serve_tftp(
+    config: &Config,
+    store: Arc<Store>,
+    sessions: Sessions,
+    counters: &Arc<TftpCounters>,
+) -> Result<impl Future<Output = ()> + Send + 'static, String> {
+    let root = &config.tftp.root;
+    std::fs::create_dir_all(root)
+        .map_err(|e| format!("cannot create the TFTP folder {}: {e}", root.display()))?;
+    let folder =
+        tftp::DirProvider::new(root).map_err(|e| format!("TFTP folder {}: {e}", root.display()))?;
+    // With our DHCP service on, its DISCOVER starts a boot; else the script fetch does.
+    let start = if config.dhcp.enabled {
+        BootStart::Dhcp
+    } else {
+        BootStart::Script
+    };
+    let files = DeviceFiles::new(store, sessions, config.boot.settings(), start);
+    let server = tftp::Server::bind(
+        config.tftp.listen,
+        Counted::new(tftp::Fallback::new(files, folder), counters.clone()),
+        tftp::ServerConfig {
+            busy_poll: Duration::from_micros(config.tftp.busy_poll_us),
+            ..tftp::ServerConfig::default()
+        },
+    )
+    .await
+    .map_err(|e| format!("cannot listen for TFTP on {}: {e}", config.tftp.listen))?;
+    let _ = counters.panics.set(server.panics());
+    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, root = %root.display(), "TFTP service listening");
+    Ok(async move {
+        if let Err(e) = server.run().await {
+            tracing::error!(error = %e, "TFTP service stopped");
+        }
+    })
+}
+
+/// Binds the DHCP service (ProxyDHCP, or full DHCP): the devices of the store answered
+/// per client.
+async fn serve_dhcp(
+    config: &Config,
+    store: Arc<Store>,
+    sessions: Sessions,
+    stats: &mut Option<Arc<DriverStats>>,
+) -> Result<impl Future<Output = ()> + Send + 'static, String> {
+    let dhcp = &config.dhcp;
+    let settings = dhcp.settings(&config.boot.settings().prefix)?;
+    if !config.tftp.enabled {
+        tracing::warn!(
+            "dhcp is enabled but tftp is not: devices will be sent to a TFTP server that does not answer"
+        );
+    }
+    let server_ip = settings.server_ip;
+    let policy = Arc::new(StorePolicy::new(store, Some(sessions), settings));
+    let mode = match dhcp.mode {
+        DhcpKind::Proxy => DhcpMode::ProxyFrom(policy),
+        DhcpKind::Full => {
+            let leases_path = config.store.join(LEASE_FILE);
+            let leases = Leases::load(&leases_path).map_err(|e| e.to_string())?;
+            tracing::info!(leases = leases.len(), file = %leases_path.display(), "DHCP leases loaded");
+            let server =
+                FullDhcp::new(Policy::new(server_ip), dhcp.full_config(server_ip)?, leases)
+                    .with_boot_policy(policy);
+            DhcpMode::Full {
+                server: Box::new(server),
+                leases_path: Some(leases_path),
+            }
+        }
+    };
+    let driver = DhcpDriver::bind(dhcp.driver_config(), mode)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot start DHCP on {} (ports {} and {}): {e}",
+                dhcp.interface, dhcp.dhcp_port, dhcp.boot_port
+            )
+        })?;
+    *stats = Some(driver.stats());
+    tracing::info!(
+        interface = %dhcp.interface,
+        mode = ?dhcp.mode,
+        %server_ip,
+        router_advertisements = dhcp.router_advertisements,
+        "DHCP service listening"
+    );
+    Ok(async move {
+        if let Err(e) = driver.run().await {
+            tracing::error!(error = %e, "DHCP service stopped");
+        }
+    })
+}
+
+/// Aborts a spawned service when the server stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
