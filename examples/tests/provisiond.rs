@@ -214,26 +214,40 @@ fn cli_and_server_work_together() {
     let out = api(&["--json", "version", "list", "os"]);
     let versions: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(versions[1]["state"], "maintenance");
-    // Disk work streams its progress, then the result.
-    let merged = testkit::run(Command::new(&curl).args([
+    // Disk work runs as a job: 202 at once, then progress to poll until it ends.
+    let started = testkit::run(Command::new(&curl).args([
         "-s",
+        "-X",
+        "POST",
         "-H",
         "Authorization: Bearer s3cret",
-        "-d",
-        r#"{"args": ["version", "merge", "os", "1"], "json": true}"#,
-        &format!("http://127.0.0.1:{api_port}/v1/command"),
+        &format!("http://127.0.0.1:{api_port}/v1/vdisks/os/versions/1/merge"),
     ]));
-    let lines: Vec<serde_json::Value> = merged
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let (last, progress) = lines.split_last().expect("an answer");
-    assert_eq!(last["exit"], 0, "{merged}");
+    let job: serde_json::Value = serde_json::from_str(&started).unwrap();
+    assert_eq!(job["state"], "running", "{started}");
+    let job_url = format!("http://127.0.0.1:{api_port}/v1/jobs/{}", job["id"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        let text = testkit::run(Command::new(&curl).args([
+            "-s",
+            "-H",
+            "Authorization: Bearer s3cret",
+            &job_url,
+        ]));
+        let job: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if job["state"] != "running" || std::time::Instant::now() > deadline {
+            break job;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["done"], job["total"], "{job}");
     assert!(
-        progress
-            .last()
-            .is_some_and(|p| p["progress"]["done"] == p["progress"]["total"]),
-        "{merged}"
+        job["result"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("now a base"),
+        "{job}"
     );
     let audit = String::from_utf8(api(&["audit", "--limit", "2"]).stdout).unwrap();
     assert!(

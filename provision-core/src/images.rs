@@ -61,6 +61,30 @@ pub(crate) fn write_new(
     Ok(path)
 }
 
+/// A new, empty file in the store's [`UPLOAD_DIR`](crate::session::UPLOAD_DIR) for an
+/// image of the future vDisk `name` that arrives over the network; it is imported with
+/// [`import_vdisk`], then removed. Checks first that `name` could be imported, so that
+/// nothing is received for a name that would be refused.
+pub fn upload_file(store: &Store, name: &str) -> Result<(PathBuf, std::fs::File)> {
+    check_name(NameOf::VDisk, name)?;
+    if store.vdisk(name).is_ok() {
+        return Err(Error::new(
+            ErrorKind::Conflict,
+            format!("vDisk `{name}` exists already"),
+        ));
+    }
+    let dir = store_dir(store)?.join(crate::session::UPLOAD_DIR);
+    std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+    let token = crate::boot::Token::random();
+    let path = dir.join(format!("{name}.{token}{PARTIAL}"));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    Ok((path, file))
+}
+
 /// Imports `source` (a raw file or any VHD, a chain included) as a new vDisk: its
 /// content becomes version 0, a dynamic VHD in the store. `progress` gets (done, total)
 /// bytes.

@@ -44,6 +44,7 @@ pub use boot::{Boot, BootCause, Token};
 pub use error::{Error, ErrorKind, Result};
 pub use images::{
     Cleanup, clean_leftover_files, create_vdisk, import_vdisk, leftover_files, new_version,
+    upload_file,
 };
 pub use mac::Mac;
 pub use merge::merge_version;
@@ -53,7 +54,7 @@ pub use model::{
 pub use resolve::resolve_version;
 pub use session::{
     CACHE_DIR, NewBoot, PRIVATE_DIR, Session, SessionInfo, SessionMode, SessionSettings,
-    SessionStats, Sessions, Usage,
+    SessionStats, Sessions, UPLOAD_DIR, Usage,
 };
 pub use store::collections::CollectionSettings;
 pub use store::devices::{DeviceUpdate, PERSONALITY_LIMIT, SECRET_SHOWN};

@@ -164,6 +164,8 @@ pub struct Collection {
 /// One line of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
+    /// Its number in the log: later lines have larger ones.
+    pub id: i64,
     /// Seconds since the Unix epoch.
     pub at: i64,
     /// Who made the change.

@@ -12,9 +12,9 @@ pub mod admin;
 mod api;
 pub mod config;
 pub mod demo;
-pub mod http;
 mod metrics;
 pub mod output;
+pub mod resources;
 mod server;
 
 pub use config::Config;

@@ -112,11 +112,26 @@ impl Server {
                 sessions: sessions.clone(),
                 tokens: api::credentials(&config.api)?,
                 started,
-                services: serde_json::json!({
-                    "nbd": config.nbd.enabled.then(|| config.nbd.listen.to_string()),
-                    "tftp": config.tftp.enabled.then(|| config.tftp.listen.to_string()),
-                    "dhcp": config.dhcp.enabled.then(|| format!("{:?} on {}", config.dhcp.mode, config.dhcp.interface).to_lowercase()),
-                }),
+                services: [
+                    (
+                        "nbd",
+                        config.nbd.enabled.then(|| config.nbd.listen.to_string()),
+                    ),
+                    (
+                        "tftp",
+                        config.tftp.enabled.then(|| config.tftp.listen.to_string()),
+                    ),
+                    (
+                        "dhcp",
+                        config.dhcp.enabled.then(|| {
+                            format!("{:?} on {}", config.dhcp.mode, config.dhcp.interface)
+                                .to_lowercase()
+                        }),
+                    ),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
                 tftp: tftp_counters.clone(),
                 dhcp: dhcp_stats,
             };

@@ -53,6 +53,9 @@ pub use stats::SessionStats;
 pub const CACHE_DIR: &str = "cache";
 /// Folder of the store holding private per-device disks.
 pub const PRIVATE_DIR: &str = "private";
+/// The store's folder of images being uploaded through the API (partial files until
+/// imported; a crash leaves them for `store check --clean`).
+pub const UPLOAD_DIR: &str = "uploads";
 
 /// Limits of standard-mode write caches and how long they outlive a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]

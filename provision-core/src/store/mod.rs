@@ -115,17 +115,26 @@ impl Store {
 
     /// The newest `limit` audit lines, newest first.
     pub fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>> {
+        self.audit_page(limit, None)
+    }
+
+    /// At most `limit` audit lines older than the line numbered `before` (the newest
+    /// when `None`), newest first: a page of the log; the next page starts before the
+    /// last line's [`AuditEntry::id`].
+    pub fn audit_page(&self, limit: u32, before: Option<i64>) -> Result<Vec<AuditEntry>> {
         let db = self.lock();
         let mut stmt = db.prepare(
-            "SELECT at, actor, action, subject, detail FROM audit ORDER BY id DESC LIMIT ?1",
+            "SELECT id, at, actor, action, subject, detail FROM audit WHERE id < ?2 \
+             ORDER BY id DESC LIMIT ?1",
         )?;
-        let rows = stmt.query_map([limit], |r| {
+        let rows = stmt.query_map(rusqlite::params![limit, before.unwrap_or(i64::MAX)], |r| {
             Ok(AuditEntry {
-                at: r.get(0)?,
-                actor: r.get(1)?,
-                action: r.get(2)?,
-                subject: r.get(3)?,
-                detail: r.get(4)?,
+                id: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                subject: r.get(4)?,
+                detail: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -1,13 +1,16 @@
-//! Store administration, shared by the `provision` command and provisiond's admin API:
-//! the subcommands, what each does to the store, and how results render (tables or
-//! JSON). `provision --store DIR` runs them on a store folder directly; provisiond runs
-//! the very same commands for `provision --api URL`, so both paths behave alike.
+//! Store administration: the typed operations ([`ops`]) that provisiond's API routes
+//! and `provision --store` run, and the `provision` command line ([`cli`]) with its two
+//! ways to run them: on a store folder ([`local`]) or through the API ([`remote`]);
+//! answers render as tables or JSON ([`Answer`]).
 
-pub mod commands;
+pub mod cli;
+pub mod local;
+pub mod ops;
+pub mod remote;
 mod render;
 
-pub use commands::{Command, Line, Reach, SessionsCommand, VdiskCommand, run};
-pub use render::Out;
+pub use cli::{Command, Line};
+pub use render::Answer;
 
 use provision_core::{Error, ErrorKind};
 

@@ -5,8 +5,6 @@
 // Results go through `out!` (a closed stdout ends the process quietly).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-mod remote;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -82,19 +80,23 @@ fn main() -> ExitCode {
         Ok(target) => target,
         Err(message) => return fail(1, &message),
     };
-    let outcome = match target {
-        Target::Api { url, token } => remote::run(
-            &url,
-            token.as_deref(),
-            &actor,
-            remote::forwarded_args(),
-            args.json,
-        ),
-        Target::Store(dir) => local(&dir, &actor, args.command, args.json),
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let mut progress = |what: &str, done, total| {
+        let bar = bar.get_or_insert_with(|| provision_server::output::progress_bar(what));
+        bar.set_length(total);
+        bar.set_position(done);
     };
+    let outcome = match target {
+        Target::Api { url, token } => admin::remote::Client::new(&url, token.as_deref(), &actor)
+            .run(&args.command, &mut progress),
+        Target::Store(dir) => local(&dir, &actor, args.command, &mut progress),
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     match outcome {
-        Ok(text) => {
-            provision_server::out!("{text}");
+        Ok(answer) => {
+            provision_server::out!("{}", answer.render(args.json));
             ExitCode::SUCCESS
         }
         Err((code, message)) => fail(code, &message),
@@ -132,13 +134,13 @@ fn target(args: &Args) -> Result<Target, String> {
     })
 }
 
-/// Runs the command on the store folder itself, with progress bars for disk work.
+/// Runs the command on the store folder itself.
 fn local(
     dir: &std::path::Path,
     actor: &str,
     command: admin::Command,
-    json: bool,
-) -> Result<String, (u8, String)> {
+    progress: admin::Progress<'_>,
+) -> Result<admin::Answer, (u8, String)> {
     let exists = dir.join(provision_core::DATABASE_FILE).is_file();
     if !exists && !command.may_create_store() {
         return Err((
@@ -156,16 +158,5 @@ fn local(
     if !exists {
         provision_server::errln!("provision: created a new store in {}", dir.display());
     }
-    let mut bar: Option<indicatif::ProgressBar> = None;
-    let mut progress = |what: &str, done, total| {
-        let bar = bar.get_or_insert_with(|| provision_server::output::progress_bar(what));
-        bar.set_length(total);
-        bar.set_position(done);
-    };
-    // No session runs on a store used directly: no file is in use.
-    let result = admin::run(&store, command, json, &mut progress, &|_| false);
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    result.map_err(|e| (admin::exit_code(&e), e.to_string()))
+    admin::local::run(&store, command, progress).map_err(|e| (admin::exit_code(&e), e.to_string()))
 }

@@ -1,0 +1,203 @@
+//! The admin API: REST resources over HTTP/1.1 (vDisks, versions, devices,
+//! assignments, collections, personality, sessions, audit, jobs), Prometheus metrics at
+//! `/metrics`, and its OpenAPI 3 document at `/v1/openapi.json`, generated from the
+//! routes themselves.
+//!
+//! Every request carries `Authorization: Bearer <token>` when tokens are configured;
+//! a token's role (viewer, operator, admin) decides which routes it may use. Errors
+//! answer `{"error": "...", "kind": "..."}` with a status from the domain's error
+//! kind. Imports and merges answer `202` and a job to poll at `/v1/jobs/{id}`.
+//!
+//! Slow or silent clients cannot hold the API: request heads must arrive within 10 s
+//! and bodies within 30 s, one address holds at most 8 connections, and when all
+//! connection slots are taken the oldest connection that has not yet sent a request
+//! makes room.
+
+mod admission;
+mod auth;
+mod devices;
+mod error;
+mod extract;
+mod jobs;
+mod server;
+mod vdisks;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use provision_core::{Sessions, Store};
+use pxe::driver::DriverStats;
+use tokio::net::TcpListener;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use auth::{Credential, credentials};
+pub(crate) use error::ApiError;
+
+use crate::metrics::TftpCounters;
+use admission::Admission;
+use auth::BearerScheme;
+use jobs::Jobs;
+
+/// Time a client has to send a request head.
+const HEAD_TIME: Duration = Duration::from_secs(10);
+/// Largest JSON request body.
+const MAX_BODY: usize = 64 << 10;
+
+/// What the API serves from.
+pub struct Api {
+    /// The store folder; each request opens it with its token's name as the audit actor.
+    pub store_dir: PathBuf,
+    /// The only folder server-side imports read images from; uploads are written there
+    /// too, as partial files, until imported.
+    pub import_folder: PathBuf,
+    pub sessions: Sessions,
+    /// The bearer tokens that open the API; none: every client is `anonymous` with
+    /// every right (loopback only, which the configuration enforces).
+    pub tokens: Vec<Credential>,
+    pub started: Instant,
+    /// The services' addresses, for `/v1/status`.
+    pub services: std::collections::BTreeMap<String, Option<String>>,
+    pub tftp: Arc<TftpCounters>,
+    /// The ProxyDHCP service's counters, when it runs.
+    pub dhcp: Option<Arc<DriverStats>>,
+}
+
+/// The state every route sees.
+pub(crate) struct State {
+    api: Api,
+    jobs: Jobs,
+}
+
+type Shared = Arc<State>;
+
+impl State {
+    /// Opens the store as `actor`, for one request.
+    fn store(&self, actor: &str) -> Result<Store, ApiError> {
+        Ok(Store::open(&self.api.store_dir)?.with_actor(actor))
+    }
+}
+
+/// Runs `op` on the store, opened as `who`, off the async threads.
+async fn on_store<T: Send + 'static>(
+    state: &Shared,
+    who: &auth::Identity,
+    op: impl FnOnce(&Store) -> provision_core::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let (state, actor) = (state.clone(), who.actor.clone());
+    tokio::task::spawn_blocking(move || Ok(op(&state.store(&actor)?)?))
+        .await
+        .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "provisiond admin API",
+        description = "vDisks, versions, devices, assignments, collections, personality, \
+                       sessions, audit and jobs of a provision server."
+    ),
+    modifiers(&BearerScheme),
+    security(("bearer" = [])),
+    tags(
+        (name = "vdisks", description = "vDisks and their versions"),
+        (name = "devices", description = "devices, their vDisks and personality"),
+        (name = "server", description = "the running server: status, sessions, audit, jobs"),
+    )
+)]
+struct Document;
+
+/// The routes and the OpenAPI document that describes them.
+pub(crate) fn routes(state: Shared) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, document) = OpenApiRouter::with_openapi(Document::openapi())
+        .merge(vdisks::routes())
+        .merge(devices::routes())
+        .merge(server::routes())
+        .merge(jobs::routes())
+        .split_for_parts();
+    let document_json = Arc::new(document.clone());
+    let router = router
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || {
+                let document = document_json.clone();
+                async move { axum::Json(document.as_ref().clone()) }
+            }),
+        )
+        .route("/metrics", axum::routing::get(server::metrics))
+        .fallback(error::no_route)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .with_state(state);
+    (router, document)
+}
+
+/// Binds `listen` and serves the API in a task; returns it and the bound address.
+pub async fn start(
+    listen: SocketAddr,
+    mut api: Api,
+) -> Result<(tokio::task::JoinHandle<()>, SocketAddr), String> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen for the API on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    api.services.insert("api".into(), Some(addr.to_string()));
+    tracing::info!(%addr, tokens = api.tokens.len(), "admin API listening");
+    let state = Arc::new(State {
+        api,
+        jobs: Jobs::default(),
+    });
+    let (router, _) = routes(state);
+    Ok((tokio::spawn(serve(listener, router)), addr))
+}
+
+/// Serves connections until the task is dropped.
+async fn serve(listener: TcpListener, router: Router) {
+    let admission = Admission::default();
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "API: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(ticket) = admission.admit(peer.ip()) else {
+            tracing::debug!(%peer, "API: too many connections from this address; closing");
+            continue;
+        };
+        let router = router.clone();
+        tokio::spawn(async move {
+            let evicted = ticket.evicted();
+            let serving = ticket.serving();
+            let service = hyper::service::service_fn(move |request| {
+                serving.mark();
+                tower::ServiceExt::oneshot(router.clone(), request)
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIME)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                result = connection => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "API connection ended");
+                    }
+                }
+                () = evicted => {
+                    tracing::debug!(%peer, "API: idle connection closed to make room");
+                }
+            }
+            drop(ticket);
+        });
+    }
+}
