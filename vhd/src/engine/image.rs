@@ -19,17 +19,23 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::bat::{UNUSED, bit, run_len, set_bits};
-use crate::disk::{Disk, Extent, ExtentState, Located, check_range, push_extent, push_located};
+use crate::engine::disk::{
+    Disk, Extent, ExtentState, Located, check_range, push_extent, write_zeros_through,
+};
+use crate::engine::storage::Storage;
 use crate::error::{Error, Result};
-use crate::footer::{DiskType, FOOTER_LEN, Footer};
-use crate::header::DynamicHeader;
-use crate::layout::{Layout, read_layout};
-use crate::storage::Storage;
+use crate::format::bat::UNUSED;
+use crate::format::bitmap::{bit, run_len};
+use crate::format::footer::{DiskType, FOOTER_LEN, Footer};
+use crate::format::header::DynamicHeader;
+use crate::format::layout::{Layout, read_layout};
 
-pub use crate::layout::{ChecksumPolicy, FooterSource, SizePolicy};
+pub use crate::format::layout::{ChecksumPolicy, FooterSource, SizePolicy};
 
 mod flat;
+mod read;
+mod spans;
+mod write;
 
 /// Bitmap summary of a block, cached in one byte.
 const STATE_UNKNOWN: u8 = 0;
@@ -152,7 +158,7 @@ impl Image {
             let block_size = u64::from(header.block_size);
             let bitmap_len = header.bitmap_len();
             let total = block_size + bitmap_len;
-            let meta_end = (layout.footer.data_offset + crate::header::HEADER_LEN as u64)
+            let meta_end = (layout.footer.data_offset + crate::format::header::HEADER_LEN as u64)
                 .max(header.table_offset + header.bat_len());
             let locator_end = header
                 .locators
@@ -201,7 +207,7 @@ impl Image {
 
     /// Opens an image held in memory (writable, lenient, current size, no parent).
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Image> {
-        let storage = Arc::new(crate::storage::MemStorage::new(bytes));
+        let storage = Arc::new(crate::engine::storage::MemStorage::new(bytes));
         Image::from_storage(
             storage,
             false,
@@ -368,332 +374,6 @@ impl Image {
         s.state[block].store(st, Ordering::Release);
         st
     }
-
-    /// Calls `f` for each run of `[in_block, in_block + len)` of `block` with where it
-    /// is stored.
-    fn pieces(
-        &self,
-        s: &Sparse,
-        block: usize,
-        in_block: u64,
-        len: u64,
-        f: &mut dyn FnMut(u64, Piece) -> Result<()>,
-    ) -> Result<()> {
-        let entry = s.bat[block].load(Ordering::Acquire);
-        if entry == UNUSED {
-            return f(len, Piece::Below);
-        }
-        let data = u64::from(entry) * 512 + s.bitmap_len;
-        match self.block_state(s, block, entry)? {
-            STATE_ALL_SET => f(len, Piece::Here(data + in_block)),
-            STATE_ALL_CLEAR => f(len, Piece::Below),
-            _ => {
-                // The cache's read guard is held while the runs are handed out: `f` reads
-                // this image's storage or the parent, never this cache.
-                let partial = read_lock(&s.partial);
-                let Some(bm) = partial.get(&(block as u32)) else {
-                    drop(partial);
-                    // Raced with a writer that just completed the bitmap: retry.
-                    s.state[block].store(STATE_UNKNOWN, Ordering::Release);
-                    return self.pieces(s, block, in_block, len, f);
-                };
-                let mut pos = in_block;
-                let end = in_block + len;
-                while pos < end {
-                    let sector = (pos / 512) as usize;
-                    let last = ((end - 1) / 512) as usize;
-                    let run = run_len(bm, sector, last - sector + 1) as u64;
-                    let run_end = ((sector as u64 + run) * 512).min(end);
-                    let n = run_end - pos;
-                    if bit(bm, sector) {
-                        f(n, Piece::Here(data + pos))?;
-                    } else {
-                        f(n, Piece::Below)?;
-                    }
-                    pos = run_end;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Reads what lies below this image at `offset`: the parent, or zeros.
-    fn read_below(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        match &self.parent {
-            Some(p) => {
-                let psize = p.size;
-                let avail = psize.saturating_sub(offset).min(buf.len() as u64) as usize;
-                p.read_unchecked(&mut buf[..avail], offset)?;
-                buf[avail..].fill(0);
-                Ok(())
-            }
-            None => {
-                buf.fill(0);
-                Ok(())
-            }
-        }
-    }
-
-    fn read_unchecked(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        let Some(s) = &self.sparse else {
-            return self.read_storage(buf, offset, "fixed data");
-        };
-        let mut done = 0usize;
-        while done < buf.len() {
-            let pos = offset + done as u64;
-            let block = (pos / s.block_size) as usize;
-            let in_block = pos % s.block_size;
-            let n = (s.block_size - in_block).min((buf.len() - done) as u64) as usize;
-            let chunk = &mut buf[done..done + n];
-            if let Some(flat) = &self.flat {
-                self.flat_read_block(flat, block, in_block, chunk)?;
-                done += n;
-                continue;
-            }
-            let mut at = 0usize;
-            self.pieces(s, block, in_block, n as u64, &mut |len, piece| {
-                let part = &mut chunk[at..at + len as usize];
-                match piece {
-                    Piece::Here(off) => self.read_storage(part, off, "block data")?,
-                    Piece::Below => self.read_below(part, pos + at as u64)?,
-                }
-                at += len as usize;
-                Ok(())
-            })?;
-            done += n;
-        }
-        Ok(())
-    }
-
-    /// Runs of `[offset, offset + len)` with the chain layer that holds them (0 = this
-    /// image, 1 = its parent, ...), or `None` where the chain holds nothing (zeros).
-    pub fn layers(&self, offset: u64, len: u64) -> Result<Vec<(u64, u64, Option<usize>)>> {
-        check_range(self.size, offset, len)?;
-        let mut out = Vec::new();
-        self.layers_unchecked(offset, len, 0, &mut out)?;
-        Ok(out)
-    }
-
-    fn layers_unchecked(
-        &self,
-        offset: u64,
-        len: u64,
-        depth: usize,
-        out: &mut Vec<(u64, u64, Option<usize>)>,
-    ) -> Result<()> {
-        let push = |out: &mut Vec<(u64, u64, Option<usize>)>, o: u64, l: u64, d: Option<usize>| {
-            if l == 0 {
-                return;
-            }
-            match out.last_mut() {
-                Some(last) if last.2 == d && last.0 + last.1 == o => last.1 += l,
-                _ => out.push((o, l, d)),
-            }
-        };
-        let Some(s) = &self.sparse else {
-            push(out, offset, len, Some(depth));
-            return Ok(());
-        };
-        let mut pos = offset;
-        let end = offset + len;
-        while pos < end {
-            let block = (pos / s.block_size) as usize;
-            let in_block = pos % s.block_size;
-            let n = (s.block_size - in_block).min(end - pos);
-            let mut at = pos;
-            self.pieces(s, block, in_block, n, &mut |l, piece| {
-                match (piece, &self.parent) {
-                    (Piece::Here(_), _) => push(out, at, l, Some(depth)),
-                    (Piece::Below, None) => push(out, at, l, None),
-                    (Piece::Below, Some(p)) => {
-                        let avail = p.size.saturating_sub(at).min(l);
-                        p.layers_unchecked(at, avail, depth + 1, out)?;
-                        push(out, at + avail, l - avail, None);
-                    }
-                }
-                at += l;
-                Ok(())
-            })?;
-            pos += n;
-        }
-        Ok(())
-    }
-
-    /// Appends where `[offset, offset + len)` is stored to `out`; false when some of it
-    /// lies in a storage that is no file.
-    fn locate_unchecked(&self, offset: u64, len: u64, out: &mut Vec<Located>) -> Result<bool> {
-        let here = |out: &mut Vec<Located>, at: u64, n: u64| match self.storage.file() {
-            Some(file) => {
-                let (file, offset, len) = (file.clone(), at, n);
-                push_located(out, Located::File { file, offset, len });
-                true
-            }
-            None => false,
-        };
-        let Some(s) = &self.sparse else {
-            return Ok(here(out, offset, len));
-        };
-        let mut pos = offset;
-        let end = offset + len;
-        let mut named = true;
-        while pos < end && named {
-            let block = (pos / s.block_size) as usize;
-            let in_block = pos % s.block_size;
-            let n = (s.block_size - in_block).min(end - pos);
-            let mut at = pos;
-            self.pieces(s, block, in_block, n, &mut |l, piece| {
-                named = named
-                    && match (piece, &self.parent) {
-                        (Piece::Here(off), _) => here(out, off, l),
-                        (Piece::Below, None) => {
-                            push_located(out, Located::Zeros(l));
-                            true
-                        }
-                        (Piece::Below, Some(p)) => {
-                            let avail = p.size.saturating_sub(at).min(l);
-                            let ok = p.locate_unchecked(at, avail, out)?;
-                            push_located(out, Located::Zeros(l - avail));
-                            ok
-                        }
-                    };
-                at += l;
-                Ok(())
-            })?;
-            pos += n;
-        }
-        Ok(named)
-    }
-
-    /// Writes a sector-aligned run into one block, allocating the block if needed.
-    fn write_block(
-        &self,
-        s: &Sparse,
-        next_free: &mut u64,
-        block: usize,
-        first_sector: usize,
-        data: &[u8],
-    ) -> Result<()> {
-        let sectors = data.len() / 512;
-        let entry = s.bat[block].load(Ordering::Acquire);
-        if entry != UNUSED {
-            let base = u64::from(entry) * 512;
-            self.write_storage(
-                data,
-                base + s.bitmap_len + first_sector as u64 * 512,
-                "block data",
-            )?;
-            if self.block_state(s, block, entry)? == STATE_ALL_SET {
-                return Ok(());
-            }
-            let mut bm = vec![0; s.bitmap_len as usize];
-            self.read_storage(&mut bm, base, "sector bitmap")?;
-            set_bits(&mut bm, first_sector, sectors);
-            let lo = first_sector / 8;
-            let hi = (first_sector + sectors).div_ceil(8);
-            self.write_storage(&bm[lo..hi], base + lo as u64, "sector bitmap")?;
-            self.remember_bitmap(s, block, bm, false);
-            return Ok(());
-        }
-        // Allocate at the next free offset: data, bitmap, BAT entry, footer.
-        let at = *next_free;
-        let total = s.bitmap_len + s.block_size;
-        let file_len = self
-            .storage
-            .len()
-            .map_err(|e| Error::io("image length", e))?;
-        let data_start = at + s.bitmap_len;
-        if file_len > data_start {
-            // Stale bytes (an interrupted allocation) where the new block goes: zero them.
-            let stale_end = file_len.min(at + total);
-            let zeros = vec![0u8; (stale_end - data_start).min(1 << 20) as usize];
-            let mut pos = data_start;
-            while pos < stale_end {
-                let n = (stale_end - pos).min(zeros.len() as u64) as usize;
-                self.write_storage(&zeros[..n], pos, "zeroing reused space")?;
-                pos += n as u64;
-            }
-        }
-        self.write_storage(data, data_start + first_sector as u64 * 512, "block data")?;
-        if self
-            .storage
-            .len()
-            .map_err(|e| Error::io("image length", e))?
-            < at + total
-        {
-            // The whole block exists (as zeros) before the BAT can point at it.
-            self.storage
-                .set_len(at + total)
-                .map_err(|e| Error::io("extending the image", e))?;
-        }
-        let mut bm = vec![0; s.bitmap_len as usize];
-        if self.parent.is_some() {
-            set_bits(&mut bm, first_sector, sectors);
-        } else {
-            // Dynamic: every sector of the new block is valid (unwritten ones are zero),
-            // which is what qemu writes and what readers that ignore bitmaps expect.
-            set_bits(&mut bm, 0, s.sectors_per_block);
-        }
-        self.write_storage(&bm, at, "sector bitmap")?;
-        let sector = u32::try_from(at / 512)
-            .ok()
-            .filter(|&v| v != UNUSED)
-            .ok_or_else(|| {
-                Error::NoSpace(format!(
-                    "{}: file offsets beyond 2 TiB cannot be addressed by the BAT",
-                    self.name()
-                ))
-            })?;
-        self.write_storage(
-            &sector.to_be_bytes(),
-            s.header.table_offset + block as u64 * 4,
-            "BAT entry",
-        )?;
-        s.bat[block].store(sector, Ordering::Release);
-        self.remember_bitmap(s, block, bm, false);
-        let footer = self.layout_footer.to_bytes();
-        self.write_storage(&footer, at + total, "footer")?;
-        self.storage
-            .set_len(at + total + FOOTER_LEN as u64)
-            .map_err(|e| Error::io("setting the image length", e))?;
-        *next_free = at + total;
-        Ok(())
-    }
-
-    fn write_sparse(&self, s: &Sparse, buf: &[u8], offset: u64) -> Result<()> {
-        let mut next_free = s.next_free.lock().unwrap_or_else(|e| e.into_inner());
-        let mut done = 0usize;
-        while done < buf.len() {
-            let pos = offset + done as u64;
-            let block = (pos / s.block_size) as usize;
-            let in_block = pos % s.block_size;
-            let n = (s.block_size - in_block).min((buf.len() - done) as u64) as usize;
-            let src = &buf[done..done + n];
-            let first_sector = (in_block / 512) as usize;
-            if in_block.is_multiple_of(512) && n.is_multiple_of(512) {
-                self.write_block(s, &mut next_free, block, first_sector, src)?;
-            } else {
-                // Read-modify-write of the partial sectors (copy-on-write from the parent).
-                // The virtual size is a whole number of sectors, so both edge sectors exist.
-                let start = first_sector as u64 * 512;
-                let end = (in_block + n as u64).div_ceil(512) * 512;
-                let mut aligned = vec![0u8; (end - start) as usize];
-                let head = (in_block - start) as usize;
-                let block_base = block as u64 * s.block_size;
-                if head != 0 {
-                    self.read_unchecked(&mut aligned[..512], block_base + start)?;
-                }
-                let tail = end - 512;
-                if !(in_block + n as u64).is_multiple_of(512) && (tail > start || head == 0) {
-                    let from = (tail - start) as usize;
-                    self.read_unchecked(&mut aligned[from..from + 512], block_base + tail)?;
-                }
-                aligned[head..head + n].copy_from_slice(src);
-                self.write_block(s, &mut next_free, block, first_sector, &aligned)?;
-            }
-            done += n;
-        }
-        Ok(())
-    }
 }
 
 fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -772,14 +452,8 @@ impl Disk for Image {
                 state: ExtentState::Data,
             }],
         };
-        let zeros = vec![0u8; len.min(1 << 20) as usize];
         for e in ranges {
-            let mut done = 0;
-            while done < e.len {
-                let n = (e.len - done).min(zeros.len() as u64);
-                self.write_at(&zeros[..n as usize], e.offset + done)?;
-                done += n;
-            }
+            write_zeros_through(self, e.offset, e.len)?;
         }
         Ok(())
     }

@@ -8,12 +8,12 @@
 
 use std::path::Path;
 
-use crate::bat::UNUSED;
-use crate::chain::OpenOptions;
+use crate::engine::chain::OpenOptions;
+use crate::engine::image::Image;
 use crate::error::{Error, Result};
-use crate::footer::{DiskType, FOOTER_COOKIE, FOOTER_LEN, Footer};
-use crate::header::{DynamicHeader, HEADER_LEN};
-use crate::image::Image;
+use crate::format::bat::UNUSED;
+use crate::format::footer::{DiskType, FOOTER_COOKIE, FOOTER_LEN, Footer};
+use crate::format::header::{DynamicHeader, HEADER_LEN};
 
 /// One inconsistency.
 #[derive(Debug, Clone, PartialEq, Eq)]
