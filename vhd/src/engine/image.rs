@@ -8,15 +8,19 @@
 //! one image at once. Writes to sparse images are serialised by one mutex.
 //!
 //! Block allocation order (crash-safe, SPECS §2.3 and DESIGN): data, then the sector
-//! bitmap, then the BAT entry, then the footer at the new end of file. A crash before
-//! the BAT write leaves unreferenced bytes after the last block (explained by
-//! [`crate::check`]) and a missing trailing footer, for which the copy at offset 0
-//! stands in; the next allocation reuses that space.
+//! bitmap, then the BAT entry, then (when the file grew) the footer at the new end of
+//! file. A crash before the BAT write leaves unreferenced bytes (explained by
+//! [`crate::check`]) and, at the end, a missing trailing footer, for which the copy at
+//! offset 0 stands in; the space is reused by a later allocation.
+//!
+//! TRIM of whole blocks unlinks them (BAT entry first) and gives their space back: the
+//! file system gets it at once (a punched hole), new blocks get it after the next flush
+//! (`space`); see `trim`.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::engine::disk::{
@@ -34,8 +38,12 @@ pub use crate::format::layout::{ChecksumPolicy, FooterSource, SizePolicy};
 
 mod flat;
 mod read;
+mod space;
 mod spans;
+mod trim;
 mod write;
+
+use space::Space;
 
 /// Bitmap summary of a block, cached in one byte.
 const STATE_UNKNOWN: u8 = 0;
@@ -81,8 +89,12 @@ struct Sparse {
     bat: Vec<AtomicU32>,
     state: Vec<AtomicU8>,
     partial: RwLock<HashMap<u32, Box<[u8]>, BuildHasherDefault<BlockHasher>>>,
-    /// Next free file offset for a block; the write lock.
-    next_free: Mutex<u64>,
+    /// Where the data area starts (after header, BAT and locator data).
+    data_start: u64,
+    /// Blocks allocated (BAT entries in use).
+    allocated: AtomicU64,
+    /// Where new blocks go; the write lock.
+    space: Mutex<Space>,
 }
 
 /// One VHD image and (for differencing images) its parent chain.
@@ -168,13 +180,20 @@ impl Image {
                 .filter(|&e| e <= layout.footer_offset)
                 .max()
                 .unwrap_or(0);
-            let blocks_end = bat
+            let data_start = meta_end.max(locator_end).div_ceil(512) * 512;
+            let blocks: Vec<u64> = bat
                 .iter()
                 .filter(|&&e| e != UNUSED)
-                .map(|&e| u64::from(e) * 512 + total)
-                .max()
-                .unwrap_or(0);
-            let next_free = meta_end.max(locator_end).max(blocks_end).div_ceil(512) * 512;
+                .map(|&e| u64::from(e) * 512)
+                .collect();
+            let allocated = AtomicU64::new(blocks.len() as u64);
+            // Only a writable image allocates: it alone needs the free slots.
+            let space = if read_only {
+                let blocks_end = blocks.iter().map(|b| b + total).max().unwrap_or(0);
+                Space::at_end(data_start.max(blocks_end))
+            } else {
+                Space::rebuild(data_start, blocks, total)
+            };
             let state = (0..bat.len())
                 .map(|_| AtomicU8::new(STATE_UNKNOWN))
                 .collect();
@@ -186,7 +205,9 @@ impl Image {
                 bat: bat.into_iter().map(AtomicU32::new).collect(),
                 state,
                 partial: RwLock::new(HashMap::default()),
-                next_free: Mutex::new(next_free),
+                data_start,
+                allocated,
+                space: Mutex::new(space),
             }
         });
         let mut image = Image {
@@ -279,14 +300,26 @@ impl Image {
     /// for a fixed one.
     pub fn file_len(&self) -> Result<u64> {
         match &self.sparse {
-            Some(s) => {
-                let next_free = *s.next_free.lock().unwrap_or_else(|e| e.into_inner());
-                Ok(next_free + FOOTER_LEN as u64)
-            }
+            Some(s) => Ok(lock(&s.space).end + FOOTER_LEN as u64),
             None => self
                 .storage
                 .len()
                 .map_err(|e| Error::io("reading the image length", e)),
+        }
+    }
+
+    /// The bytes this image's file needs for what it holds, from memory: the metadata
+    /// (footer copy, header, locator data, BAT), the allocated blocks and the trailing
+    /// footer of a dynamic or differencing image; data and footer of a fixed one. Less
+    /// than [`Image::file_len`] by the slots TRIM gave back (the file keeps its length;
+    /// their disk space was returned) and any gaps other writers left.
+    pub fn allocated_len(&self) -> u64 {
+        match &self.sparse {
+            Some(s) => {
+                let slot = s.bitmap_len + s.block_size;
+                s.data_start + s.allocated.load(Ordering::Acquire) * slot + FOOTER_LEN as u64
+            }
+            None => self.layout_footer.current_size + FOOTER_LEN as u64,
         }
     }
 
@@ -376,6 +409,10 @@ impl Image {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|e| e.into_inner())
 }
@@ -406,9 +443,15 @@ impl Disk for Image {
     }
 
     fn flush(&self) -> Result<()> {
+        // Slots trimmed before the flush begins become reusable once it has ended.
+        let mark = self.sparse.as_ref().map(|s| lock(&s.space).mark());
         self.storage
             .flush()
-            .map_err(|e| Error::io(format!("{}: flush", self.name()), e))
+            .map_err(|e| Error::io(format!("{}: flush", self.name()), e))?;
+        if let (Some(s), Some(mark)) = (&self.sparse, mark) {
+            lock(&s.space).settle(mark);
+        }
+        Ok(())
     }
 
     fn is_read_only(&self) -> bool {
@@ -432,6 +475,17 @@ impl Disk for Image {
         check_range(self.size, offset, len)?;
         let mut out = Vec::new();
         Ok(self.locate_unchecked(offset, len, &mut out)?.then_some(out))
+    }
+
+    fn trim(&self, offset: u64, len: u64) -> Result<()> {
+        check_range(self.size, offset, len)?;
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        match &self.sparse {
+            None => Ok(()),
+            Some(s) => self.trim_sparse(s, offset, len),
+        }
     }
 
     fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {

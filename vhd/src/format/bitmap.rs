@@ -17,6 +17,15 @@ pub fn set_bits(bitmap: &mut [u8], first: usize, count: usize) {
     }
 }
 
+/// Clears sectors `[first, first + count)` in `bitmap`.
+pub fn clear_bits(bitmap: &mut [u8], first: usize, count: usize) {
+    for i in first..first + count {
+        if let Some(b) = bitmap.get_mut(i / 8) {
+            *b &= !(0x80 >> (i % 8));
+        }
+    }
+}
+
 /// The length of the run of equal bits starting at sector `first`, at most `max`.
 pub fn run_len(bitmap: &[u8], first: usize, max: usize) -> usize {
     let v = bit(bitmap, first);
@@ -37,5 +46,7 @@ mod tests {
         assert!(bit(&bm, 8) && !bit(&bm, 6));
         assert_eq!(run_len(&bm, 7, 20), 3);
         assert_eq!(run_len(&bm, 0, 5), 5);
+        clear_bits(&mut bm, 8, 1);
+        assert_eq!(bm, [0x01, 0x40, 0, 0]);
     }
 }
