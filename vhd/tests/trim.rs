@@ -370,6 +370,12 @@ fn qemu_img_reads_images_after_trims_and_reuse() {
     img.flush().unwrap();
     drop(img);
     qemu_accepts(&qemu_img, &path, &reference, dir.path(), "after trims");
+    let report = vhd::check_file(&path);
+    assert!(
+        report.is_consistent(),
+        "freed slots are no problem: {report:?}"
+    );
+    assert!(report.unreferenced_bytes >= 2 * SLOT, "{report:?}");
 
     // New blocks in the freed slots, one of them partly written.
     let img = OpenOptions::new(false).open(&path).unwrap();
@@ -406,9 +412,10 @@ fn qemu_accepts(qemu_img: &Path, path: &Path, reference: &[u8], dir: &Path, what
 }
 
 mod model {
-    //! Random writes, trims and flushes into a dynamic image match a model in which a
-    //! trim zeroes the blocks it covers entirely (the last one may be short) and
-    //! nothing else; the image stays consistent and reopens the same.
+    //! Random writes, trims and flushes match a model: in a dynamic image a trim zeroes
+    //! the blocks it covers entirely (the last one may be short) and nothing else; in a
+    //! differencing image the sectors it covers entirely read the parent again. The
+    //! images stay consistent and reopen the same.
 
     use super::*;
     use proptest::prelude::*;
@@ -477,6 +484,54 @@ mod model {
             let again = Image::from_bytes(storage.to_vec()).unwrap();
             prop_assert!(read_all(&again) == model);
             prop_assert_eq!(again.allocated_len(), img.allocated_len());
+        }
+
+        /// In a differencing image every sector a trim covers entirely reads from the
+        /// parent again (whole blocks are unlinked, other sectors' bits cleared).
+        #[test]
+        fn differencing_image_with_trims_matches_the_model(steps in steps()) {
+            let base = CreateOptions::dynamic(SIZE).block_size(BLOCK as u32)
+                .create_on(Arc::new(MemStorage::new(Vec::new())), None).unwrap();
+            let parent = pattern(99, SIZE as usize);
+            base.write_at(&parent, 0).unwrap();
+            let base = Arc::new(base);
+            let storage = Arc::new(MemStorage::new(Vec::new()));
+            let link = common::memory_link(&base);
+            let child = CreateOptions::dynamic(SIZE).block_size(BLOCK as u32)
+                .create_on(storage.clone(), Some((base.clone(), link))).unwrap();
+            let empty = child.allocated_len();
+            let mut model = parent.clone();
+            for step in &steps {
+                match *step {
+                    Step::Write(off, len, seed) => {
+                        let data = pattern(u64::from(seed) + off, len);
+                        child.write_at(&data, off).unwrap();
+                        model[off as usize..off as usize + len].copy_from_slice(&data);
+                    }
+                    Step::Trim(off, len) => {
+                        child.trim(off, len).unwrap();
+                        let (first, end) = (off.div_ceil(512) * 512, (off + len) / 512 * 512);
+                        if first < end {
+                            model[first as usize..end as usize]
+                                .copy_from_slice(&parent[first as usize..end as usize]);
+                        }
+                    }
+                    Step::Flush => child.flush().unwrap(),
+                }
+                let used = child.bat().unwrap().iter().filter(|&&e| e != vhd::BAT_UNUSED).count();
+                prop_assert_eq!(child.allocated_len(), empty + used as u64 * (512 + BLOCK));
+            }
+            prop_assert!(read_all(&child) == model);
+            let report = vhd::check(&child).unwrap();
+            prop_assert!(report.is_consistent(), "{:?}", report);
+            let again = Image::from_storage(
+                Arc::new(MemStorage::new(storage.to_vec())),
+                true,
+                ChecksumPolicy::Strict,
+                SizePolicy::CurrentSize,
+                Some(base),
+            ).unwrap();
+            prop_assert!(read_all(&again) == model);
         }
     }
 }

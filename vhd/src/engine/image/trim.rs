@@ -13,6 +13,11 @@
 //! sectors cleared (they read from the parent again); a block whose bitmap becomes
 //! clear is unlinked. In a dynamic image a partial trim does nothing: clearing bits
 //! there would change nothing qemu and others read.
+//!
+//! Reads take no lock: a read of a range racing with its trim returns the old bytes,
+//! zeros, or what lies below; one that also spans a flush and the slot's reuse by
+//! another block of the same image could return that block's bytes. Either way only a
+//! range the device itself declared unused, as NBD TRIM allows.
 
 use std::sync::atomic::Ordering;
 
