@@ -252,6 +252,63 @@ fn a_full_write_cache_returns_enospc_to_nbd_clients() {
     shutdown.shutdown();
 }
 
+#[test]
+fn trim_over_nbd_gives_a_full_durable_cache_room_again() {
+    let qemu_io_bin = testkit::require_peer!("qemu-io");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("store")).unwrap());
+    provision_core::create_vdisk(&store, "lab", 16 << 20, "").unwrap();
+    store
+        .add_device(
+            Mac([0x52, 0x54, 0, 0, 0, 1]),
+            "seat-1",
+            None,
+            DeviceType::Production,
+        )
+        .unwrap();
+    store.assign("seat-1", "lab", Mode::Standard, None).unwrap();
+    // A durable write cache (a differencing VHD, 2 MiB blocks) with 5 MiB of quota.
+    let settings = SessionSettings {
+        cache_quota_bytes: 5 << 20,
+        durable_caches: true,
+        ..SessionSettings::default()
+    };
+    let sessions = Sessions::new(store, settings).unwrap();
+    let (addr, shutdown) = serve(sessions.clone());
+    let one = lab_url(addr, &sessions, "52:54:00:00:00:01");
+
+    // Three blocks, then ENOSPC; the client discards (NBD TRIM) two of them, flushes,
+    // and the same write succeeds.
+    let (_, text) = qemu_io_all(
+        &qemu_io_bin,
+        &one,
+        &[
+            "write -P 0x11 0 4M",
+            "write -P 0x22 4M 2M",
+            "write -P 0x33 8M 64K",
+            "discard 0 4M",
+            "flush",
+            "write -P 0x33 8M 64K",
+            "read -P 0x22 4M 2M",
+            "read -P 0x33 8M 64K",
+            "read -P 0 0 64K",
+        ],
+        Duration::from_secs(60),
+    );
+    let refused = text.find("write failed: No space left on device");
+    let discarded = text.find("discard 4194304/4194304 bytes at offset 0");
+    let wrote = text.find("wrote 65536/65536 bytes at offset 8388608");
+    assert!(
+        refused.is_some() && refused < discarded && discarded < wrote,
+        "expected: ENOSPC, discard, then the write; qemu-io said:\n{text}"
+    );
+    assert!(
+        text.matches("read ").count() == 3 && !text.contains("Pattern verification failed"),
+        "{text}"
+    );
+    shutdown.shutdown();
+}
+
 /// The private disk file of a device for a vDisk, relative to the store folder.
 fn private_file(mac: &str, vdisk: &str) -> String {
     format!("private/{}/{vdisk}.vhd", mac.replace(':', ""))

@@ -69,6 +69,18 @@ macro_rules! lab {
     }};
 }
 
+/// Writes `chunk` after `chunk` from offset 0 until a write fails: where, and why.
+fn write_until_full(disk: &Session, chunk: &[u8]) -> (u64, vhd::Error) {
+    let mut offset = 0;
+    loop {
+        match disk.write_at(chunk, offset) {
+            Ok(()) => offset += chunk.len() as u64,
+            Err(e) => return (offset, e),
+        }
+        assert!(offset < SIZE, "the quota never applied");
+    }
+}
+
 fn read(disk: &impl std::ops::Deref<Target = Session>, offset: u64, len: usize) -> Vec<u8> {
     let mut buf = vec![0u8; len];
     disk.read_at(&mut buf, offset).unwrap();
@@ -150,14 +162,7 @@ fn a_full_write_cache_says_no_space_and_others_go_on() {
     let one = open(&sessions, mac(1), "lab").unwrap();
     let two = open(&sessions, mac(2), "lab").unwrap();
     let chunk = vec![0xee; 64 << 10];
-    let mut offset = 0;
-    let err = loop {
-        match one.write_at(&chunk, offset) {
-            Ok(()) => offset += chunk.len() as u64,
-            Err(e) => break e,
-        }
-        assert!(offset < SIZE, "the quota never applied");
-    };
+    let (offset, err) = write_until_full(&one, &chunk);
     assert_eq!(err.kind(), vhd::ErrorKind::NoSpace, "{err}");
     assert!(offset >= 192 << 10, "quota hit too early, at {offset}");
     assert_eq!(
@@ -167,6 +172,70 @@ fn a_full_write_cache_says_no_space_and_others_go_on() {
     );
     two.write_at(&chunk, 0).unwrap();
     assert_eq!(read(&two, 0, 2), [0xee; 2]);
+}
+
+#[test]
+fn trim_gives_a_full_durable_cache_its_room_back() {
+    let (dir, store) = lab!();
+    let settings = SessionSettings {
+        cache_quota_bytes: 5 << 20,
+        durable_caches: true,
+        ..Default::default()
+    };
+    let sessions = Sessions::new(store, settings).unwrap();
+    let one = open(&sessions, mac(1), "lab").unwrap();
+    // 2 MiB blocks: the third block takes the cache past 5 MiB; from then on only
+    // sectors it holds may be written.
+    let chunk = vec![0xee; 1 << 20];
+    let (offset, err) = write_until_full(&one, &chunk);
+    assert_eq!(err.kind(), vhd::ErrorKind::NoSpace, "{err}");
+    assert_eq!(offset, 5 << 20, "the third block was the last");
+    one.flush().unwrap();
+    let cache = cache_files(dir.path());
+    assert_eq!(cache.len(), 1, "one durable cache: {cache:?}");
+    let len = std::fs::metadata(&cache[0]).unwrap().len();
+
+    // The device deletes files and trims what they held: two whole blocks come back.
+    one.trim(0, 4 << 20).unwrap();
+    one.flush().unwrap();
+    assert_eq!(
+        read(&one, 0, 2),
+        [0x5a; 2],
+        "trimmed ranges read the base again"
+    );
+    one.write_at(&chunk, 6 << 20).unwrap();
+    one.write_at(&chunk, 5 << 20).unwrap();
+    one.write_at(&chunk, 0).unwrap();
+    assert_eq!(read(&one, 5 << 20, 2), [0xee; 2]);
+    assert_eq!(read(&one, 4 << 20, 2), [0xee; 2], "untrimmed data stays");
+    assert_eq!(
+        std::fs::metadata(&cache[0]).unwrap().len(),
+        len,
+        "the new blocks took the freed slots: the cache file did not grow"
+    );
+    // And the quota still holds: three blocks again, and a fourth is refused.
+    let again = one.write_at(&chunk, 2 << 20).unwrap_err();
+    assert_eq!(again.kind(), vhd::ErrorKind::NoSpace, "{again}");
+}
+
+/// The durable write caches under `dir` (`<vdisk>.boot<N>.vhd`), at most three levels
+/// down from the store.
+fn cache_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut folders = vec![(dir.to_path_buf(), 0)];
+    while let Some((folder, depth)) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() && depth < 4 {
+                folders.push((path, depth + 1));
+            } else if path.to_string_lossy().contains(".boot")
+                && path.extension().is_some_and(|e| e == "vhd")
+            {
+                out.push(path);
+            }
+        }
+    }
+    out
 }
 
 #[test]

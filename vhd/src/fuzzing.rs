@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use crate::disk::Disk;
-use crate::footer::{FOOTER_LEN, Footer};
-use crate::header::DynamicHeader;
-use crate::image::{ChecksumPolicy, Image, SizePolicy};
-use crate::storage::MemStorage;
+use crate::engine::disk::Disk;
+use crate::engine::image::{ChecksumPolicy, Image, SizePolicy};
+use crate::engine::storage::MemStorage;
+use crate::format::footer::{FOOTER_LEN, Footer};
+use crate::format::header::DynamicHeader;
 
 /// Footer: parse, validate, and check that emit/parse round-trips.
 pub fn footer(data: &[u8]) {
@@ -26,7 +26,7 @@ pub fn footer(data: &[u8]) {
         );
         assert!(Footer::checksum_ok(&bytes));
         let _ = f.geometry.size();
-        let _ = crate::footer::Geometry::for_size(f.current_size);
+        let _ = crate::format::footer::Geometry::for_size(f.current_size);
     }
     let _ = FOOTER_LEN;
 }
@@ -70,6 +70,6 @@ pub fn open_read(data: &[u8]) {
             let total: u64 = map.iter().map(|e| e.len).sum();
             assert_eq!(total, size);
         }
-        let _ = crate::check::check(&img);
+        let _ = crate::tools::check::check(&img);
     }
 }

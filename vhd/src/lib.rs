@@ -42,50 +42,38 @@
 //! ```
 #![deny(unsafe_code)]
 
-mod bat;
-mod chain;
-mod check;
-mod convert;
-mod create;
-mod disk;
+mod engine;
 mod error;
-mod footer;
+mod format;
 #[doc(hidden)]
 pub mod fuzzing;
-mod header;
-mod image;
-mod layout;
-mod locator;
-mod overlay;
-mod overwrite;
-mod storage;
-mod util;
+mod tools;
 
-pub use bat::{UNUSED as BAT_UNUSED, emit_bat, parse_bat};
-pub use chain::{
+pub use engine::chain::{
     MAX_CHAIN_DEPTH, OpenOptions, ParentRequest, ParentResolver, decode_locators, looks_like_vhd,
     open_disk,
 };
-pub use check::{CheckReport, Problem, check, check_file};
-pub use convert::{Progress, Target, convert, convert_file, merge, save_overlay};
-pub use create::{
-    CreateOptions, ParentLink, create_differencing, create_differencing_on, parent_link,
-};
-pub use disk::{Disk, Extent, ExtentState, Located, RawDisk, check_range, push_located};
+pub use engine::disk::{Disk, Extent, ExtentState, Located, RawDisk, check_range, push_located};
+pub use engine::image::{ChecksumPolicy, FooterSource, Image, SizePolicy};
+pub use engine::overlay::{CHUNK as OVERLAY_CHUNK, Overlay, OverlayLimits};
+pub use engine::storage::{FileStorage, MemStorage, MmapStorage, Storage};
 pub use error::{Error, ErrorKind, Result};
-pub use footer::{
+pub use format::bat::{UNUSED as BAT_UNUSED, emit_bat, parse_bat};
+pub use format::footer::{
     DiskType, FOOTER_LEN, Footer, Geometry, MAX_DISK_SIZE, NO_DATA_OFFSET, VHD_EPOCH_UNIX,
 };
-pub use header::{DEFAULT_BLOCK_SIZE, DynamicHeader, HEADER_LEN};
-pub use image::{ChecksumPolicy, FooterSource, Image, SizePolicy};
-pub use locator::{ParentLocator, PlatformCode};
-pub use overlay::{CHUNK as OVERLAY_CHUNK, Overlay, OverlayLimits};
-pub use storage::{FileStorage, MemStorage, MmapStorage, Storage};
-pub use util::{format_uuid, new_uuid};
+pub use format::header::{DEFAULT_BLOCK_SIZE, DynamicHeader, HEADER_LEN};
+pub use format::ids::{format_uuid, new_uuid};
+pub use format::locator::{ParentLocator, PlatformCode};
+pub use tools::check::{CheckReport, Problem, check, check_file};
+pub use tools::convert::{Progress, Target, convert, convert_file, merge, save_overlay};
+pub use tools::create::{
+    CreateOptions, ParentLink, create_differencing, create_differencing_on, parent_link,
+};
 
 /// Named field offsets of the on-disk structures.
 pub mod fields {
-    pub use crate::footer::field as footer;
-    pub use crate::header::field as header;
-    pub use crate::locator::field as locator;
+    pub use crate::format::footer::field as footer;
+    pub use crate::format::header::field as header;
+    pub use crate::format::locator::field as locator;
 }

@@ -9,9 +9,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use vhd::{
-    ChecksumPolicy, CreateOptions, Disk, Image, MemStorage, ParentLink, SizePolicy, Storage,
-};
+use vhd::{ChecksumPolicy, CreateOptions, Disk, Image, MemStorage, SizePolicy, Storage};
 
 /// A storage that fails every mutation from the `fail_at`-th on (a crash: the
 /// operation in flight and everything after it are lost).
@@ -67,19 +65,7 @@ fn run(parent: Option<Arc<Image>>) {
     // Flushed state: block 0 written.
     let storage = Arc::new(MemStorage::new(Vec::new()));
     let opts = CreateOptions::dynamic(SIZE);
-    let link = parent.as_ref().map(|p| {
-        (
-            p.clone(),
-            ParentLink {
-                unique_id: p.footer().unique_id,
-                time_stamp: 0,
-                unicode_name: "base.vhd".into(),
-                absolute: None,
-                relative: None,
-                size: SIZE,
-            },
-        )
-    });
+    let link = parent.as_ref().map(|p| (p.clone(), common::memory_link(p)));
     let img = opts.create_on(storage.clone(), link).unwrap();
     let flushed = common::pattern(1, 100_000);
     img.write_at(&flushed, 1000).unwrap();

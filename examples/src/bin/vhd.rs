@@ -196,9 +196,10 @@ fn run(cmd: Command) -> Res<ExitCode> {
             }
             if report.is_consistent() {
                 outln!(
-                    "{}: consistent ({} blocks allocated)",
+                    "{}: consistent ({} blocks allocated, {} bytes unreferenced: room for new blocks)",
                     file.display(),
-                    report.allocated_blocks
+                    report.allocated_blocks,
+                    report.unreferenced_bytes
                 );
                 Ok(ExitCode::SUCCESS)
             } else {

@@ -2,9 +2,13 @@
 //! differencing VHD, `cache/<mac>/<vdisk>.boot<N>.vhd`) or the private disk of a device
 //! that was let in by auto-add.
 //!
-//! The quota counts the file's size: past it, writes that would allocate new blocks
-//! fail with "no space" (the device sees a full disk, never a hang); rewrites of blocks
-//! the image already holds go on.
+//! The quota counts what the image holds ([`Image::allocated_len`]: metadata and
+//! allocated blocks, from memory, no system call on the write path), not the file's
+//! length: past it, writes that would allocate new blocks fail with "no space" (the
+//! device sees a full disk, never a hang); rewrites of blocks the image already holds
+//! go on. TRIM gives room back: blocks a device trims whole are unlinked and their
+//! space returned (the file keeps its length, with holes, and reuses the slots for
+//! new blocks), so a device that deletes files can write again.
 
 use std::sync::Arc;
 
@@ -21,11 +25,10 @@ impl Quota {
         Self { image, quota }
     }
 
-    /// Fails with "no space" when the file is at its quota and the write needs a
-    /// block the cache does not hold yet.
+    /// Fails with "no space" when the image holds its quota and the write needs a
+    /// block it does not hold yet.
     fn room(&self, offset: u64, len: u64) -> vhd::Result<()> {
-        // From memory: no system call on the write path.
-        let used = self.image.file_len()?;
+        let used = self.image.allocated_len();
         if used < self.quota {
             return Ok(());
         }

@@ -56,3 +56,15 @@ pub fn assert_same(ours: &[u8], theirs: &[u8], what: &str) {
         );
     }
 }
+
+/// A link to `base` as the parent of an image in memory (no file paths).
+pub fn memory_link(base: &vhd::Image) -> vhd::ParentLink {
+    vhd::ParentLink {
+        unique_id: base.footer().unique_id,
+        time_stamp: 0,
+        unicode_name: "base.vhd".into(),
+        absolute: None,
+        relative: None,
+        size: base.size(),
+    }
+}

@@ -7,14 +7,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::chain::OpenOptions;
-use crate::create::{CreateOptions, create_differencing};
-use crate::disk::{Disk, ExtentState};
+use crate::engine::chain::OpenOptions;
+use crate::engine::disk::{Disk, ExtentState};
+use crate::engine::image::Image;
+use crate::engine::overlay::Overlay;
+use crate::engine::storage::{FileStorage, Storage};
 use crate::error::{Error, Result};
-use crate::header::DEFAULT_BLOCK_SIZE;
-use crate::image::Image;
-use crate::overlay::Overlay;
-use crate::storage::{FileStorage, Storage};
+use crate::format::header::DEFAULT_BLOCK_SIZE;
+use crate::tools::create::{CreateOptions, create_differencing};
 
 /// Progress callback: (bytes done, bytes total).
 pub type Progress<'a> = &'a mut (dyn FnMut(u64, u64) + Send);
@@ -109,7 +109,7 @@ pub fn convert(src: &dyn Disk, out: &Path, target: Target, progress: Progress<'_
             storage
                 .set_len(size)
                 .map_err(|e| Error::io("sizing the raw file", e))?;
-            let dst = crate::disk::RawDisk::new(Arc::new(storage))?;
+            let dst = crate::engine::disk::RawDisk::new(Arc::new(storage))?;
             let n = copy_data(src, &dst, 2 << 20, progress)?;
             dst.flush()?;
             n
@@ -147,8 +147,8 @@ pub fn convert_file(
     target: Target,
     progress: Progress<'_>,
 ) -> Result<u64> {
-    let (src, files) = crate::chain::open_disk_with_files(input, true)?;
-    crate::overwrite::refuse_overwrite(out, files.iter().map(|f| f.as_path()))?;
+    let (src, files) = crate::engine::chain::open_disk_with_files(input, true)?;
+    crate::tools::overwrite::refuse_overwrite(out, files.iter().map(|f| f.as_path()))?;
     convert(src.as_ref(), out, target, progress)
 }
 
@@ -175,7 +175,7 @@ impl Disk for Clip<'_> {
     fn is_read_only(&self) -> bool {
         true
     }
-    fn allocation(&self, offset: u64, len: u64) -> Result<Vec<crate::disk::Extent>> {
+    fn allocation(&self, offset: u64, len: u64) -> Result<Vec<crate::engine::disk::Extent>> {
         let real = self.0.size();
         let mut out = if offset < real {
             self.0.allocation(offset, len.min(real - offset))?
@@ -183,7 +183,12 @@ impl Disk for Clip<'_> {
             Vec::new()
         };
         let covered = out.last().map_or(offset, |e| e.offset + e.len);
-        crate::disk::push_extent(&mut out, covered, offset + len - covered, ExtentState::Zero);
+        crate::engine::disk::push_extent(
+            &mut out,
+            covered,
+            offset + len - covered,
+            ExtentState::Zero,
+        );
         Ok(out)
     }
 }

@@ -9,19 +9,19 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::bat::emit_bat;
-use crate::disk::Disk;
+use crate::engine::disk::Disk;
+use crate::engine::image::{ChecksumPolicy, Image, SizePolicy};
+use crate::engine::storage::{FileStorage, Storage};
 use crate::error::{Error, Result};
-use crate::footer::{
+use crate::format::bat::emit_bat;
+use crate::format::footer::{
     DiskType, FOOTER_LEN, FORMAT_VERSION, Footer, Geometry, MAX_DISK_SIZE, NO_DATA_OFFSET,
 };
-use crate::header::{
+use crate::format::header::{
     DEFAULT_BLOCK_SIZE, DynamicHeader, HEADER_LEN, HEADER_VERSION, LOCATOR_SLOTS, MAX_BLOCK_SIZE,
 };
-use crate::image::{ChecksumPolicy, Image, SizePolicy};
-use crate::locator::{ParentLocator, PlatformCode, encode_utf16le};
-use crate::storage::{FileStorage, Storage};
-use crate::util::{new_uuid, vhd_now};
+use crate::format::ids::{new_uuid, vhd_now};
+use crate::format::locator::{ParentLocator, PlatformCode, encode_utf16le};
 
 /// Creator application we write (see the module docs for why).
 pub const CREATOR_APP: [u8; 4] = *b"win ";
@@ -191,7 +191,7 @@ impl CreateOptions {
                     .map_or_else(String::new, |l| l.unicode_name.clone()),
                 locators,
             };
-            let bat = emit_bat(&vec![crate::bat::UNUSED; entries as usize]);
+            let bat = emit_bat(&vec![crate::format::bat::UNUSED; entries as usize]);
             storage.write_at(&fbytes, 0).map_err(io("footer copy"))?;
             storage
                 .write_at(&header.to_bytes()[..], FOOTER_LEN as u64)
@@ -245,7 +245,11 @@ pub fn parent_link(parent: &Image, parent_path: &Path, child: &Path) -> Result<P
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(parent.footer().time_stamp, |d| {
-            u32::try_from(d.as_secs().saturating_sub(crate::footer::VHD_EPOCH_UNIX)).unwrap_or(0)
+            u32::try_from(
+                d.as_secs()
+                    .saturating_sub(crate::format::footer::VHD_EPOCH_UNIX),
+            )
+            .unwrap_or(0)
         });
     Ok(ParentLink {
         unique_id: parent.footer().unique_id,
@@ -274,7 +278,7 @@ fn relative_path(from_dir: &Path, to: &Path) -> Option<String> {
 /// `parent_path` (opened read-only with its own chain). Block size follows the parent
 /// when it is sparse.
 pub fn create_differencing(child: &Path, parent_path: &Path) -> Result<Image> {
-    let parent = Arc::new(crate::chain::OpenOptions::new(true).open(parent_path)?);
+    let parent = Arc::new(crate::engine::chain::OpenOptions::new(true).open(parent_path)?);
     create_differencing_on(child, parent_path, parent)
 }
 
@@ -287,7 +291,7 @@ pub fn create_differencing_on(
     // The child is created empty: it must be no image of the chain it is to sit on.
     let chain = parent.chain();
     let chain_paths = chain.iter().filter_map(|i| i.path());
-    crate::overwrite::refuse_overwrite(child, chain_paths.chain([parent_path]))?;
+    crate::tools::overwrite::refuse_overwrite(child, chain_paths.chain([parent_path]))?;
     let link = parent_link(&parent, parent_path, child)?;
     let block_size = parent.header().map_or(DEFAULT_BLOCK_SIZE, |h| h.block_size);
     let storage = FileStorage::create(child)

@@ -2,11 +2,11 @@
 //! (trailing, 511-byte, or the copy at offset 0), the dynamic header, and the BAT with
 //! its entries checked against the file (SPECS §2.1–2.3).
 
-use crate::bat::{UNUSED, parse_bat};
+use crate::engine::storage::Storage;
 use crate::error::{Error, Result};
-use crate::footer::{DiskType, FOOTER_COOKIE, FOOTER_LEN, Footer};
-use crate::header::{DynamicHeader, HEADER_LEN};
-use crate::storage::Storage;
+use crate::format::bat::{UNUSED, parse_bat};
+use crate::format::footer::{DiskType, FOOTER_COOKIE, FOOTER_LEN, Footer};
+use crate::format::header::{DynamicHeader, HEADER_LEN};
 
 /// How strictly checksums are enforced when opening.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -223,7 +223,7 @@ fn read_sparse(
     read(storage, &mut hb, at, "dynamic header")?;
     let header = DynamicHeader::parse(&hb, at)?;
     if !DynamicHeader::checksum_ok(&hb) {
-        let computed = crate::util::checksum(&hb, crate::header::field::CHECKSUM);
+        let computed = crate::format::bytes::checksum(&hb, crate::format::header::field::CHECKSUM);
         if checksums == ChecksumPolicy::Strict {
             return Err(Error::Checksum {
                 structure: "dynamic header",

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{BlockHasher, Image, STATE_ALL_CLEAR, STATE_ALL_SET, read_lock, write_lock};
-use crate::bat::{UNUSED, bit};
 use crate::error::Result;
+use crate::format::bat::UNUSED;
+use crate::format::bitmap::bit;
 
 /// Layer number meaning "no layer holds it": zeros.
 const NONE: u8 = u8::MAX;

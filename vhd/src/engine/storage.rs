@@ -25,6 +25,13 @@ pub trait Storage: Send + Sync {
     fn is_read_only(&self) -> bool {
         false
     }
+    /// Gives the space of `[offset, offset + len)` back to whatever holds the bytes,
+    /// keeping the length: afterwards the range reads as zeros. `Ok(false)` (the
+    /// default) when this storage cannot, and the range keeps its bytes.
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<bool> {
+        let _ = (offset, len);
+        Ok(false)
+    }
     /// True when the storage holds no bytes.
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
@@ -104,6 +111,20 @@ impl Storage for FileStorage {
     }
     fn is_read_only(&self) -> bool {
         self.read_only
+    }
+    /// `fallocate(PUNCH_HOLE | KEEP_SIZE)`; `Ok(false)` where the file system has no
+    /// holes (EOPNOTSUPP).
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<bool> {
+        use rustix::fs::{FallocateFlags, fallocate};
+        if self.read_only {
+            return Err(read_only_error());
+        }
+        let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+        match fallocate(&*self.file, flags, offset, len) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::OPNOTSUPP) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
     fn file(&self) -> Option<&Arc<File>> {
         Some(&self.file)
@@ -258,6 +279,17 @@ impl Storage for MemStorage {
     }
     fn is_read_only(&self) -> bool {
         self.read_only
+    }
+    /// Zeros the range (within the current length; the length is kept).
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<bool> {
+        if self.read_only {
+            return Err(read_only_error());
+        }
+        let mut v = self.bytes.write().unwrap_or_else(|e| e.into_inner());
+        let end = offset.saturating_add(len).min(v.len() as u64) as usize;
+        let start = (offset.min(end as u64)) as usize;
+        v[start..end].fill(0);
+        Ok(true)
     }
 }
 

@@ -1,5 +1,5 @@
-//! The block allocation table (SPECS §2.3) and sector bitmaps: u32 big-endian sector
-//! numbers, `0xFFFFFFFF` for blocks not allocated; bitmaps MSB first.
+//! The block allocation table (SPECS §2.3): u32 big-endian sector numbers,
+//! `0xFFFFFFFF` for blocks not allocated.
 
 use crate::error::{Error, Result};
 
@@ -33,45 +33,15 @@ pub fn emit_bat(entries: &[u32]) -> Vec<u8> {
     out
 }
 
-/// Whether sector `i` of a block is marked in `bitmap` (MSB first).
-pub fn bit(bitmap: &[u8], i: usize) -> bool {
-    bitmap
-        .get(i / 8)
-        .is_some_and(|b| b & (0x80 >> (i % 8)) != 0)
-}
-
-/// Marks sectors `[first, first + count)` in `bitmap`.
-pub fn set_bits(bitmap: &mut [u8], first: usize, count: usize) {
-    for i in first..first + count {
-        if let Some(b) = bitmap.get_mut(i / 8) {
-            *b |= 0x80 >> (i % 8);
-        }
-    }
-}
-
-/// The length of the run of equal bits starting at sector `first`, at most `max`.
-pub fn run_len(bitmap: &[u8], first: usize, max: usize) -> usize {
-    let v = bit(bitmap, first);
-    (first..first + max)
-        .take_while(|&i| bit(bitmap, i) == v)
-        .count()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn bat_round_trip_and_bits() {
+    fn bat_round_trip() {
         let bytes = emit_bat(&[3, UNUSED, 0x1000]);
         assert_eq!(bytes.len(), 512);
         assert_eq!(parse_bat(&bytes, 3).unwrap(), vec![3, UNUSED, 0x1000]);
         assert!(parse_bat(&bytes[..8], 3).is_err());
-        let mut bm = [0u8; 4];
-        set_bits(&mut bm, 7, 3);
-        assert_eq!(bm, [0x01, 0xc0, 0, 0]);
-        assert!(bit(&bm, 8) && !bit(&bm, 6));
-        assert_eq!(run_len(&bm, 7, 20), 3);
-        assert_eq!(run_len(&bm, 0, 5), 5);
     }
 }

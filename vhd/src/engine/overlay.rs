@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::disk::{Disk, Extent, ExtentState, Located, check_range, push_extent, push_located};
+use crate::engine::disk::{
+    Disk, Extent, ExtentState, Located, check_range, push_extent, push_located,
+};
 use crate::error::{Error, Result};
 
 /// Granularity of an overlay, bytes.

@@ -1,8 +1,8 @@
 //! The 1024-byte dynamic disk header (SPECS §2.2): parse, validate, emit.
 
 use crate::error::{Error, Result};
-use crate::locator::{LOCATOR_ENTRY_LEN, ParentLocator};
-use crate::util::{be32, be64, checksum, put32, put64};
+use crate::format::bytes::{be32, be64, checksum, put32, put64};
+use crate::format::locator::{LOCATOR_ENTRY_LEN, ParentLocator};
 
 /// Header size in bytes.
 pub const HEADER_LEN: usize = 1024;
@@ -195,7 +195,7 @@ impl DynamicHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::locator::PlatformCode;
+    use crate::format::locator::PlatformCode;
 
     #[test]
     fn round_trip_and_derived_lengths() {

@@ -1,7 +1,7 @@
 //! The 512-byte hard disk footer (SPECS §2.1): parse, emit, checksum, CHS geometry.
 
 use crate::error::{Error, Result};
-use crate::util::{be32, be64, checksum, put32, put64};
+use crate::format::bytes::{be32, be64, checksum, put32, put64};
 
 /// Footer size in bytes.
 pub const FOOTER_LEN: usize = 512;

@@ -3,17 +3,22 @@
 //! Checked: the trailing footer (present, checksum) and the copy at offset 0 (same
 //! bytes); the dynamic header checksum; locator data inside the file and clear of the
 //! BAT and blocks; BAT entries (inside the file, after the metadata, not overlapping,
-//! already refused at open); space after the last block that no BAT entry references
-//! (what an interrupted block allocation leaves); the size of a fixed image's file.
+//! already refused at open); the size of a fixed image's file.
+//!
+//! Space in the data area that no BAT entry references is counted, not reported: TRIM
+//! leaves such gaps (the slots of unlinked blocks, reused by later allocations), and so
+//! does an allocation a crash interrupted before its BAT entry. Only when the trailing
+//! footer is missing too is the space after the last block a problem (the interrupted
+//! allocation at the end of the file that left it).
 
 use std::path::Path;
 
-use crate::bat::UNUSED;
-use crate::chain::OpenOptions;
+use crate::engine::chain::OpenOptions;
+use crate::engine::image::Image;
 use crate::error::{Error, Result};
-use crate::footer::{DiskType, FOOTER_COOKIE, FOOTER_LEN, Footer};
-use crate::header::{DynamicHeader, HEADER_LEN};
-use crate::image::Image;
+use crate::format::bat::UNUSED;
+use crate::format::footer::{DiskType, FOOTER_COOKIE, FOOTER_LEN, Footer};
+use crate::format::header::{DynamicHeader, HEADER_LEN};
 
 /// One inconsistency.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +48,9 @@ pub struct CheckReport {
     pub problems: Vec<Problem>,
     /// Blocks allocated in the file.
     pub allocated_blocks: u64,
+    /// Bytes of the data area no BAT entry references (freed by TRIM, or left by an
+    /// interrupted allocation): not a problem, space the next allocations reuse.
+    pub unreferenced_bytes: u64,
 }
 
 impl CheckReport {
@@ -155,31 +163,35 @@ pub fn check(image: &Image) -> Result<CheckReport> {
         }
     }
     let meta_end = (header_at + HEADER_LEN as u64).max(bat_range.1);
-    let used_end = blocks.last().map_or(meta_end, |b| b.1).max(meta_end);
     let footer_at = if &tail[..8] == FOOTER_COOKIE {
         tail_at
     } else {
         len
     };
-    if footer_at > used_end {
-        let locator_end = header
-            .locators
-            .iter()
-            .filter(|l| !l.is_empty())
-            .map(|l| l.data_offset.saturating_add(l.reserved_bytes()))
-            .max()
-            .unwrap_or(0);
-        let orphan_start = used_end.max(locator_end.min(footer_at));
-        if footer_at > orphan_start {
-            r.add(
-                orphan_start,
-                "blocks",
-                format!(
-                    "{} bytes after the last block are not referenced by the BAT (an interrupted block allocation; reused by the next one)",
-                    footer_at - orphan_start
-                ),
-            );
-        }
+    let locator_end = header
+        .locators
+        .iter()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.data_offset.saturating_add(l.reserved_bytes()))
+        .max()
+        .unwrap_or(0);
+    let data_start = meta_end.max(locator_end.min(footer_at));
+    // Gaps between the blocks (from the start of the data area) and after the last.
+    let mut cursor = data_start;
+    for &(start, end) in &blocks {
+        r.unreferenced_bytes += start.saturating_sub(cursor);
+        cursor = cursor.max(end);
+    }
+    let orphan = footer_at.saturating_sub(cursor);
+    r.unreferenced_bytes += orphan;
+    if orphan > 0 && &tail[..8] != FOOTER_COOKIE {
+        r.add(
+            cursor,
+            "blocks",
+            format!(
+                "{orphan} bytes after the last block are not referenced by the BAT and no footer follows them (an interrupted block allocation; reused by the next one)"
+            ),
+        );
     }
     if image.disk_type() == DiskType::Differencing && image.parent().is_none() {
         r.add(header_at, "dynamic header", "parent not attached");
@@ -204,6 +216,7 @@ pub fn check_file(path: &Path) -> CheckReport {
                         }
                         total.problems.extend(r.problems);
                         total.allocated_blocks += r.allocated_blocks;
+                        total.unreferenced_bytes += r.unreferenced_bytes;
                     }
                     Err(e) => total.add(0, "image", e.to_string()),
                 }

@@ -1,7 +1,7 @@
 //! Parent locator entries of the dynamic header (SPECS §2.2) and the decoding of
 //! their platform data (W2ku/W2ru: UTF-16LE paths; MacX: UTF-8 URL).
 
-use crate::util::{be32, be64, put32, put64};
+use crate::format::bytes::{be32, be64, put32, put64};
 
 /// Size of one locator entry.
 pub const LOCATOR_ENTRY_LEN: usize = 24;

@@ -4,8 +4,8 @@
 use std::fs::File;
 use std::sync::Arc;
 
+use crate::engine::storage::Storage;
 use crate::error::{Error, Result};
-use crate::storage::Storage;
 
 /// Whether a range of a disk holds data or reads as zeros.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,14 +110,7 @@ pub trait Disk: Send + Sync {
         if self.is_read_only() {
             return Err(Error::ReadOnly);
         }
-        let zeros = vec![0u8; len.min(1 << 20) as usize];
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(zeros.len() as u64);
-            self.write_at(&zeros[..n as usize], offset + done)?;
-            done += n;
-        }
-        Ok(())
+        write_zeros_through(self, offset, len)
     }
     /// Declares `[offset, offset + len)` unused; the default does nothing (trim is
     /// advisory).
@@ -132,6 +125,18 @@ pub fn check_range(size: u64, offset: u64, len: u64) -> Result<()> {
         Some(end) if end <= size => Ok(()),
         _ => Err(Error::OutOfRange { offset, len, size }),
     }
+}
+
+/// Writes zeros over `[offset, offset + len)` with [`Disk::write_at`], a MiB at a time.
+pub(crate) fn write_zeros_through<D: Disk + ?Sized>(disk: &D, offset: u64, len: u64) -> Result<()> {
+    let zeros = vec![0u8; len.min(1 << 20) as usize];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(zeros.len() as u64);
+        disk.write_at(&zeros[..n as usize], offset + done)?;
+        done += n;
+    }
+    Ok(())
 }
 
 /// Appends an extent to `out`, merging it with the last one when they touch and agree.

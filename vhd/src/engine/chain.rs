@@ -11,15 +11,15 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::disk::{Disk, RawDisk};
+use crate::engine::disk::{Disk, RawDisk};
+use crate::engine::image::Image;
+use crate::engine::storage::{FileStorage, MmapStorage, Storage};
 use crate::error::{Error, Result};
-use crate::footer::{DiskType, FOOTER_COOKIE, FOOTER_LEN};
-use crate::header::DynamicHeader;
-use crate::image::Image;
-use crate::layout::{ChecksumPolicy, SizePolicy, read_layout};
-use crate::locator::PlatformCode;
-use crate::storage::{FileStorage, MmapStorage, Storage};
-use crate::util::format_uuid;
+use crate::format::footer::{DiskType, FOOTER_COOKIE, FOOTER_LEN};
+use crate::format::header::DynamicHeader;
+use crate::format::ids::format_uuid;
+use crate::format::layout::{ChecksumPolicy, SizePolicy, read_layout};
+use crate::format::locator::PlatformCode;
 
 /// Deepest chain accepted (a longer one is taken as a loop).
 pub const MAX_CHAIN_DEPTH: usize = 64;
@@ -233,7 +233,10 @@ fn check_time_stamp(path: &Path, header: &DynamicHeader, parent: &Image) {
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs().saturating_sub(crate::footer::VHD_EPOCH_UNIX));
+        .map(|d| {
+            d.as_secs()
+                .saturating_sub(crate::format::footer::VHD_EPOCH_UNIX)
+        });
     if mtime != Some(u64::from(ts)) {
         tracing::warn!(parent = %path.display(), stored = ts, "parent time stamp differs from the parent's");
     }
