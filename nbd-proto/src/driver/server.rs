@@ -28,9 +28,9 @@ use crate::driver::handshaking::{Handshaking, Place};
 use crate::driver::pool::BufferPool;
 use crate::driver::zero_copy;
 use crate::error::{Error, Result};
-use crate::export::{ExportProvider, Located};
+use crate::export::{Errno, ExportProvider, Located};
 use crate::server::handshake::{Handshake, HandshakeConfig, Progress};
-use crate::server::transmission::Transmission;
+use crate::server::transmission::{Op, Route, RoutePolicy, Transmission};
 use crate::wire::consts::REQUEST_HEADER_LEN;
 use crate::wire::request::{Command, Request};
 
@@ -489,6 +489,11 @@ async fn transmission(
     let pool = &shared.pool;
     let (tx, rx) = mpsc::unbounded_channel::<Reply>();
     let mut busy_poll = BusyPoll::new(config.busy_poll);
+    let policy = RoutePolicy {
+        zero_copy: config.zero_copy,
+        zero_copy_min: ZERO_COPY_MIN,
+        inline_max_len: config.inline_max_len,
+    };
     let writer = tokio::spawn(write_replies(wr, rx, pool.clone(), config.request_timeout));
     let bytes = Arc::new(Semaphore::new(config.max_in_flight_bytes));
     let count = Arc::new(Semaphore::new(config.max_in_flight_requests));
@@ -589,42 +594,33 @@ async fn transmission(
             Err(e) => break Err(e),
         };
         let permits = [byte_permit, count_permit];
-        let mut located = if config.zero_copy {
-            located_read(&session, &req)
-        } else {
-            None
-        };
-        if let Some(parts) = located.take_if(|parts| parts.iter().all(cached)) {
-            let body = Body::Parts(parts);
-            let _ = tx.send(Reply {
-                body,
-                permits,
-                memory,
-            });
-            continue;
-        }
+        // The session decides the route (one check, at most one locate); this task
+        // only follows it.
+        let route = session.route(&req, &policy, cached);
         // The reply's data will sit in a buffer.
-        if req.command == Command::Read {
+        if route.buffers_read(&req) {
             let Some(permit) = shared.reserve(cost, &mut stop).await else {
                 break Ok(());
             };
             memory = Some(permit);
         }
-        if let Some(parts) = located {
-            // Cold: read the runs on a blocking thread (bringing them into the cache).
-            let (session, tx, pool) = (session.clone(), tx.clone(), pool.clone());
-            tokio::task::spawn_blocking(move || {
-                let body = Body::Bytes(gather(&session, &pool, &req, parts));
+        let (job, blocking) = match route {
+            Route::Disconnect => break Ok(()),
+            Route::ZeroCopy(parts) => {
+                let body = Body::Parts(parts);
                 let _ = tx.send(Reply {
                     body,
                     permits,
                     memory,
                 });
-            });
-            continue;
-        }
-        if inline(&session, &req, config.inline_max_len) && !cold_read(&session, &req) {
-            let body = Body::Bytes(run(&session, pool, &req, payload));
+                continue;
+            }
+            Route::Reject(errno) => (Job::Reject(errno), false),
+            Route::Gather { parts, blocking } => (Job::Gather(parts), blocking),
+            Route::Execute { op, blocking } => (Job::Execute(op, payload), blocking),
+        };
+        if !blocking {
+            let body = Body::Bytes(job.run(&session, pool, &req));
             let _ = tx.send(Reply {
                 body,
                 permits,
@@ -632,11 +628,9 @@ async fn transmission(
             });
             continue;
         }
-        let session = session.clone();
-        let tx = tx.clone();
-        let pool = pool.clone();
+        let (session, tx, pool) = (session.clone(), tx.clone(), pool.clone());
         tokio::task::spawn_blocking(move || {
-            let body = Body::Bytes(run(&session, &pool, &req, payload));
+            let body = Body::Bytes(job.run(&session, &pool, &req));
             let _ = tx.send(Reply {
                 body,
                 permits,
@@ -661,38 +655,38 @@ async fn transmission(
     }
 }
 
-/// Executes one request into a pooled buffer.
-fn run(session: &Transmission, pool: &BufferPool, req: &Request, payload: Vec<u8>) -> Vec<u8> {
-    let want = match req.command {
-        Command::Read => req.length as usize + 64,
-        _ => 64,
-    };
-    let mut reply = pool.take(want);
-    session.execute_into(req, &payload, &mut reply);
-    drop(payload);
-    reply
-}
-
 /// READs from this length up are sent with `sendfile(2)` when the export locates them.
 const ZERO_COPY_MIN: u32 = 16 << 10;
 
-/// The parts of a READ reply when the export locates its bytes (see
-/// [`Transmission::plan_read`]).
-fn located_read(session: &Transmission, req: &Request) -> Option<Vec<Located>> {
-    if req.command != Command::Read || req.length < ZERO_COPY_MIN {
-        return None;
-    }
-    session.plan_read(req)
+/// What builds a reply in a buffer, on the connection's task or a blocking thread.
+enum Job {
+    Reject(Errno),
+    Gather(Vec<Located>),
+    Execute(Op, Vec<u8>),
 }
 
-/// True for a READ whose bytes lie in file runs not wholly in the page cache: read on
-/// the connection's task it would hold an async worker, and every connection on it,
-/// for the disk's latency.
-fn cold_read(session: &Transmission, req: &Request) -> bool {
-    req.command == Command::Read
-        && session
-            .plan_read(req)
-            .is_some_and(|parts| !parts.iter().all(cached))
+impl Job {
+    /// The reply, in a pooled buffer.
+    fn run(self, session: &Transmission, pool: &BufferPool, req: &Request) -> Vec<u8> {
+        match self {
+            Job::Reject(errno) => session.error_reply(req, errno, None),
+            Job::Gather(parts) => {
+                let mut reply = pool.take(req.length as usize + 64);
+                session.gather_into(req, parts, &mut reply);
+                reply
+            }
+            Job::Execute(op, payload) => {
+                let want = match req.command {
+                    Command::Read => req.length as usize + 64,
+                    _ => 64,
+                };
+                let mut reply = pool.take(want);
+                session.execute_op(req, op, &payload, &mut reply);
+                drop(payload);
+                reply
+            }
+        }
+    }
 }
 
 /// True unless the part is a file run not wholly in the page cache (sending it would
@@ -701,48 +695,6 @@ fn cached(part: &Located) -> bool {
     match part {
         Located::File { file, offset, len } => zero_copy::resident(file, *offset, *len),
         _ => true,
-    }
-}
-
-/// A planned READ reply as one buffer, reading its file runs (blocking).
-fn gather(
-    session: &Transmission,
-    pool: &BufferPool,
-    req: &Request,
-    parts: Vec<Located>,
-) -> Vec<u8> {
-    use std::os::unix::fs::FileExt;
-    let total = parts.iter().map(Located::len).sum::<u64>() as usize;
-    let mut out = pool.take(total);
-    out.clear();
-    for part in parts {
-        match part {
-            Located::Bytes(b) => out.extend_from_slice(&b),
-            Located::Zeros(n) => out.resize(out.len() + n as usize, 0),
-            Located::File { file, offset, len } => {
-                let at = out.len();
-                out.resize(at + len as usize, 0);
-                if let Err(e) = file.read_exact_at(&mut out[at..], offset) {
-                    tracing::warn!(offset, len, error = %e, "reading a located run failed");
-                    return session.error_reply(req, crate::Errno::EIO, None);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// True for requests cheap enough to run on the connection's own task: rejected ones,
-/// and small reads, writes without FUA, block status and cache hints. Everything else
-/// (flushes, FUA, large transfers, zeroing, trimming) goes to the blocking pool.
-fn inline(session: &Transmission, req: &Request, max_len: u32) -> bool {
-    if session.check(req).is_err() {
-        return true;
-    }
-    match req.command {
-        Command::Read | Command::BlockStatus | Command::Cache => req.length <= max_len,
-        Command::Write => req.length <= max_len && !req.has(crate::wire::consts::NBD_CMD_FLAG_FUA),
-        _ => false,
     }
 }
 
