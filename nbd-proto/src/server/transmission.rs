@@ -56,12 +56,13 @@ pub enum Op {
 /// How a request is served, decided once by [`Transmission::route`].
 ///
 /// ```text
-///  request --check--> refused ----------------------------------------> Reject
-///           \-------> DISC -------------------------------------------> Disconnect
-///            \------> READ --locate--> runs, all resident, zero copy -> ZeroCopy
-///             \                 \----> runs otherwise ----------------> Gather
-///              \                 \---> not located ------------------> Execute
-///               \---> any other command ------------------------------> Execute
+///  request --check--> refused -----------------------------------------> Reject
+///           \-------> DISC --------------------------------------------> Disconnect
+///            \------> READ --locate--> runs all resident, zero_copy on,
+///             \                 |       and large or all in memory ---> ZeroCopy
+///              \                |---> other runs ---------------------> Gather
+///               \               '---> not located --------------------> Execute
+///                '---> any other command ------------------------------> Execute
 /// ```
 #[derive(Debug)]
 pub enum Route {
@@ -72,7 +73,8 @@ pub enum Route {
     Disconnect,
     /// A READ whose reply goes out as these parts, as they are: headers as
     /// [`Located::Bytes`], the export's runs (file runs wholly in the page cache,
-    /// zeros, bytes in memory) behind them.
+    /// zeros, bytes in memory) behind them. Only READs from
+    /// [`RoutePolicy::zero_copy_min`] up, or whose runs are all in memory.
     ZeroCopy(Vec<Located>),
     /// A READ whose located reply parts are copied into one buffer
     /// ([`Transmission::gather_into`]); `blocking` when file runs are not wholly in
@@ -312,7 +314,10 @@ impl Transmission {
             {
                 let parts = self.plan(req.cookie, offset, df, runs);
                 let warm = parts.iter().all(resident);
-                return if warm && large {
+                // Runs already in memory (a RAM write cache's chunks, zeros) go out as
+                // they are at any length: gathering them would copy them once more.
+                let in_memory = || !parts.iter().any(|p| matches!(p, Located::File { .. }));
+                return if warm && (large || policy.zero_copy && in_memory()) {
                     Route::ZeroCopy(parts)
                 } else {
                     Route::Gather {
@@ -784,7 +789,7 @@ mod tests {
             ..policy
         };
         let cases = [
-            (read(0, 4096), policy, true, "gather", 1),
+            (read(0, 4096), policy, true, "zero-copy", 1),
             (read(0, 4096), policy, false, "gather blocking", 1),
             (read(0, 64 << 10), policy, true, "zero-copy", 1),
             (read(0, 128 << 10), policy, false, "gather blocking", 1),
