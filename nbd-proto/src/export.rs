@@ -211,7 +211,9 @@ pub trait Export: Send + Sync {
     }
     /// Where the bytes of `[offset, offset + len)` are stored, as runs in order that
     /// cover exactly `len` bytes: the READ is then served from these runs, and
-    /// [`Export::read`] is not called for it. The driver sends file runs with
+    /// [`Export::read`] is not called for it (an export that counts reads may count
+    /// one here: the session locates a READ at most once, and calls `read` for it only
+    /// when this answers `None`). The driver sends file runs with
     /// `sendfile(2)` straight from the page cache, or reads them on a blocking thread
     /// when they are not cached. `None` (the default): not known, call `read`.
     fn locate(&self, _offset: u64, _len: u64) -> Option<Vec<Located>> {

@@ -10,7 +10,7 @@ use crate::client::handshake::{ClientConfig, ClientHandshake};
 use crate::client::transmission::ClientTransmission;
 use crate::export::{MemoryExport, SingleExport};
 use crate::server::handshake::{Handshake, HandshakeConfig, Progress};
-use crate::server::transmission::Transmission;
+use crate::server::transmission::{Route, RoutePolicy, Transmission};
 use crate::wire::consts::*;
 use crate::wire::option::OptionReplyHeader;
 use crate::wire::reply::ReplyHeader;
@@ -96,8 +96,10 @@ fn check_option_replies(mut out: &[u8]) {
 }
 
 /// Decodes `data` as a stream of transmission requests against a 64 KiB export (the
-/// first byte picks structured replies and `base:allocation`), checks each reply's
-/// framing and cookie, then feeds the bytes to a client as if they were replies.
+/// first byte picks structured replies, `base:allocation` and the route policy's zero
+/// copy), serves each as the driver does (routed once, the route followed), checks
+/// each reply's framing and cookie, then feeds the bytes to a client as if they were
+/// replies.
 pub fn transmission(data: &[u8]) {
     let Some((&mode, mut input)) = data.split_first() else {
         return;
@@ -130,7 +132,22 @@ pub fn transmission(data: &[u8]) {
         if payload.len() < req.payload_len() {
             break;
         }
-        let reply = session.execute(&req, payload);
+        // Served as the driver serves it: routed once, then the route followed (the
+        // memory export locates nothing, so a READ is executed).
+        let policy = RoutePolicy {
+            zero_copy: mode & 4 != 0,
+            zero_copy_min: 16 << 10,
+            inline_max_len: 64 << 10,
+        };
+        let mut reply = Vec::new();
+        match session.route(&req, &policy, |_| true) {
+            Route::Reject(errno) => reply = session.error_reply(&req, errno, None),
+            Route::Disconnect => {}
+            Route::Execute { op, .. } => session.execute_op(&req, op, payload, &mut reply),
+            Route::ZeroCopy(parts) | Route::Gather { parts, .. } => {
+                session.gather_into(&req, parts, &mut reply)
+            }
+        }
         if req.command == Command::Disc {
             assert!(reply.is_empty());
             break;

@@ -46,25 +46,32 @@ fn qemu_io(qemu_io: &Path, url: &str, command: &str) -> std::process::Output {
     )
 }
 
+/// `dir/store/lab/v0.vhd`: a dynamic VHD of SIZE bytes, made by qemu-img, whose first
+/// MiB holds 0x5a (written by qemu-io) and the rest is unallocated.
+fn lab_base(dir: &Path, qemu_img: &Path, qemu_io: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("store/lab")).unwrap();
+    let base = dir.join("store/lab/v0.vhd");
+    testkit::run(
+        Command::new(qemu_img)
+            .args(["create", "-f", "vpc", "-o", "force_size=on"])
+            .arg(&base)
+            .arg(SIZE.to_string()),
+    );
+    testkit::run(
+        Command::new(qemu_io)
+            .args(["-f", "vpc", "-c", "write -P 0x5a 0 1M"])
+            .arg(&base),
+    );
+    base
+}
+
 #[test]
 fn devices_read_and_write_their_own_sessions_over_nbd() {
     let qemu_img = testkit::require_peer!("qemu-img");
     let qemu_io_bin = testkit::require_peer!("qemu-io");
     let nbdinfo = testkit::require_peer!("nbdinfo");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("store/lab")).unwrap();
-    let base = dir.path().join("store/lab/v0.vhd");
-    testkit::run(
-        Command::new(&qemu_img)
-            .args(["create", "-f", "vpc", "-o", "force_size=on"])
-            .arg(&base)
-            .arg(SIZE.to_string()),
-    );
-    testkit::run(
-        Command::new(&qemu_io_bin)
-            .args(["-f", "vpc", "-c", "write -P 0x5a 0 1M"])
-            .arg(&base),
-    );
+    let base = lab_base(dir.path(), &qemu_img, &qemu_io_bin);
     let base_before = std::fs::read(&base).unwrap();
 
     let store = Arc::new(Store::open(&dir.path().join("store")).unwrap());
@@ -552,5 +559,95 @@ fn a_new_boot_closes_the_old_boots_connections() {
         all_ok(&qemu_io_bin, &second, &["read -P 0 0 4K"]),
         "the new boot is not clean"
     );
+    shutdown.shutdown();
+}
+
+/// Drops `path` from the page cache (GNU dd's documented way).
+fn evict(path: &Path) {
+    testkit::run(
+        Command::new("dd")
+            .arg(format!("if={}", path.display()))
+            .args(["iflag=nocache", "count=0"]),
+    );
+}
+
+#[test]
+fn every_nbd_read_counts_once_in_the_device_statistics() {
+    use nbd_proto::client::handshake::ClientConfig;
+    use nbd_proto::driver::client::Client;
+
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let qemu_io_bin = testkit::require_peer!("qemu-io");
+    let dir = tempfile::tempdir().unwrap();
+    let base = lab_base(dir.path(), &qemu_img, &qemu_io_bin);
+    let store = Arc::new(Store::open(&dir.path().join("store")).unwrap());
+    store.add_vdisk("lab", SIZE, "", "lab/v0.vhd").unwrap();
+    let mac = Mac([0x52, 0x54, 0, 0, 0, 1]);
+    store
+        .add_device(mac, "seat-1", None, DeviceType::Production)
+        .unwrap();
+    store.assign("seat-1", "lab", Mode::Standard, None).unwrap();
+    let sessions = Sessions::new(store, SessionSettings::default()).unwrap();
+    let (addr, shutdown) = serve(sessions.clone());
+    let name = export(&sessions, "52:54:00:00:00:01", "lab");
+    let counted = || {
+        let usage = sessions.usage();
+        let stats = usage.iter().find(|u| u.mac == mac).unwrap().stats;
+        (stats.reads, stats.read_bytes)
+    };
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // The base's file (its first MiB), the write cache's RAM (64 KiB at 2 MiB)
+        // and unwritten zeros, each small and large, alone and together.
+        let reads: &[(u64, u32)] = &[
+            (0, 4096),
+            (2 << 20, 4096),
+            (3 << 20, 4096),
+            (4096, 64 << 10),
+            (0, 256 << 10),
+            ((1 << 20) - 8192, 64 << 10),
+            ((2 << 20) - 4096, 128 << 10),
+            (0, 1 << 20),
+            (0, SIZE as u32),
+        ];
+        for structured in [false, true] {
+            let client = Client::connect(
+                addr,
+                ClientConfig {
+                    export: name.clone(),
+                    structured,
+                    base_allocation: false,
+                },
+            )
+            .await
+            .unwrap();
+            client
+                .write(2 << 20, &vec![0xc1; 64 << 10], 0)
+                .await
+                .unwrap();
+            for cold in [false, true] {
+                for &(offset, len) in reads {
+                    if cold {
+                        evict(&base);
+                    }
+                    let before = counted();
+                    let data = client.read(offset, len).await.unwrap();
+                    assert_eq!(data.len(), len as usize);
+                    let after = counted();
+                    assert_eq!(
+                        (after.0 - before.0, after.1 - before.1),
+                        (1, u64::from(len)),
+                        "READ of {len} at {offset} (structured {structured}, cold {cold}): \
+                         reads and bytes counted"
+                    );
+                }
+            }
+            client.disconnect().await.unwrap();
+        }
+    });
     shutdown.shutdown();
 }

@@ -9,8 +9,9 @@
 //! spins only after [`SYNC_STREAK`] requests in a row arrived with nothing else in
 //! flight.
 //!
-//! Spinning costs CPU, so it is bounded: a time budget per wait; at most one spinning
-//! connection per spare core in the process; and a back-off: a wait that ends
+//! Spinning costs CPU, so it is bounded (the `busy-poll` crate): a time budget per
+//! wait; at most one spinning thread per spare core in the whole process, TFTP
+//! transfers included ([`Budget::global`]); and a back-off: a wait that ends
 //! empty-handed makes the connection skip its next 1, 2, 4 ... 64 chances, so a client
 //! that thinks longer than the budget between requests (or has gone idle) costs next to
 //! nothing.
@@ -18,65 +19,23 @@
 use std::io::{self, Read};
 use std::net::TcpStream;
 use std::os::fd::AsFd;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use busy_poll::{Backoff, Budget};
 use bytes::BytesMut;
 
 /// Requests in a row, each alone in flight, that make a client synchronous.
 pub(crate) const SYNC_STREAK: u32 = 8;
-/// The longest run of chances skipped after an empty spin.
-const MAX_SKIP: u32 = 64;
 /// Bytes read per spin (a request header is 28; a WRITE payload's rest follows the
 /// usual path).
 const SPIN_READ: usize = 4096;
-
-/// Connections spinning at once in this process, and how many may.
-struct Gate {
-    spinning: AtomicUsize,
-    max: usize,
-}
-
-/// One spinner per core beyond the first (none on a single core, where spinning
-/// would only delay the client it waits for).
-fn gate() -> &'static Gate {
-    static GATE: OnceLock<Gate> = OnceLock::new();
-    GATE.get_or_init(|| Gate {
-        spinning: AtomicUsize::new(0),
-        max: std::thread::available_parallelism().map_or(1, |n| n.get()) - 1,
-    })
-}
-
-impl Gate {
-    fn enter(&self) -> Option<Spinning<'_>> {
-        self.spinning
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Spinning(self))
-    }
-}
-
-/// A place among the spinners, given back when dropped.
-struct Spinning<'a>(&'a Gate);
-
-impl Drop for Spinning<'_> {
-    fn drop(&mut self) {
-        self.0.spinning.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 /// When a connection spins: how synchronous its client is, and its back-off.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Rhythm {
     /// Requests in a row that arrived with nothing else in flight.
     streak: u32,
-    /// Chances still to skip.
-    skip: u32,
-    /// Chances to skip after the next empty spin.
-    next_skip: u32,
+    backoff: Backoff,
 }
 
 impl Rhythm {
@@ -92,25 +51,12 @@ impl Rhythm {
 
     /// Whether this wait may spin (a skipped chance counts down the back-off).
     pub(crate) fn may_spin(&mut self) -> bool {
-        if self.streak < SYNC_STREAK {
-            return false;
-        }
-        if self.skip > 0 {
-            self.skip -= 1;
-            return false;
-        }
-        true
+        self.streak >= SYNC_STREAK && self.backoff.try_spin()
     }
 
     /// Records how a spin ended.
     fn spun(&mut self, caught: bool) {
-        if caught {
-            self.skip = 0;
-            self.next_skip = 0;
-        } else {
-            self.next_skip = (self.next_skip * 2).clamp(1, MAX_SKIP);
-            self.skip = self.next_skip;
-        }
+        self.backoff.spun(caught);
     }
 }
 
@@ -136,7 +82,7 @@ impl BusyPoll {
     /// Reads what arrives on `stream` within the budget into `buf`; false when nothing
     /// did (or the socket has an error or end of stream for the usual path to see).
     pub(crate) fn spin(&mut self, stream: &impl AsFd, buf: &mut BytesMut) -> bool {
-        let Some(_spinning) = gate().enter() else {
+        let Some(seat) = Budget::global().seat() else {
             return false;
         };
         if self.socket.is_none() {
@@ -149,23 +95,23 @@ impl BusyPoll {
         let Some(socket) = &self.socket else {
             return false;
         };
-        let start = Instant::now();
         let mut chunk = [0u8; SPIN_READ];
-        loop {
-            match (&*socket).read(&mut chunk) {
-                Ok(n) if n > 0 => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    self.rhythm.spun(true);
-                    return true;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                _ => return false,
+        let read = seat.spin(self.budget, || match (&*socket).read(&mut chunk) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            other => Some(other),
+        });
+        match read {
+            Some(Ok(n)) if n > 0 => {
+                buf.extend_from_slice(&chunk[..n]);
+                self.rhythm.spun(true);
+                true
             }
-            if start.elapsed() >= self.budget {
+            // An error or end of stream: the usual path sees it.
+            Some(_) => false,
+            None => {
                 self.rhythm.spun(false);
-                return false;
+                false
             }
-            std::hint::spin_loop();
         }
     }
 }
@@ -173,6 +119,7 @@ impl BusyPoll {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn only_a_synchronous_client_spins_and_empty_spins_back_off() {
@@ -188,7 +135,7 @@ mod tests {
         for _ in 0..SYNC_STREAK {
             r.request(true);
         }
-        // 1, 2, 4 ... chances skipped after each empty spin, at most MAX_SKIP.
+        // 1, 2, 4 ... chances skipped after each empty spin, at most 64.
         let mut expected = 1;
         for _ in 0..9 {
             r.spun(false);
@@ -196,7 +143,7 @@ mod tests {
                 .take_while(|&spin| !spin)
                 .count();
             assert_eq!(skipped, expected);
-            expected = (expected * 2).min(MAX_SKIP as usize);
+            expected = (expected * 2).min(busy_poll::MAX_SKIP as usize);
         }
         r.spun(true);
         assert!(r.may_spin());
@@ -210,7 +157,7 @@ mod tests {
         server.set_nonblocking(true).unwrap();
         let mut poll = BusyPoll::new(Duration::from_micros(200)).unwrap();
         let mut buf = BytesMut::new();
-        if gate().max == 0 {
+        if Budget::global().max() == 0 {
             assert!(!poll.spin(&server, &mut buf), "no spare core: never spins");
             return;
         }

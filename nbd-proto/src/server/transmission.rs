@@ -2,6 +2,12 @@
 //! each request against what was negotiated (SPECS §1.5, §1.7), and building the reply
 //! bytes of a request by calling the [`Export`](crate::Export).
 //!
+//! [`Transmission::route`] decides once, per request, how it is served (see [`Route`]):
+//! one check against what was negotiated, and for a READ at most one
+//! [`Export::locate`](crate::Export::locate). A driver follows that decision and
+//! never checks or locates again, so the export sees each READ once (an export that
+//! counts reads, as provisiond's sessions do, counts it once).
+//!
 //! [`Transmission::execute`] is synchronous and takes `&self`: a driver may run many at
 //! once (on a blocking pool) and send the replies in whatever order they finish.
 
@@ -45,6 +51,71 @@ pub enum Op {
         req_one: bool,
         context: u32,
     },
+}
+
+/// How a request is served, decided once by [`Transmission::route`].
+///
+/// ```text
+///  request --check--> refused -----------------------------------------> Reject
+///           \-------> DISC --------------------------------------------> Disconnect
+///            \------> READ --locate--> runs all resident, zero_copy on,
+///             \                 |       and large or all in memory ---> ZeroCopy
+///              \                |---> other runs ---------------------> Gather
+///               \               '---> not located --------------------> Execute
+///                '---> any other command ------------------------------> Execute
+/// ```
+#[derive(Debug)]
+pub enum Route {
+    /// Refused by the checks: reply with this error ([`Transmission::error_reply`]);
+    /// the export is not called.
+    Reject(Errno),
+    /// DISC: no reply; finish the requests in flight and close.
+    Disconnect,
+    /// A READ whose reply goes out as these parts, as they are: headers as
+    /// [`Located::Bytes`], the export's runs (file runs wholly in the page cache,
+    /// zeros, bytes in memory) behind them. Only READs from
+    /// [`RoutePolicy::zero_copy_min`] up, or whose runs are all in memory.
+    ZeroCopy(Vec<Located>),
+    /// A READ whose located reply parts are copied into one buffer
+    /// ([`Transmission::gather_into`]); `blocking` when file runs are not wholly in
+    /// the page cache (reading them waits for the disk).
+    Gather {
+        /// The reply's parts (see [`Transmission::plan_read`]).
+        parts: Vec<Located>,
+        /// True when copying them may wait for a disk.
+        blocking: bool,
+    },
+    /// Calls the export ([`Transmission::execute_op`]); `blocking` for requests that
+    /// may take long (flush, FUA, zeroing, trimming, transfers past
+    /// [`RoutePolicy::inline_max_len`]).
+    Execute {
+        /// The checked request.
+        op: Op,
+        /// True when the export call may take long.
+        blocking: bool,
+    },
+}
+
+impl Route {
+    /// True when the reply's data will sit in a buffer (every READ reply but one sent
+    /// as [`Route::ZeroCopy`] parts): the driver's memory budget counts it.
+    pub fn buffers_read(&self, req: &Request) -> bool {
+        req.command == Command::Read && !matches!(self, Route::ZeroCopy(_))
+    }
+}
+
+/// What a driver lets [`Transmission::route`] choose from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoutePolicy {
+    /// Located READs may go out as [`Route::ZeroCopy`] parts (`sendfile(2)` for file
+    /// runs).
+    pub zero_copy: bool,
+    /// READs from this length up are located for [`Route::ZeroCopy`].
+    pub zero_copy_min: u32,
+    /// Requests up to this length are cheap: reads, writes without FUA, block status
+    /// and cache hints run without `blocking`; READs up to it are located, so that
+    /// file bytes not in the page cache are read where waiting is harmless.
+    pub inline_max_len: u32,
 }
 
 /// The transmission phase of one connection.
@@ -209,13 +280,67 @@ impl Transmission {
     /// A driver reuses `out` between requests: READ data lands in memory that is
     /// already mapped, and bytes `out` already holds are overwritten, never zeroed first.
     pub fn execute_into(&self, req: &Request, payload: &[u8], out: &mut Vec<u8>) {
-        let op = match self.check(req) {
-            Ok(op) => op,
+        match self.check(req) {
+            Ok(op) => self.execute_op(req, op, payload, out),
             Err(errno) => {
                 out.clear();
-                return self.error_into(req, errno, None, out);
+                self.error_into(req, errno, None, out);
             }
+        }
+    }
+
+    /// Decides how `req` is served: checks it once and, for a READ the policy may
+    /// send from located runs, asks the export to [locate](crate::Export::locate) its
+    /// bytes once. `resident` tells whether a located run can be sent without waiting
+    /// for a disk (the driver asks the kernel; a sans-IO caller answers as it likes).
+    /// The driver then follows the route: it never checks or locates the request
+    /// again.
+    pub fn route(
+        &self,
+        req: &Request,
+        policy: &RoutePolicy,
+        resident: impl Fn(&Located) -> bool,
+    ) -> Route {
+        let op = match self.check(req) {
+            Ok(Op::Disconnect) => return Route::Disconnect,
+            Ok(op) => op,
+            Err(errno) => return Route::Reject(errno),
         };
+        let small = req.length <= policy.inline_max_len;
+        if let Op::Read { offset, len, df } = op {
+            let large = policy.zero_copy && len >= policy.zero_copy_min;
+            if (large || small)
+                && let Some(runs) = self.locate(offset, len.into())
+            {
+                let parts = self.plan(req.cookie, offset, df, runs);
+                let warm = parts.iter().all(resident);
+                // Runs already in memory (a RAM write cache's chunks, zeros) go out as
+                // they are at any length: gathering them would copy them once more.
+                let in_memory = || !parts.iter().any(|p| matches!(p, Located::File { .. }));
+                return if warm && (large || policy.zero_copy && in_memory()) {
+                    Route::ZeroCopy(parts)
+                } else {
+                    Route::Gather {
+                        parts,
+                        blocking: !warm,
+                    }
+                };
+            }
+        }
+        let cheap = match req.command {
+            Command::Read | Command::BlockStatus | Command::Cache => small,
+            Command::Write => small && !req.has(NBD_CMD_FLAG_FUA),
+            _ => false,
+        };
+        Route::Execute {
+            op,
+            blocking: !cheap,
+        }
+    }
+
+    /// Runs a request [`Transmission::check`] (or [`Transmission::route`]) accepted
+    /// as `op`, replacing the contents of `out` by the reply (see `execute_into`).
+    pub fn execute_op(&self, req: &Request, op: Op, payload: &[u8], out: &mut Vec<u8>) {
         if let Op::Read { offset, len, df } = op {
             return self.read(req.cookie, offset, len, df, out);
         }
@@ -298,15 +423,20 @@ impl Transmission {
         let Ok(Op::Read { offset, len, df }) = self.check(req) else {
             return None;
         };
-        let len = u64::from(len);
-        let runs = self.locate(offset, len)?;
+        let runs = self.locate(offset, len.into())?;
+        Some(self.plan(req.cookie, offset, df, runs))
+    }
+
+    /// A READ reply's parts around the export's `runs` for `[offset, ..)` (see
+    /// [`Transmission::plan_read`]).
+    fn plan(&self, cookie: u64, offset: u64, df: bool, runs: Vec<Located>) -> Vec<Located> {
         let mut parts = Vec::with_capacity(runs.len() + 2);
         if !self.neg.structured {
             let mut head = Vec::with_capacity(SIMPLE_REPLY_HEADER_LEN);
-            reply::emit_simple(&mut head, req.cookie, Errno(0));
+            reply::emit_simple(&mut head, cookie, Errno(0));
             parts.push(Located::Bytes(head));
             parts.extend(runs);
-            return Some(parts);
+            return parts;
         }
         // Chunks: zero runs long enough become OFFSET_HOLE (not with DF), everything
         // between them one OFFSET_DATA each. (start, length, runs; no runs = hole)
@@ -331,15 +461,39 @@ impl Transmission {
             let at = offset + rel;
             let mut head = Vec::with_capacity(STRUCTURED_REPLY_HEADER_LEN + 12);
             if data.is_empty() {
-                reply::emit_offset_hole(&mut head, last, req.cookie, at, n as u32);
+                reply::emit_offset_hole(&mut head, last, cookie, at, n as u32);
                 parts.push(Located::Bytes(head));
             } else {
-                reply::emit_offset_data_header(&mut head, last, req.cookie, at, n as u32);
+                reply::emit_offset_data_header(&mut head, last, cookie, at, n as u32);
                 parts.push(Located::Bytes(head));
                 parts.extend(data);
             }
         }
-        Some(parts)
+        parts
+    }
+
+    /// A planned READ reply ([`Route::Gather`], [`Transmission::plan_read`]) copied
+    /// into `out` (its old contents replaced), reading the file runs; a file that
+    /// cannot be read makes the reply an EIO error.
+    pub fn gather_into(&self, req: &Request, parts: Vec<Located>, out: &mut Vec<u8>) {
+        use std::os::unix::fs::FileExt;
+        out.clear();
+        out.reserve(parts.iter().map(Located::len).sum::<u64>() as usize);
+        for part in parts {
+            match part {
+                Located::Bytes(b) => out.extend_from_slice(&b),
+                Located::Zeros(n) => out.resize(out.len() + n as usize, 0),
+                Located::File { file, offset, len } => {
+                    let at = out.len();
+                    out.resize(at + len as usize, 0);
+                    if let Err(e) = file.read_exact_at(&mut out[at..], offset) {
+                        tracing::warn!(offset, len, error = %e, "reading a located run failed");
+                        out.clear();
+                        return self.error_into(req, Errno::EIO, None, out);
+                    }
+                }
+            }
+        }
     }
 
     /// The export's runs for a range, if it names them and they cover it exactly.
@@ -366,11 +520,23 @@ impl Transmission {
         }
         let segments = self.chunks(offset, len64, df);
         let chunk = STRUCTURED_REPLY_HEADER_LEN as u64;
-        let total: u64 = segments
+        let heads: u64 = segments
             .iter()
-            .map(|&(hole, _, n)| if hole { chunk + 12 } else { chunk + 8 + n })
+            .map(|&(hole, _, _)| if hole { chunk + 12 } else { chunk + 8 })
             .sum();
-        set_len(out, total as usize);
+        // One read of the whole range (the export sees each READ once, as it was
+        // asked, whatever its holes), behind room for every chunk header; each data
+        // segment then moves down into place behind its header. A header or a moved
+        // segment never reaches bytes still to move: everything before a segment's
+        // source is at most every header plus the data before it.
+        let base = heads as usize;
+        set_len(out, base + len as usize);
+        if let Err(e) = export.read(&mut out[base..], offset) {
+            // Nothing is sent yet: replace the whole reply by one error chunk.
+            out.clear();
+            reply::emit_error_chunk(out, cookie, e, e.name(), Some(offset));
+            return;
+        }
         let mut head = Vec::with_capacity(32);
         let mut pos = 0;
         for (i, &(hole, rel, n)) in segments.iter().enumerate() {
@@ -384,18 +550,13 @@ impl Transmission {
             }
             out[pos..pos + head.len()].copy_from_slice(&head);
             pos += head.len();
-            if hole {
-                continue;
+            if !hole {
+                let from = base + rel as usize;
+                out.copy_within(from..from + n as usize, pos);
+                pos += n as usize;
             }
-            let data = &mut out[pos..pos + n as usize];
-            if let Err(e) = export.read(data, at) {
-                // Nothing is sent yet: replace the whole reply by one error chunk.
-                out.clear();
-                reply::emit_error_chunk(out, cookie, e, e.name(), Some(at));
-                return;
-            }
-            pos += n as usize;
         }
+        out.truncate(pos);
     }
 }
 
@@ -551,6 +712,140 @@ mod tests {
             let mut stale = vec![0xff; 100];
             t.execute_into(&flush, &[], &mut stale);
             assert_eq!(stale.len(), SIMPLE_REPLY_HEADER_LEN);
+        }
+    }
+
+    /// Bytes in memory that it locates (as `Located::Bytes`, zeros as `Zeros`), and
+    /// counts the calls that reach it.
+    struct Located2 {
+        data: Vec<u8>,
+        locates: std::sync::atomic::AtomicU32,
+        reads: std::sync::atomic::AtomicU32,
+    }
+
+    impl crate::Export for Located2 {
+        fn size(&self) -> u64 {
+            self.data.len() as u64
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::FUA
+        }
+        fn read(&self, buf: &mut [u8], offset: u64) -> Result<(), Errno> {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            buf.copy_from_slice(&self.data[offset as usize..][..buf.len()]);
+            Ok(())
+        }
+        fn write(&self, _data: &[u8], _offset: u64, _fua: bool) -> Result<(), Errno> {
+            Ok(())
+        }
+        fn locate(&self, offset: u64, len: u64) -> Option<Vec<Located>> {
+            self.locates
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let bytes = &self.data[offset as usize..][..len as usize];
+            Some(if bytes.iter().all(|&b| b == 0) {
+                vec![Located::Zeros(len)]
+            } else {
+                vec![Located::Bytes(bytes.to_vec())]
+            })
+        }
+    }
+
+    #[test]
+    fn each_request_is_routed_once_and_its_route_replies_as_execute_does() {
+        use crate::export::BlockSizes;
+        use std::sync::atomic::Ordering::Relaxed;
+        let export = std::sync::Arc::new(Located2 {
+            data: (0..1u32 << 20).map(|i| (i % 251) as u8).collect(),
+            locates: Default::default(),
+            reads: Default::default(),
+        });
+        let t = Transmission::new(Negotiated {
+            export: export.clone(),
+            name: "d".into(),
+            size: 1 << 20,
+            flags: NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FUA,
+            block_sizes: BlockSizes::default(),
+            structured: false,
+            base_allocation: None,
+        });
+        let policy = RoutePolicy {
+            zero_copy: true,
+            zero_copy_min: 16 << 10,
+            inline_max_len: 64 << 10,
+        };
+        let req = |command, flags, offset, length| Request {
+            flags,
+            command,
+            cookie: 9,
+            offset,
+            length,
+        };
+        let read = |offset, length| req(Command::Read, 0, offset, length);
+        let calls = || (export.locates.load(Relaxed), export.reads.load(Relaxed));
+        // (request, policy, resident, the route's name, locates it makes)
+        let no_zero_copy = RoutePolicy {
+            zero_copy: false,
+            ..policy
+        };
+        let cases = [
+            (read(0, 4096), policy, true, "zero-copy", 1),
+            (read(0, 4096), policy, false, "gather blocking", 1),
+            (read(0, 64 << 10), policy, true, "zero-copy", 1),
+            (read(0, 128 << 10), policy, false, "gather blocking", 1),
+            (
+                read(0, 128 << 10),
+                no_zero_copy,
+                true,
+                "execute blocking",
+                0,
+            ),
+            (read(0, 4096), no_zero_copy, true, "gather", 1),
+            (read(1 << 20, 1), policy, true, "reject", 0),
+            (req(Command::Write, 0, 0, 512), policy, true, "execute", 0),
+            (
+                req(Command::Write, NBD_CMD_FLAG_FUA, 0, 512),
+                policy,
+                true,
+                "execute blocking",
+                0,
+            ),
+            (req(Command::Flush, 0, 0, 0), policy, true, "reject", 0),
+            (req(Command::Disc, 0, 0, 0), policy, true, "disconnect", 0),
+        ];
+        for (req, policy, resident, want, locates) in cases {
+            let before = calls();
+            let route = t.route(&req, &policy, |_| resident);
+            let name = match &route {
+                Route::Reject(_) => "reject",
+                Route::Disconnect => "disconnect",
+                Route::ZeroCopy(_) => "zero-copy",
+                Route::Gather {
+                    blocking: false, ..
+                } => "gather",
+                Route::Gather { blocking: true, .. } => "gather blocking",
+                Route::Execute {
+                    blocking: false, ..
+                } => "execute",
+                Route::Execute { blocking: true, .. } => "execute blocking",
+            };
+            assert_eq!(name, want, "{req:?} resident={resident}");
+            // Following the route gives execute's bytes, with no second locate and
+            // no read of a located READ.
+            let mut out = Vec::new();
+            match route {
+                Route::ZeroCopy(parts) | Route::Gather { parts, .. } => {
+                    t.gather_into(&req, parts, &mut out)
+                }
+                Route::Execute { op, .. } => t.execute_op(&req, op, &[0; 512], &mut out),
+                Route::Reject(errno) => out = t.error_reply(&req, errno, None),
+                Route::Disconnect => {}
+            }
+            let (located, read) = (calls().0 - before.0, calls().1 - before.1);
+            assert_eq!(located, locates, "{req:?}: locates");
+            let reads = u32::from(req.command == Command::Read && want != "reject");
+            assert_eq!(located + read, reads, "{req:?}: reads of the export");
+            assert_eq!(out, t.execute(&req, &[0; 512]), "{req:?}: reply bytes");
         }
     }
 

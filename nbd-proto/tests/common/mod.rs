@@ -1,6 +1,8 @@
 //! Shared set-up of the interop tests: an in-process server on a free loopback port.
 #![allow(dead_code)]
 
+pub mod located;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;

@@ -129,7 +129,9 @@ impl Disk for Session {
     fn allocation(&self, offset: u64, len: u64) -> vhd::Result<Vec<Extent>> {
         self.with(|d| d.allocation(offset, len))
     }
-    /// Counted as a read: a server sends what this locates instead of reading it.
+    /// Counted as a read: a server sends what this locates instead of reading it
+    /// (nbd-proto's session locates a READ at most once and then never reads it, so
+    /// each READ counts once; `tests/nbd_sessions.rs` checks every path).
     fn locate(&self, offset: u64, len: u64) -> vhd::Result<Option<Vec<vhd::Located>>> {
         match self.with(|d| d.locate(offset, len)) {
             Ok(None) => Ok(None),

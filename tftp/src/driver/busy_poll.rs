@@ -7,98 +7,51 @@
 //! the kernel's `busy_read` does for network cards with their own queues (loopback and
 //! most virtual cards have none).
 //!
-//! Spinning costs CPU, so it is bounded: a time budget per wait; a [`Gate`] shared by one
-//! server's transfers that lets them spin only while there are no more transfers than
-//! spare cores (with more, the server is seldom idle and the cores are better left to
-//! the work), and no more of them spinning at once; and a back-off: a wait that ends
-//! empty-handed makes the transfer skip the next 1, 2, 4 ... 64 waits, so a client that
-//! answers slower than the budget costs almost nothing; an answer caught while spinning
-//! resets the back-off.
+//! Spinning costs CPU, so it is bounded (the `busy-poll` crate): a time budget per
+//! wait; at most one spinning thread per spare core in the whole process, NBD
+//! connections included ([`Budget::global`]); a [`Gate`] shared by one server's
+//! transfers that lets them spin only while there are no more transfers than spare
+//! cores (with more, the server is seldom idle and the cores are better left to the
+//! work); and a back-off: a wait that ends empty-handed makes the transfer skip the
+//! next 1, 2, 4 ... 64 waits, so a client that answers slower than the budget costs
+//! almost nothing; an answer caught while spinning resets the back-off.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// The longest run of waits skipped after an empty spin.
-const MAX_SKIP: u32 = 64;
+use busy_poll::{Backoff, Budget, Seat};
 
 /// When a server's transfers may spin.
 #[derive(Debug)]
 pub(crate) struct Gate {
     /// Transfers with a busy-poller.
     transfers: AtomicUsize,
-    spinning: AtomicUsize,
-    max: usize,
+    /// The spinners allowed: the process's, shared with every other driver.
+    budget: &'static Budget,
 }
 
 impl Gate {
-    /// One spinner per core beyond the first (none on a single core, where spinning
-    /// would only delay the client it waits for).
+    /// A gate on the process's budget (one spinner per spare core, in all).
     pub(crate) fn per_spare_core() -> Arc<Self> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Arc::new(Self::new(cores - 1))
+        Arc::new(Self::new(Budget::global()))
     }
 
-    fn new(max: usize) -> Self {
+    fn new(budget: &'static Budget) -> Self {
         Self {
             transfers: AtomicUsize::new(0),
-            spinning: AtomicUsize::new(0),
-            max,
+            budget,
         }
     }
 
-    fn enter(&self) -> Option<Spinning<'_>> {
-        if self.transfers.load(Ordering::Acquire) > self.max {
+    fn enter(&self) -> Option<Seat<'static>> {
+        if self.transfers.load(Ordering::Acquire) > self.budget.max() {
             return None;
         }
-        self.spinning
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Spinning(self))
-    }
-}
-
-/// A place among the spinners, given back when dropped.
-struct Spinning<'a>(&'a Gate);
-
-impl Drop for Spinning<'_> {
-    fn drop(&mut self) {
-        self.0.spinning.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// When a transfer spins: every wait, until one ends empty-handed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Backoff {
-    /// Waits still to skip.
-    skip: u32,
-    /// Waits to skip after the next empty spin.
-    next: u32,
-}
-
-impl Backoff {
-    /// Whether this wait may spin (a skipped wait counts down the back-off).
-    pub(crate) fn try_spin(&mut self) -> bool {
-        if self.skip == 0 {
-            return true;
-        }
-        self.skip -= 1;
-        false
-    }
-
-    /// Records how a spin ended.
-    pub(crate) fn spun(&mut self, caught: bool) {
-        if caught {
-            *self = Self::default();
-        } else {
-            self.next = (self.next * 2).clamp(1, MAX_SKIP);
-            self.skip = self.next;
-        }
+        self.budget.seat()
     }
 }
 
@@ -138,7 +91,7 @@ impl BusyPoll {
         if !self.backoff.try_spin() {
             return None;
         }
-        let _spinning = self.gate.enter()?;
+        let seat = self.gate.enter()?;
         if self.socket.is_none() {
             self.socket = socket
                 .as_fd()
@@ -147,21 +100,12 @@ impl BusyPoll {
                 .map(UdpSocket::from);
         }
         let own = self.socket.as_ref()?;
-        let start = Instant::now();
-        loop {
-            match own.recv_from(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                result => {
-                    self.backoff.spun(true);
-                    return Some(result);
-                }
-            }
-            if start.elapsed() >= self.budget {
-                self.backoff.spun(false);
-                return None;
-            }
-            std::hint::spin_loop();
-        }
+        let received = seat.spin(self.budget, || match own.recv_from(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            result => Some(result),
+        });
+        self.backoff.spun(received.is_some());
+        received
     }
 }
 
@@ -175,29 +119,14 @@ impl Drop for BusyPoll {
 mod tests {
     use super::*;
 
-    #[test]
-    fn empty_spins_back_off_and_a_catch_resets() {
-        let mut b = Backoff::default();
-        assert!(b.try_spin());
-        b.spun(false);
-        // 1, then 2, then 4 ... skipped waits after each empty spin, at most MAX_SKIP.
-        let mut expected = 1;
-        for _ in 0..10 {
-            let skipped = std::iter::from_fn(|| Some(b.try_spin()))
-                .take_while(|&spin| !spin)
-                .count();
-            assert_eq!(skipped, expected);
-            b.spun(false);
-            expected = (expected * 2).min(MAX_SKIP as usize);
-        }
-        b.spun(true);
-        assert!(b.try_spin());
-        assert_eq!(b, Backoff::default());
+    /// A budget of its own for a test (the process's is shared by every test).
+    fn budget(max: usize) -> &'static Budget {
+        Box::leak(Box::new(Budget::new(max)))
     }
 
     #[test]
     fn the_gate_admits_its_maximum_while_transfers_are_few() {
-        let gate = Gate::new(2);
+        let gate = Gate::new(budget(2));
         let a = gate.enter();
         let b = gate.enter();
         assert!(a.is_some() && b.is_some());
@@ -214,12 +143,12 @@ mod tests {
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
         server.set_nonblocking(true).unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let gate = Arc::new(Gate::new(1));
+        let gate = Arc::new(Gate::new(budget(1)));
         let mut poll = BusyPoll::new(Duration::from_micros(200), gate.clone()).unwrap();
         assert_eq!(gate.transfers.load(Ordering::Acquire), 1);
         let mut buf = [0u8; 16];
         assert!(poll.poll(&server, &mut buf).is_none(), "nothing was sent");
-        assert_eq!(gate.spinning.load(Ordering::Acquire), 0);
+        assert_eq!(gate.budget.spinning(), 0);
         // The empty spin made the next wait skip; the one after spins again.
         client
             .send_to(b"ack", server.local_addr().unwrap())
