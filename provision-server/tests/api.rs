@@ -595,7 +595,7 @@ fn slow_clients_from_many_addresses_do_not_lock_the_operator_out() {
         .set_read_timeout(Some(Duration::from_secs(15)))
         .unwrap();
     let mut rest = Vec::new();
-    let closed = matches!(first.read_to_end(&mut rest), Ok(_));
+    let closed = first.read_to_end(&mut rest).is_ok();
     assert!(closed, "a stalled client kept its connection");
 }
 
