@@ -291,7 +291,7 @@ fn cli_and_server_work_together() {
     let line = |name: &str, mac: &str| {
         metrics
             .lines()
-            .find(|l| l.starts_with(&format!("{name}{{mac=\"{mac}\"")))
+            .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!("mac=\"{mac}\"")))
             .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .unwrap_or_else(|| panic!("no {name} for {mac} in\n{metrics}"))
     };
@@ -305,7 +305,7 @@ fn cli_and_server_work_together() {
     );
     assert!(
         metrics.contains(
-            r#"provision_device_reads_total{mac="52:54:00:aa:00:01",device="seat-1",vdisk="os"}"#
+            r#"provision_device_reads_total{device="seat-1",mac="52:54:00:aa:00:01",vdisk="os"}"#
         ),
         "ended sessions keep their device's name:\n{metrics}"
     );

@@ -434,7 +434,7 @@ fn check_boot(site: &Site, mac: &str, device: &str, hostname: &str, text: &str, 
         "no router advertisement sent:\n{log}"
     );
     let page = site.metrics();
-    let labels = format!("{{mac=\"{mac}\",device=\"{device}\",vdisk=\"os\"}}");
+    let labels = format!("{{device=\"{device}\",mac=\"{mac}\",vdisk=\"os\"}}");
     let read = metric(&page, &format!("provision_device_read_bytes_total{labels}"));
     let written = metric(
         &page,

@@ -1,12 +1,17 @@
-//! What provisiond counts and how `/metrics` renders it (Prometheus text format 0.0.4):
-//! sessions, traffic and errors by device and vDisk, write-cache use, TFTP transfers,
-//! ProxyDHCP replies and rival servers.
+//! What provisiond counts and how `/metrics` renders it (Prometheus text format, with
+//! the `prometheus` client library): sessions, traffic and errors by device and vDisk,
+//! write-cache use, TFTP transfers, ProxyDHCP replies and rival servers, the build and
+//! the process.
 
-use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::Instant;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::process_collector::ProcessCollector;
+use prometheus::proto::MetricFamily;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use provision_core::{SessionMode, Sessions, Usage};
 use pxe::driver::DriverStats;
@@ -47,190 +52,317 @@ impl<P: Provider> Provider for Counted<P> {
     }
 }
 
-/// A per-device metric family: name, type, help, and its value in a usage record.
-type PerDevice = (&'static str, &'static str, &'static str, fn(&Usage) -> u64);
-
-/// A service counter: name, type, help, value.
-type Counter<'a> = (&'static str, &'static str, &'static str, &'a AtomicU64);
-
-/// Escapes a label value (backslash, double quote, newline).
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// The registry `/metrics` renders: provisiond's own families, `provision_build_info`
+/// and the process's (CPU, memory, open files, threads, start time).
+pub struct Metrics {
+    registry: Registry,
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-/// The whole `/metrics` page.
-pub fn render(
-    sessions: &Sessions,
-    tftp: &TftpCounters,
-    dhcp: Option<&DriverStats>,
-    uptime: Duration,
-) -> String {
-    let mut out = String::new();
-    family(
-        &mut out,
-        "provision_uptime_seconds",
-        "gauge",
-        "Seconds since provisiond started.",
-    );
-    let _ = writeln!(out, "provision_uptime_seconds {}", uptime.as_secs());
-
-    family(
-        &mut out,
-        "provision_sessions",
-        "gauge",
-        "Open sessions by mode.",
-    );
-    let live = sessions.list();
-    for (mode, word) in [
-        (SessionMode::Standard, "standard"),
-        (SessionMode::Private, "private"),
-        (SessionMode::Maintenance, "maintenance"),
-    ] {
-        let n = live.iter().filter(|s| s.mode == mode).count();
-        let _ = writeln!(out, "provision_sessions{{mode=\"{word}\"}} {n}");
+impl Metrics {
+    /// Metrics of `sessions` and the services' counters; `dhcp` once DHCP runs.
+    pub fn new(
+        sessions: Sessions,
+        tftp: Arc<TftpCounters>,
+        dhcp: Option<Arc<DriverStats>>,
+        started: Instant,
+    ) -> Self {
+        let registry = Registry::new();
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "provision_build_info",
+                "The running provisiond's version (always 1).",
+            ),
+            &["version"],
+        )
+        .expect("a valid metric");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(build),
+            Box::new(ProcessCollector::for_self()),
+            Box::new(Provision {
+                sessions,
+                tftp,
+                dhcp,
+                started,
+                descs: Families::new().descs(),
+            }),
+        ];
+        for collector in collectors {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        Self { registry }
     }
 
-    let usage = sessions.usage();
-    let per_device: [PerDevice; 7] = [
-        (
-            "provision_device_sessions",
-            "gauge",
-            "Open sessions of a device on a vDisk.",
-            |u| u.open_sessions,
-        ),
-        (
-            "provision_device_reads_total",
-            "counter",
-            "Read requests of a device on a vDisk.",
-            |u| u.stats.reads,
-        ),
-        (
-            "provision_device_read_bytes_total",
-            "counter",
-            "Bytes a device read from a vDisk.",
-            |u| u.stats.read_bytes,
-        ),
-        (
-            "provision_device_writes_total",
-            "counter",
-            "Write requests of a device on a vDisk.",
-            |u| u.stats.writes,
-        ),
-        (
-            "provision_device_write_bytes_total",
-            "counter",
-            "Bytes a device wrote to a vDisk.",
-            |u| u.stats.write_bytes,
-        ),
-        (
-            "provision_device_errors_total",
-            "counter",
-            "Requests of a device on a vDisk that failed.",
-            |u| u.stats.errors,
-        ),
-        (
-            "provision_write_cache_bytes",
-            "gauge",
-            "Bytes held by a device's write cache on a vDisk.",
-            |u| u.cache_bytes,
-        ),
-    ];
-    for (name, kind, help, value) in per_device {
-        family(&mut out, name, kind, help);
-        for u in &usage {
-            let _ = writeln!(
-                out,
-                "{name}{{mac=\"{}\",device=\"{}\",vdisk=\"{}\"}} {}",
-                u.mac,
-                label(&u.device),
-                label(&u.vdisk),
-                value(u)
-            );
+    /// The Prometheus text page.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# cannot encode the metrics: {e}\n"))
+    }
+}
+
+/// provisiond's own families, collected from the sessions and counters at each scrape.
+struct Provision {
+    sessions: Sessions,
+    tftp: Arc<TftpCounters>,
+    dhcp: Option<Arc<DriverStats>>,
+    started: Instant,
+    descs: Vec<Desc>,
+}
+
+/// The families, made afresh for each scrape and filled from the live values.
+struct Families {
+    uptime: IntGauge,
+    sessions: IntGaugeVec,
+    per_device: Vec<(IntCounterVec, fn(&Usage) -> u64)>,
+    device_gauges: Vec<(IntGaugeVec, fn(&Usage) -> u64)>,
+    counters: Vec<(IntCounter, Service)>,
+    rivals: IntGauge,
+}
+
+/// Which service counter a family shows.
+#[derive(Clone, Copy)]
+enum Service {
+    TftpTransfers,
+    TftpRefused,
+    TftpPanics,
+    DhcpReplies,
+    DhcpIgnored,
+    DhcpMalformed,
+    DhcpPanics,
+    RouterAdvertisements,
+}
+
+const DEVICE: &[&str] = &["mac", "device", "vdisk"];
+
+fn counter_vec(name: &str, help: &str) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), DEVICE).expect("a valid metric")
+}
+
+fn gauge_vec(name: &str, help: &str) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), DEVICE).expect("a valid metric")
+}
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::new(name, help).expect("a valid metric")
+}
+
+impl Families {
+    fn new() -> Self {
+        use Service as S;
+        Self {
+            uptime: IntGauge::new(
+                "provision_uptime_seconds",
+                "Seconds since provisiond started.",
+            )
+            .expect("a valid metric"),
+            sessions: IntGaugeVec::new(
+                Opts::new("provision_sessions", "Open sessions by mode."),
+                &["mode"],
+            )
+            .expect("a valid metric"),
+            per_device: vec![
+                (
+                    counter_vec(
+                        "provision_device_reads_total",
+                        "Read requests of a device on a vDisk.",
+                    ),
+                    |u| u.stats.reads,
+                ),
+                (
+                    counter_vec(
+                        "provision_device_read_bytes_total",
+                        "Bytes a device read from a vDisk.",
+                    ),
+                    |u| u.stats.read_bytes,
+                ),
+                (
+                    counter_vec(
+                        "provision_device_writes_total",
+                        "Write requests of a device on a vDisk.",
+                    ),
+                    |u| u.stats.writes,
+                ),
+                (
+                    counter_vec(
+                        "provision_device_write_bytes_total",
+                        "Bytes a device wrote to a vDisk.",
+                    ),
+                    |u| u.stats.write_bytes,
+                ),
+                (
+                    counter_vec(
+                        "provision_device_errors_total",
+                        "Requests of a device on a vDisk that failed.",
+                    ),
+                    |u| u.stats.errors,
+                ),
+            ],
+            device_gauges: vec![
+                (
+                    gauge_vec(
+                        "provision_device_sessions",
+                        "Open sessions of a device on a vDisk.",
+                    ),
+                    |u| u.open_sessions,
+                ),
+                (
+                    gauge_vec(
+                        "provision_write_cache_bytes",
+                        "Bytes held by a device's write cache on a vDisk.",
+                    ),
+                    |u| u.cache_bytes,
+                ),
+            ],
+            counters: vec![
+                (
+                    counter(
+                        "provision_tftp_transfers_total",
+                        "TFTP read requests served.",
+                    ),
+                    S::TftpTransfers,
+                ),
+                (
+                    counter(
+                        "provision_tftp_refused_total",
+                        "TFTP read requests refused.",
+                    ),
+                    S::TftpRefused,
+                ),
+                (
+                    counter(
+                        "provision_tftp_panics_total",
+                        "TFTP packets whose handling panicked (a bug; each is logged).",
+                    ),
+                    S::TftpPanics,
+                ),
+                (
+                    counter(
+                        "provision_dhcp_replies_total",
+                        "ProxyDHCP replies sent (offers, ACKs).",
+                    ),
+                    S::DhcpReplies,
+                ),
+                (
+                    counter(
+                        "provision_dhcp_ignored_total",
+                        "DHCP requests left unanswered on purpose (not a PXE client, unknown device).",
+                    ),
+                    S::DhcpIgnored,
+                ),
+                (
+                    counter(
+                        "provision_dhcp_malformed_total",
+                        "Malformed DHCP packets dropped.",
+                    ),
+                    S::DhcpMalformed,
+                ),
+                (
+                    counter(
+                        "provision_dhcp_panics_total",
+                        "DHCP packets dropped because handling them panicked (a bug; logged at ERROR).",
+                    ),
+                    S::DhcpPanics,
+                ),
+                (
+                    counter(
+                        "provision_router_advertisements_total",
+                        "IPv6 router solicitations answered (lifetime 0).",
+                    ),
+                    S::RouterAdvertisements,
+                ),
+            ],
+            rivals: IntGauge::new(
+                "provision_dhcp_rival_servers",
+                "Other DHCP or ProxyDHCP servers seen answering PXE clients on the segment.",
+            )
+            .expect("a valid metric"),
         }
     }
 
-    let mut counters: Vec<Counter<'_>> = vec![
-        (
-            "provision_tftp_transfers_total",
-            "counter",
-            "TFTP read requests served.",
-            &tftp.transfers,
-        ),
-        (
-            "provision_tftp_refused_total",
-            "counter",
-            "TFTP read requests refused.",
-            &tftp.refused,
-        ),
-    ];
-    if let Some(panics) = tftp.panics.get() {
-        counters.push((
-            "provision_tftp_panics_total",
-            "counter",
-            "TFTP packets whose handling panicked (a bug; each is logged).",
-            panics,
-        ));
+    fn collectors(&self) -> Vec<&dyn Collector> {
+        let mut all: Vec<&dyn Collector> = vec![&self.uptime, &self.sessions, &self.rivals];
+        all.extend(self.per_device.iter().map(|(c, _)| c as &dyn Collector));
+        all.extend(self.device_gauges.iter().map(|(c, _)| c as &dyn Collector));
+        all.extend(self.counters.iter().map(|(c, _)| c as &dyn Collector));
+        all
     }
-    if let Some(dhcp) = dhcp {
-        counters.extend([
-            (
-                "provision_dhcp_replies_total",
-                "counter",
-                "ProxyDHCP replies sent (offers, ACKs).",
-                &dhcp.replies,
-            ),
-            (
-                "provision_dhcp_ignored_total",
-                "counter",
-                "DHCP requests left unanswered on purpose (not a PXE client, unknown device).",
-                &dhcp.silent,
-            ),
-            (
-                "provision_dhcp_malformed_total",
-                "counter",
-                "Malformed DHCP packets dropped.",
-                &dhcp.malformed,
-            ),
-            (
-                "provision_dhcp_panics_total",
-                "counter",
-                "DHCP packets dropped because handling them panicked (a bug; logged at ERROR).",
-                &dhcp.panics,
-            ),
-            (
-                "provision_dhcp_rival_servers",
-                "gauge",
-                "Other DHCP or ProxyDHCP servers seen answering on the segment.",
-                &dhcp.rivals,
-            ),
-            (
-                "provision_router_advertisements_total",
-                "counter",
-                "IPv6 router solicitations answered (lifetime 0).",
-                &dhcp.router_advertisements,
-            ),
-        ]);
+
+    fn descs(&self) -> Vec<Desc> {
+        self.collectors()
+            .into_iter()
+            .flat_map(|c| c.desc().into_iter().cloned())
+            .collect()
     }
-    for (name, kind, help, value) in counters {
-        family(&mut out, name, kind, help);
-        let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
-    }
-    out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::label;
+impl Collector for Provision {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
 
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    fn collect(&self) -> Vec<MetricFamily> {
+        let f = Families::new();
+        f.uptime.set(self.started.elapsed().as_secs() as i64);
+        let live = self.sessions.list();
+        for (mode, word) in [
+            (SessionMode::Standard, "standard"),
+            (SessionMode::Private, "private"),
+            (SessionMode::Maintenance, "maintenance"),
+        ] {
+            let n = live.iter().filter(|s| s.mode == mode).count();
+            f.sessions.with_label_values(&[word]).set(n as i64);
+        }
+        for u in &self.sessions.usage() {
+            let mac = u.mac.to_string();
+            let labels = [mac.as_str(), u.device.as_str(), u.vdisk.as_str()];
+            for (family, value) in &f.per_device {
+                family.with_label_values(&labels).inc_by(value(u));
+            }
+            for (family, value) in &f.device_gauges {
+                family.with_label_values(&labels).set(value(u) as i64);
+            }
+        }
+        let mut families: Vec<MetricFamily> = Vec::new();
+        for (family, service) in &f.counters {
+            let Some(value) = self.service(*service) else {
+                continue;
+            };
+            family.inc_by(value);
+            families.extend(family.collect());
+        }
+        if let Some(dhcp) = &self.dhcp {
+            f.rivals.set(dhcp.rivals.load(Ordering::Relaxed) as i64);
+            families.extend(f.rivals.collect());
+        }
+        families.extend(f.uptime.collect());
+        families.extend(f.sessions.collect());
+        for (family, _) in &f.per_device {
+            families.extend(family.collect());
+        }
+        for (family, _) in &f.device_gauges {
+            families.extend(family.collect());
+        }
+        families
+    }
+}
+
+impl Provision {
+    /// A service counter's value; `None` when that service does not run.
+    fn service(&self, which: Service) -> Option<u64> {
+        let load = |c: &AtomicU64| Some(c.load(Ordering::Relaxed));
+        let dhcp = self.dhcp.as_deref();
+        match which {
+            Service::TftpTransfers => load(&self.tftp.transfers),
+            Service::TftpRefused => load(&self.tftp.refused),
+            Service::TftpPanics => self.tftp.panics.get().and_then(|p| load(p)),
+            Service::DhcpReplies => dhcp.and_then(|d| load(&d.replies)),
+            Service::DhcpIgnored => dhcp.and_then(|d| load(&d.silent)),
+            Service::DhcpMalformed => dhcp.and_then(|d| load(&d.malformed)),
+            Service::DhcpPanics => dhcp.and_then(|d| load(&d.panics)),
+            Service::RouterAdvertisements => dhcp.and_then(|d| load(&d.router_advertisements)),
+        }
     }
 }

@@ -18,7 +18,7 @@ use pxe::full::{FullDhcp, Leases};
 
 use crate::api;
 use crate::config::{Config, DhcpMode as DhcpKind};
-use crate::metrics::{Counted, TftpCounters};
+use crate::metrics::{Counted, Metrics, TftpCounters};
 
 /// The file of full DHCP mode's leases, in the store folder.
 const LEASE_FILE: &str = "dhcp-leases";
@@ -132,8 +132,7 @@ impl Server {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect(),
-                tftp: tftp_counters.clone(),
-                dhcp: dhcp_stats,
+                metrics: Metrics::new(sessions.clone(), tftp_counters.clone(), dhcp_stats, started),
             };
             let (task, addr) = api::start(config.api.listen, api).await?;
             tasks.push(AbortOnDrop(task));

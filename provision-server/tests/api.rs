@@ -415,10 +415,16 @@ fn devices_assignments_personality_and_collections_through_the_routes() {
     assert_eq!(status, 200);
     let (status, metrics) = lab.call("GET", "/metrics", VIEWER, None);
     assert_eq!(status, 200);
-    assert!(
-        metrics.as_str().unwrap().contains("provision_sessions"),
-        "{metrics}"
-    );
+    let metrics = metrics.as_str().unwrap();
+    for family in [
+        "provision_sessions{mode=\"standard\"} 0",
+        "provision_build_info{version=",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "provision_tftp_transfers_total 0",
+    ] {
+        assert!(metrics.contains(family), "no {family} in\n{metrics}");
+    }
 }
 
 #[test]

@@ -318,10 +318,10 @@ impl Metrics {
     /// The value of the per-device family `name` for the device `mac` (any vDisk: the
     /// sum), or 0 when it has no sample.
     pub fn device(&self, name: &str, mac: &str) -> u64 {
-        let prefix = format!("{name}{{mac=\"{mac}\"");
+        let (prefix, label) = (format!("{name}{{"), format!("mac=\"{mac}\""));
         self.0
             .lines()
-            .filter(|l| l.starts_with(&prefix))
+            .filter(|l| l.starts_with(&prefix) && l.contains(&label))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
     }

@@ -31,7 +31,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use provision_core::{Sessions, Store};
-use pxe::driver::DriverStats;
 use tokio::net::TcpListener;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -39,7 +38,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub use auth::{Credential, credentials};
 pub(crate) use error::ApiError;
 
-use crate::metrics::TftpCounters;
+use crate::metrics::Metrics;
 use admission::Admission;
 use auth::BearerScheme;
 use jobs::Jobs;
@@ -63,9 +62,8 @@ pub struct Api {
     pub started: Instant,
     /// The services' addresses, for `/v1/status`.
     pub services: std::collections::BTreeMap<String, Option<String>>,
-    pub tftp: Arc<TftpCounters>,
-    /// The ProxyDHCP service's counters, when it runs.
-    pub dhcp: Option<Arc<DriverStats>>,
+    /// What `/metrics` shows.
+    pub metrics: Metrics,
 }
 
 /// The state every route sees.

@@ -10,7 +10,6 @@ use super::auth::{ADMIN, Needs, VIEWER};
 use super::extract::Query;
 use super::{ApiError, Shared, on_store};
 use crate::admin::ops;
-use crate::metrics;
 use crate::resources::{AuditView, ErrorView, Message, SessionView, StatusView};
 
 type Answer<T> = Result<axum::Json<T>, ApiError>;
@@ -95,11 +94,6 @@ async fn clean_store(Needs(who): Needs<ADMIN>, State(s): State<Shared>) -> Answe
 
 /// `GET /metrics`: Prometheus text.
 pub(super) async fn metrics(_: Needs<VIEWER>, State(s): State<Shared>) -> impl IntoResponse {
-    let text = metrics::render(
-        &s.api.sessions,
-        &s.api.tftp,
-        s.api.dhcp.as_deref(),
-        s.api.started.elapsed(),
-    );
+    let text = s.api.metrics.render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
