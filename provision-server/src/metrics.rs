@@ -116,11 +116,14 @@ struct Provision {
 struct Families {
     uptime: IntGauge,
     sessions: IntGaugeVec,
-    per_device: Vec<(IntCounterVec, fn(&Usage) -> u64)>,
-    device_gauges: Vec<(IntGaugeVec, fn(&Usage) -> u64)>,
+    per_device: Vec<(IntCounterVec, UsageOf)>,
+    device_gauges: Vec<(IntGaugeVec, UsageOf)>,
     counters: Vec<(IntCounter, Service)>,
     rivals: IntGauge,
 }
+
+/// A per-device family's value in a usage record.
+type UsageOf = fn(&Usage) -> u64;
 
 /// Which service counter a family shows.
 #[derive(Clone, Copy)]
