@@ -19,6 +19,20 @@ pub fn best_of(runs: usize, mut work: impl FnMut()) -> Duration {
         .unwrap_or_default()
 }
 
+/// The median time of `runs` runs of `work` (at least three), and the range
+/// (fastest, slowest): what the README reports.
+pub fn median_of(runs: usize, mut work: impl FnMut()) -> (Duration, Duration, Duration) {
+    let mut times: Vec<Duration> = (0..runs.max(3))
+        .map(|_| {
+            let start = Instant::now();
+            work();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    (times[times.len() / 2], times[0], times[times.len() - 1])
+}
+
 /// Prints one comparison line: `case  ours  peer  ratio` where a ratio above 1 means
 /// we are faster.
 pub fn report(case: &str, ours: Duration, peer_name: &str, peer: Duration) {

@@ -150,3 +150,54 @@ fn images_we_write_pass_qemu_img_compare() {
         assert_same(&read_all(&again), &reference, name);
     }
 }
+
+/// A sparse raw file: its holes are reported as zeros (so conversions skip them), and
+/// converting it gives an image qemu-img finds equal to the source, holding only the
+/// blocks with data.
+#[test]
+fn sparse_raw_files_convert_without_their_holes() {
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("sparse.raw");
+    let file = std::fs::File::create(&raw).unwrap();
+    file.set_len(256 << 20).unwrap();
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(&[0x5a; 8192], 3 << 20).unwrap();
+    file.write_all_at(&[0xa5; 4096], 200 << 20).unwrap();
+    file.sync_all().unwrap();
+    drop(file);
+    let src = vhd::open_disk(&raw, true).unwrap();
+    let map = src.allocation(0, 256 << 20).unwrap();
+    let data: u64 = map
+        .iter()
+        .filter(|e| e.state == vhd::ExtentState::Data)
+        .map(|e| e.len)
+        .sum();
+    assert!(
+        data < 4 << 20,
+        "{data} bytes of a file with 12 KiB of data reported as data: {map:?}"
+    );
+    assert!(
+        map.iter().any(|e| e.state == vhd::ExtentState::Data
+            && e.offset <= 3 << 20
+            && e.offset + e.len >= (3 << 20) + 8192),
+        "the data at 3 MiB is not reported: {map:?}"
+    );
+    let out = dir.path().join("sparse.vhd");
+    vhd::convert(src.as_ref(), &out, vhd::Target::dynamic(), &mut |_, _| {}).unwrap();
+    let compare = testkit::run_output(
+        Command::new(&qemu_img)
+            .args(["compare", "-f", "raw", "-F", "vpc"])
+            .arg(&raw)
+            .arg(&out),
+        testkit::DEFAULT_TIMEOUT,
+    );
+    assert!(
+        compare.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compare.stdout)
+    );
+    // Two blocks hold data; the other 126 are not in the file.
+    let len = std::fs::metadata(&out).unwrap().len();
+    assert!(len < 6 << 20, "the converted image holds {len} bytes");
+}

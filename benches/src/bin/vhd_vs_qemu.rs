@@ -3,7 +3,10 @@
 //! 1. dynamic VHD -> raw: `vhd::convert` vs `qemu-img convert -f vpc -O raw`;
 //! 2. random 4 KiB reads through differencing chains of depth 1, 4 and 8 vs the same
 //!    reads (pread) of the flattened raw file;
-//! 3. sequential 1 MiB writes into a new dynamic image vs into a raw file (with fsync).
+//! 3. sequential 1 MiB writes into a new dynamic image vs into a raw file (with fsync);
+//! 4. raw -> dynamic VHD (what `provision vdisk import` does): a sparse raw file of
+//!    `VHD_SPARSE_MIB` (default 1536) with 12 KiB of data, and the full raw file of case
+//!    1, `vhd::convert` vs `qemu-img convert -f raw -O vpc`, medians of 3 runs.
 //!
 //! Run: `cargo run --release -p provision-benches --bin vhd_vs_qemu` (about a minute).
 //! `VHD_BENCH_MIB` sets the disk size (default 256).
@@ -56,8 +59,74 @@ fn main() {
     drop(base);
 
     convert_case(d, &base_path, size);
+    import_case(d);
     chain_reads(d, &base_path, size);
     sequential_writes(d, size);
+}
+
+/// Raw files into dynamic VHDs, sparse and full: medians of three runs each side.
+fn import_case(d: &Path) {
+    let Some(qemu_img) = testkit::find_program("qemu-img") else {
+        println!("qemu-img not installed: import case skipped");
+        return;
+    };
+    let mib: u64 = std::env::var("VHD_SPARSE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1536);
+    let sparse = d.join("sparse.raw");
+    let file = std::fs::File::create(&sparse).expect("sparse file");
+    file.set_len(mib << 20).expect("sparse size");
+    file.write_all_at(&[0x5a; 8192], 3 << 20).expect("data");
+    file.write_all_at(&[0xa5; 4096], (mib << 20) / 2)
+        .expect("data");
+    drop(file);
+    for (what, raw) in [
+        (format!("sparse {mib} MiB raw"), sparse),
+        ("raw with data in 3 of 4 blocks (case 1's output)".to_owned(), d.join("ours.raw")),
+    ] {
+        if !raw.exists() {
+            continue;
+        }
+        let ours_out = d.join("import-ours.vhd");
+        let qemu_out = d.join("import-qemu.vhd");
+        let ours = provision_benches::median_of(3, || {
+            let _ = std::fs::remove_file(&ours_out);
+            let src = vhd::open_disk(&raw, true).expect("open raw");
+            vhd::convert(src.as_ref(), &ours_out, Target::dynamic(), &mut |_, _| {})
+                .expect("convert");
+        });
+        let peer = provision_benches::median_of(3, || {
+            let st = Command::new(&qemu_img)
+                .args(["convert", "-t", "writeback", "-f", "raw", "-O", "vpc"])
+                .args(["-o", "subformat=dynamic"])
+                .arg(&raw)
+                .arg(&qemu_out)
+                .status()
+                .expect("qemu-img");
+            assert!(st.success());
+        });
+        let same = Command::new(&qemu_img)
+            .args(["compare", "-q", "-f", "raw", "-F", "vpc"])
+            .arg(&raw)
+            .arg(&ours_out)
+            .status()
+            .expect("qemu-img compare");
+        assert!(
+            same.success(),
+            "our VHD of {} differs from it",
+            raw.display()
+        );
+        report(
+            &format!(
+                "convert {what} -> dynamic VHD, median of 3 (ours {:.1?}-{:.1?}, qemu-img {:.1?}-{:.1?})",
+                ours.1, ours.2, peer.1, peer.2
+            ),
+            ours.0,
+            "qemu-img",
+            peer.0,
+        );
+    }
 }
 
 fn convert_case(d: &Path, base_path: &Path, size: u64) {

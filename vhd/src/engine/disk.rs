@@ -154,6 +154,35 @@ pub fn push_extent(out: &mut Vec<Extent>, offset: u64, len: u64, state: ExtentSt
     out.push(Extent { offset, len, state });
 }
 
+/// Data and hole extents of `[offset, offset + len)` of `file`, from `SEEK_DATA` and
+/// `SEEK_HOLE`; `None` when the file system cannot tell.
+fn holes(file: &std::fs::File, offset: u64, len: u64) -> Option<Vec<Extent>> {
+    use rustix::fs::{SeekFrom, seek};
+    let end = offset + len;
+    let mut out = Vec::new();
+    let mut pos = offset;
+    // Each round moves past one data run: at most one round per run in the range.
+    while pos < end {
+        let data = match seek(file, SeekFrom::Data(pos)) {
+            Ok(at) => at.min(end),
+            // No data after `pos`: the rest is a hole.
+            Err(rustix::io::Errno::NXIO) => end,
+            Err(_) => return None,
+        };
+        push_extent(&mut out, pos, data - pos, ExtentState::Zero);
+        if data >= end {
+            break;
+        }
+        let hole = seek(file, SeekFrom::Hole(data)).ok()?.min(end);
+        if hole <= data {
+            return None;
+        }
+        push_extent(&mut out, data, hole - data, ExtentState::Data);
+        pos = hole;
+    }
+    Some(out)
+}
+
 /// A raw image: the file's bytes are the disk's bytes.
 pub struct RawDisk {
     storage: Arc<dyn Storage>,
@@ -203,8 +232,14 @@ impl Disk for RawDisk {
     fn is_read_only(&self) -> bool {
         self.read_only
     }
+    /// The file's holes read as zeros: where the file system can tell them
+    /// (`SEEK_DATA`/`SEEK_HOLE`), they are reported as [`ExtentState::Zero`], so that
+    /// copies and conversions of sparse files skip them.
     fn allocation(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
         check_range(self.size, offset, len)?;
+        if let Some(extents) = self.storage.file().and_then(|f| holes(f, offset, len)) {
+            return Ok(extents);
+        }
         let mut out = Vec::new();
         push_extent(&mut out, offset, len, ExtentState::Data);
         Ok(out)
