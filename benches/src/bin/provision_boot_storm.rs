@@ -5,6 +5,7 @@
 //!
 //! Run: `cargo build --release -p provision-examples --bin provisiond --bin provision &&
 //!       cargo run --release -p provision-benches --bin provision_boot_storm`
+//! provisiond runs twice: write caches in RAM, and on disk (the default, durable).
 //! Environment: `STORM_CLIENTS` (default 100), `STORM_MIB` (working set, default 256).
 
 use std::net::SocketAddr;
@@ -203,54 +204,12 @@ fn main() {
     );
     println!("{}", congestion_controls());
 
-    // provisiond: standard-mode sessions, one write cache per device.
-    let port = testkit::free_tcp_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let api = format!("127.0.0.1:{}", testkit::free_tcp_port());
-    let config = dir.path().join("provisiond.toml");
-    std::fs::write(
-        &config,
-        // RAM write caches, as the README's figures were measured (the default,
-        // durable caches on disk, is not measured here yet).
-        format!(
-            "store = \"store\"\n[nbd]\nlisten = \"{addr}\"\n[api]\nlisten = \"{api}\"\n\
-             [sessions]\nwrite_cache = \"ram\"\n"
-        ),
-    )
-    .unwrap();
-    let ours_server = ChildGuard::spawn(
-        Command::new(sibling_binary("provisiond"))
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "warn"),
-    );
-    wait(addr);
-    // Each device boots (what its DHCP exchange does): its export carries the token.
-    let exports = (0..clients)
-        .map(|n| {
-            let reset = testkit::run(Command::new(sibling_binary("provision")).args([
-                "--api",
-                &format!("http://{api}"),
-                "--json",
-                "sessions",
-                "reset",
-                &format!("seat-{n}"),
-            ]));
-            let reset: serde_json::Value = serde_json::from_str(&reset).expect("a reset");
-            format!(
-                "{}/os/{}",
-                mac(n),
-                reset["token"].as_str().expect("a token")
-            )
-        })
+    // provisiond: standard-mode sessions, one write cache per device, in RAM and on
+    // disk (the default: durable, synced on FLUSH).
+    let ours: Vec<(&str, Outcome)> = ["ram", "disk"]
+        .into_iter()
+        .map(|cache| (cache, ours(&runtime, dir.path(), cache, clients, size)))
         .collect();
-    let ours = runtime.block_on(storm(addr, exports, size, ours_server.id()));
-    drop(ours_server);
-    print(
-        "provisiond (standard mode, RAM write caches)",
-        clients,
-        &ours,
-    );
 
     // nbd-server with copyonwrite: a diff file per connection.
     if let Some(nbd_server) = testkit::find_program("nbd-server") {
@@ -288,18 +247,7 @@ fn main() {
             let _ = Command::new("kill").arg(p.to_string()).status();
         }
         print("nbd-server (copyonwrite)", clients, &theirs);
-        report(
-            "aggregate storm time vs nbd-server",
-            ours.elapsed,
-            "nbd-server",
-            theirs.elapsed,
-        );
-        report_cpu(
-            "  server CPU for the storm",
-            ours.cpu,
-            "nbd-server",
-            theirs.cpu,
-        );
+        compare(&ours, "nbd-server", &theirs);
     } else {
         println!("nbd-server not installed (Debian package nbd-server): skipped");
     }
@@ -335,20 +283,78 @@ fn main() {
         let theirs = runtime.block_on(storm(addr, exports, size, peer.id()));
         drop(peer);
         print("qemu-nbd --snapshot (shared overlay)", clients, &theirs);
-        report(
-            "aggregate storm time vs qemu-nbd",
-            ours.elapsed,
-            "qemu-nbd",
-            theirs.elapsed,
-        );
-        report_cpu(
-            "  server CPU for the storm",
-            ours.cpu,
-            "qemu-nbd",
-            theirs.cpu,
-        );
+        compare(&ours, "qemu-nbd", &theirs);
     } else {
         println!("qemu-nbd not installed (Debian package qemu-utils): skipped");
+    }
+}
+
+/// One storm through provisiond with write caches in `cache` (`ram` or `disk`).
+fn ours(
+    runtime: &tokio::runtime::Runtime,
+    dir: &Path,
+    cache: &str,
+    clients: u64,
+    size: u64,
+) -> Outcome {
+    let port = testkit::free_tcp_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let api = format!("127.0.0.1:{}", testkit::free_tcp_port());
+    let config = dir.join("provisiond.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "store = \"store\"\n[nbd]\nlisten = \"{addr}\"\n[api]\nlisten = \"{api}\"\n\
+             [sessions]\nwrite_cache = \"{cache}\"\n"
+        ),
+    )
+    .unwrap();
+    let server = ChildGuard::spawn(
+        Command::new(sibling_binary("provisiond"))
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn"),
+    );
+    wait(addr);
+    // Each device boots (what its DHCP exchange does): its export carries the token.
+    let exports = (0..clients)
+        .map(|n| {
+            let reset = testkit::run(Command::new(sibling_binary("provision")).args([
+                "--api",
+                &format!("http://{api}"),
+                "--json",
+                "sessions",
+                "reset",
+                &format!("seat-{n}"),
+            ]));
+            let reset: serde_json::Value = serde_json::from_str(&reset).expect("a reset");
+            format!(
+                "{}/os/{}",
+                mac(n),
+                reset["token"].as_str().expect("a token")
+            )
+        })
+        .collect();
+    let outcome = runtime.block_on(storm(addr, exports, size, server.id()));
+    drop(server);
+    print(
+        &format!("provisiond (standard mode, {cache} write caches)"),
+        clients,
+        &outcome,
+    );
+    outcome
+}
+
+/// Time and CPU of each of our storms against a peer's.
+fn compare(ours: &[(&str, Outcome)], peer: &str, theirs: &Outcome) {
+    for (cache, ours) in ours {
+        report(
+            &format!("aggregate storm time vs {peer}, {cache} write caches"),
+            ours.elapsed,
+            peer,
+            theirs.elapsed,
+        );
+        report_cpu("  server CPU for the storm", ours.cpu, peer, theirs.cpu);
     }
 }
 

@@ -83,7 +83,10 @@ fn import_case(d: &Path) {
     drop(file);
     for (what, raw) in [
         (format!("sparse {mib} MiB raw"), sparse),
-        ("raw with data in 3 of 4 blocks (case 1's output)".to_owned(), d.join("ours.raw")),
+        (
+            "raw with data in 3 of 4 blocks (case 1's output)".to_owned(),
+            d.join("ours.raw"),
+        ),
     ] {
         if !raw.exists() {
             continue;
