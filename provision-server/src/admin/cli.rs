@@ -422,6 +422,15 @@ impl From<&CollectionSetArgs> for resources::CollectionChange {
 }
 
 impl PersonalityCommand {
+    /// The device (MAC or name) it is about.
+    pub fn device(&self) -> &str {
+        match self {
+            PersonalityCommand::Set { device, .. }
+            | PersonalityCommand::Unset { device, .. }
+            | PersonalityCommand::Get { device } => device,
+        }
+    }
+
     /// The device and the change of a `set` or `unset`; `None` for `get`.
     pub fn change(&self) -> Option<(&str, resources::PersonalityChange)> {
         match self {

@@ -168,11 +168,8 @@ fn collection(store: &Store, command: CollectionCommand) -> Result<Answer> {
 }
 
 fn personality(store: &Store, command: PersonalityCommand) -> Result<Answer> {
-    Ok(Answer::Personality(match command {
-        PersonalityCommand::Get { device } => ops::personality(store, &device)?,
-        c => {
-            let (device, change) = c.change().expect("set or unset");
-            ops::change_personality(store, device, &change)?
-        }
+    Ok(Answer::Personality(match command.change() {
+        None => ops::personality(store, command.device())?,
+        Some((device, change)) => ops::change_personality(store, device, &change)?,
     }))
 }

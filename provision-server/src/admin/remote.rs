@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::cli::{
-    CollectionCommand, Command, DeviceCommand, PersonalityCommand, SessionsCommand, StoreCommand,
-    VdiskCommand, VersionCommand,
+    CollectionCommand, Command, DeviceCommand, SessionsCommand, StoreCommand, VdiskCommand,
+    VersionCommand,
 };
 use super::render::Answer;
 use crate::resources::{
@@ -406,12 +406,7 @@ fn route(command: &Command) -> Result<Call, Failure> {
             },
         },
         C::Personality(c) => match c.change() {
-            None => {
-                let PersonalityCommand::Get { device } = c else {
-                    unreachable!("only get changes nothing")
-                };
-                get(format!("/v1/devices/{}/personality", s(device)))
-            }
+            None => get(format!("/v1/devices/{}/personality", s(c.device()))),
             Some((device, change)) => with(
                 "PATCH",
                 format!("/v1/devices/{}/personality", s(device)),
