@@ -1,6 +1,6 @@
 //! The admin API's resources: what its routes answer and `provision --json` prints.
 //! The API serialises them, the `provision` command reads them back and renders tables;
-//! the OpenAPI document describes them (see [`crate::api`]).
+//! the OpenAPI document (`/v1/openapi.json`) describes them.
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
 //! The admin operations, typed: what the API's routes and `provision --store` do to a
 //! store, with the API's resources in and out. Sessions and status belong to a running
-//! server ([`crate::api`]).
+//! server (its API).
 
 use std::collections::BTreeMap;
 use std::path::Path;
