@@ -721,3 +721,36 @@ fn the_cli_uploads_and_follows_jobs() {
         .unwrap_err();
     assert_eq!(code, 3, "{message}");
 }
+
+#[test]
+fn one_connection_carries_many_requests() {
+    let lab = Lab::start();
+    let mut s = TcpStream::connect(lab.api).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+    for _ in 0..3 {
+        write!(
+            s,
+            "GET /v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {VIEWER}\r\n\r\n"
+        )
+        .unwrap();
+        // The status line, the head, then exactly Content-Length bytes of body.
+        let mut length = None;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse::<usize>().ok();
+            }
+            assert!(!line.is_empty(), "the connection closed");
+        }
+        let mut body = vec![0u8; length.expect("a Content-Length")];
+        reader.read_exact(&mut body).unwrap();
+        let status: Value = serde_json::from_slice(&body).unwrap();
+        assert!(status["uptime_seconds"].is_u64(), "{status}");
+    }
+}
