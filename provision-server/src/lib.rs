@@ -16,6 +16,7 @@ mod metrics;
 pub mod output;
 pub mod resources;
 mod server;
+pub mod service;
 
 pub use config::Config;
 pub use server::{Running, Server};
@@ -119,11 +120,21 @@ macro_rules! errln {
     };
 }
 
+/// `--log-format` of every binary: how log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
 /// Installs the log subscriber every binary uses: human-readable on a terminal,
 /// JSON lines with `--log-format json`; the level comes from `RUST_LOG`
 /// (default `info`).
-pub fn init_logging(json: bool) {
-    init_logging_at(json, "info");
+pub fn init_logging(format: LogFormat) {
+    init_logging_at(format == LogFormat::Json, "info");
 }
 
 /// Like [`init_logging`] with another default level (`warn` for commands whose

@@ -95,7 +95,11 @@ fn main() -> ExitCode {
         .as_deref()
         .unwrap_or(&server.config().log.format)
         == "json";
-    provision_server::init_logging(json);
+    provision_server::init_logging(if json {
+        provision_server::LogFormat::Json
+    } else {
+        provision_server::LogFormat::Text
+    });
     server.config().warn_if_token_readable(&config_path);
     raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
