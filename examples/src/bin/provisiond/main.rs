@@ -117,7 +117,7 @@ fn main() -> ExitCode {
             let text = demo::instructions(nbd, running.api, dir, &running.store);
             let _ = writeln!(std::io::stdout(), "{text}");
         }
-        running.serve(wait_for_signal()).await
+        running.serve(provision_server::service::signal()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -142,13 +142,4 @@ fn raise_open_file_limit() {
 fn fail(message: &str) -> ExitCode {
     eprintln!("provisiond: {message}");
     ExitCode::from(1)
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
