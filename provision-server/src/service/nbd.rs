@@ -166,3 +166,53 @@ pub async fn serve(
     tracing::info!(%listen, export = %name, "serving");
     server.serve(listener).await.map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn build_from(list: &[&str]) -> Service {
+        let cli = Cli::try_parse_from(std::iter::once("nbd-serve").chain(list.iter().copied()));
+        build(&cli.unwrap().args).unwrap()
+    }
+
+    #[test]
+    fn nbd_section_of_provisiond_toml_and_flags_over_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.raw");
+        std::fs::write(&image, vec![0u8; 4096]).unwrap();
+        let path = dir.path().join("provisiond.toml");
+        std::fs::write(
+            &path,
+            "[nbd]\nlisten = \"127.0.0.1:10900\"\nmax_buffered = \"1M\"\ntcp_congestion = \"system\"\n",
+        )
+        .unwrap();
+        let (config, image) = (path.to_str().unwrap(), image.to_str().unwrap());
+        let s = build_from(&["--config", config, image]);
+        assert_eq!(s.name, "disk");
+        assert_eq!(s.nbd.listen, "127.0.0.1:10900".parse().unwrap());
+        assert_eq!(s.config.max_buffered_bytes, 1 << 20);
+        assert_eq!(s.config.congestion_control, None);
+        let s = build_from(&[
+            "--config",
+            config,
+            image,
+            "--max-buffered",
+            "2M",
+            "--listen",
+            "[::1]:0",
+        ]);
+        assert_eq!(s.config.max_buffered_bytes, 2 << 20);
+        assert_eq!(s.nbd.listen, "[::1]:0".parse().unwrap());
+        let s = build_from(&[image]);
+        assert_eq!(s.nbd.listen, "0.0.0.0:10809".parse().unwrap());
+        assert_eq!(s.config.congestion_control, Some("cubic"));
+    }
+}

@@ -147,3 +147,50 @@ pub async fn serve(service: Service, shutdown: impl Future<Output = ()>) -> Resu
         () = shutdown => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn build_from(list: &[&str]) -> Result<Service, String> {
+        build(
+            &Cli::try_parse_from(std::iter::once("tftp-serve").chain(list.iter().copied()))
+                .unwrap()
+                .args,
+        )
+    }
+
+    #[test]
+    fn tftp_section_of_provisiond_toml_and_flags_over_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("boot")).unwrap();
+        let path = dir.path().join("provisiond.toml");
+        std::fs::write(
+            &path,
+            "[tftp]\nroot = \"boot\"\nlisten = \"127.0.0.1:6969\"\nbusy_poll_us = 7\n",
+        )
+        .unwrap();
+        let config = path.to_str().unwrap();
+        let s = build_from(&["--config", config]).unwrap();
+        assert_eq!(s.tftp.root, dir.path().join("boot"));
+        assert_eq!(s.tftp.listen, "127.0.0.1:6969".parse().unwrap());
+        assert_eq!(s.config.busy_poll, Duration::from_micros(7));
+        let other = dir.path().to_str().unwrap();
+        let s = build_from(&["--config", config, other, "--busy-poll-us", "0"]).unwrap();
+        assert_eq!(s.tftp.root, dir.path());
+        assert_eq!(s.config.busy_poll, Duration::ZERO);
+        let s = build_from(&[other]).unwrap();
+        assert_eq!(s.tftp.listen, "0.0.0.0:69".parse().unwrap());
+        assert!(
+            Cli::try_parse_from(["tftp-serve"]).is_err(),
+            "ROOT or --config"
+        );
+    }
+}
