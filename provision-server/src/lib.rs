@@ -1,8 +1,9 @@
 //! The provision server as a library: the `provisiond.toml` configuration, the
 //! composition of its services (NBD, TFTP, DHCP, the admin API), the admin operations
-//! shared by the API and the `provision` command, metrics, and the demo set-up; plus
-//! what every binary of the workspace shares (size arguments, log set-up, tables and
-//! progress bars).
+//! shared by the API and the `provision` command, metrics, and the demo set-up; the
+//! single services `pxe-serve`, `tftp-serve` and `nbd-serve` run from their section of
+//! the same configuration ([`service`]); plus what every binary of the workspace
+//! shares (size arguments, log set-up, tables and progress bars, `vhd`'s output).
 //!
 //! An embedder starts a whole provisiond with
 //! `Server::new(config)?.run(shutdown).await` (see [`Server`]); the binaries in

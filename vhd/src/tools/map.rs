@@ -39,3 +39,26 @@ pub fn map_file(path: &Path) -> Result<Map> {
         runs: vec![(0, disk.size(), Some(0))],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::create::CreateOptions;
+
+    #[test]
+    fn raw_files_are_all_data_and_new_images_all_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("disk.raw");
+        std::fs::write(&raw, vec![1u8; 4096]).unwrap();
+        let map = map_file(&raw).unwrap();
+        assert_eq!(map.files, vec![raw]);
+        assert_eq!(map.runs, vec![(0, 4096, Some(0))]);
+        let vhd = dir.path().join("disk.vhd");
+        CreateOptions::dynamic(4 << 20).create(&vhd).unwrap();
+        let map = map_file(&vhd).unwrap();
+        assert_eq!(map.files, vec![vhd]);
+        assert!(map.runs.iter().all(|r| r.2.is_none()), "{map:?}");
+        assert_eq!(map.runs.iter().map(|r| r.1).sum::<u64>(), 4 << 20);
+        assert!(map_file(&dir.path().join("missing")).is_err());
+    }
+}
