@@ -89,7 +89,7 @@ fn helper_seats() {
     let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 68)).unwrap();
     sock.set_broadcast(true).unwrap();
     let own = std::fs::read_to_string(format!("/sys/class/net/{CLIENT_IF}/address")).unwrap();
-    let own = pxe::request::parse_mac(&own).unwrap();
+    let own = pxe::request::parse_mac(own.trim()).unwrap();
     // An unknown device (no collection has auto-add on): 3 s for every server to answer.
     exchange(
         &sock,

@@ -116,7 +116,7 @@ fn collect(
 
 fn client_mac() -> [u8; 6] {
     let text = std::fs::read_to_string(format!("/sys/class/net/{CLIENT_IF}/address")).unwrap();
-    pxe::request::parse_mac(&text).unwrap()
+    pxe::request::parse_mac(text.trim()).unwrap()
 }
 
 fn profile(kind: VendorKind) -> ClientProfile {

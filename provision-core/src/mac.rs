@@ -19,29 +19,14 @@ pub struct Mac(pub [u8; 6]);
 impl FromStr for Mac {
     type Err = Error;
 
+    /// With the workspace's one MAC parser, [`pxe::request::parse_mac`].
     fn from_str(text: &str) -> Result<Self, Error> {
-        let invalid = || {
+        pxe::request::parse_mac(text).map(Mac).ok_or_else(|| {
             Error::new(
                 ErrorKind::Invalid,
                 format!("`{text}` is not a MAC address (expected aa:bb:cc:dd:ee:ff)"),
             )
-        };
-        let hex: String = text.chars().filter(|c| !matches!(c, ':' | '-')).collect();
-        let separators = text.len() - hex.len();
-        if hex.len() != 12
-            || !hex.chars().all(|c| c.is_ascii_hexdigit())
-            || !(separators == 0 || separators == 5)
-        {
-            return Err(invalid());
-        }
-        let mut bytes = [0u8; 6];
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte = hex
-                .get(2 * i..2 * i + 2)
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                .ok_or_else(invalid)?;
-        }
-        Ok(Mac(bytes))
+        })
     }
 }
 

@@ -167,7 +167,7 @@ pub struct Dhcp {
 }
 
 /// The DHCP service's part: boot information only, or addresses as well.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DhcpMode {
     /// ProxyDHCP: never hands out addresses.
@@ -509,23 +509,21 @@ impl Dhcp {
             .ok_or("dhcp.server_ip is required when dhcp.enabled is true")?;
         let mut settings = provision_core::adapters::pxe::DhcpSettings::new(server_ip);
         settings.prefix = prefix.to_owned();
-        settings.boot_files = self
-            .boot_files
+        settings.boot_files = self.boot_files()?;
+        Ok(settings)
+    }
+
+    /// `boot_files` with their architectures parsed.
+    pub fn boot_files(&self) -> Result<Vec<pxe::policy::BootFile>, String> {
+        self.boot_files
             .iter()
             .map(|(name, file)| {
-                let arch = pxe::options::ClientArch::from_name(name).ok_or_else(|| {
-                    format!(
-                        "dhcp.boot_files: unknown architecture `{name}` (try bios, efi-x64, \
-                         efi-bc, efi-arm64, efi-x64-http or the option 93 number)"
-                    )
-                })?;
                 Ok(pxe::policy::BootFile {
-                    arch,
+                    arch: arch(name).map_err(|e| format!("dhcp.boot_files: {e}"))?,
                     file: file.clone(),
                 })
             })
-            .collect::<Result<_, String>>()?;
-        Ok(settings)
+            .collect()
     }
 
     /// Full mode's address pool, reservations and lease hold times.
@@ -552,14 +550,36 @@ impl Dhcp {
         Ok(config)
     }
 
-    /// The driver's sockets: ports, interface, router advertisements.
+    /// The driver's sockets: ports, interface (none: every interface), router
+    /// advertisements.
     pub fn driver_config(&self) -> pxe::driver::DriverConfig {
-        let mut config = pxe::driver::DriverConfig::new(Some(self.interface.clone()));
+        let interface = (!self.interface.is_empty()).then(|| self.interface.clone());
+        let mut config = pxe::driver::DriverConfig::new(interface);
         config.dhcp_port = self.dhcp_port;
         config.boot_port = Some(self.boot_port);
         config.client_port = self.client_port;
         config.router_advertisements = self.router_advertisements;
         config
+    }
+}
+
+/// A client architecture by name (`bios`, `efi-x64`, ...) or option 93 number.
+pub fn arch(name: &str) -> Result<pxe::options::ClientArch, String> {
+    pxe::options::ClientArch::from_name(name).ok_or_else(|| {
+        format!(
+            "unknown architecture `{name}` (try bios, efi-x64, efi-bc, efi-arm64, \
+             efi-x64-http or the option 93 number)"
+        )
+    })
+}
+
+impl Tftp {
+    /// The TFTP server's settings (limits and timeouts: the driver's defaults).
+    pub fn server_config(&self) -> tftp::ServerConfig {
+        tftp::ServerConfig {
+            busy_poll: Duration::from_micros(self.busy_poll_us),
+            ..tftp::ServerConfig::default()
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! The provision server as a library: the `provisiond.toml` configuration, the
 //! composition of its services (NBD, TFTP, DHCP, the admin API), the admin operations
-//! shared by the API and the `provision` command, metrics, and the demo set-up; plus
-//! what every binary of the workspace shares (size arguments, log set-up, tables and
-//! progress bars).
+//! shared by the API and the `provision` command, metrics, and the demo set-up; the
+//! single services `pxe-serve`, `tftp-serve` and `nbd-serve` run from their section of
+//! the same configuration ([`service`]); plus what every binary of the workspace
+//! shares (size arguments, log set-up, tables and progress bars, `vhd`'s output).
 //!
 //! An embedder starts a whole provisiond with
 //! `Server::new(config)?.run(shutdown).await` (see [`Server`]); the binaries in
@@ -16,6 +17,7 @@ mod metrics;
 pub mod output;
 pub mod resources;
 mod server;
+pub mod service;
 
 pub use config::Config;
 pub use server::{Running, Server};
@@ -119,11 +121,21 @@ macro_rules! errln {
     };
 }
 
+/// `--log-format` of every binary: how log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
 /// Installs the log subscriber every binary uses: human-readable on a terminal,
 /// JSON lines with `--log-format json`; the level comes from `RUST_LOG`
 /// (default `info`).
-pub fn init_logging(json: bool) {
-    init_logging_at(json, "info");
+pub fn init_logging(format: LogFormat) {
+    init_logging_at(format == LogFormat::Json, "info");
 }
 
 /// Like [`init_logging`] with another default level (`warn` for commands whose

@@ -1,6 +1,8 @@
 //! How the binaries show results: aligned tables for people, progress bars on
 //! terminals only, and writes to stdout and stderr that never panic.
 
+pub mod vhd;
+
 use std::fmt;
 use std::io::{IsTerminal, Write};
 

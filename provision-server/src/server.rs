@@ -13,12 +13,13 @@ use provision_core::adapters::pxe::StorePolicy;
 use provision_core::adapters::tftp::{BootStart, DeviceFiles};
 use provision_core::{Sessions, Store, leftover_files};
 use pxe::Policy;
-use pxe::driver::{Driver as DhcpDriver, DriverStats, Mode as DhcpMode};
-use pxe::full::{FullDhcp, Leases};
+use pxe::driver::{DriverStats, Mode as DhcpMode};
+use pxe::full::FullDhcp;
 
 use crate::api;
 use crate::config::{Config, DhcpMode as DhcpKind};
 use crate::metrics::{Counted, Metrics, TftpCounters};
+use crate::service::dhcp::{bind, load_leases};
 
 /// The file of full DHCP mode's leases, in the store folder.
 const LEASE_FILE: &str = "dhcp-leases";
@@ -235,10 +236,7 @@ async fn serve_tftp(
     let server = tftp::Server::bind(
         config.tftp.listen,
         Counted::new(tftp::Fallback::new(files, folder), counters.clone()),
-        tftp::ServerConfig {
-            busy_poll: Duration::from_micros(config.tftp.busy_poll_us),
-            ..tftp::ServerConfig::default()
-        },
+        config.tftp.server_config(),
     )
     .await
     .map_err(|e| format!("cannot listen for TFTP on {}: {e}", config.tftp.listen))?;
@@ -273,8 +271,7 @@ async fn serve_dhcp(
         DhcpKind::Proxy => DhcpMode::ProxyFrom(policy),
         DhcpKind::Full => {
             let leases_path = config.store.join(LEASE_FILE);
-            let leases = Leases::load(&leases_path).map_err(|e| e.to_string())?;
-            tracing::info!(leases = leases.len(), file = %leases_path.display(), "DHCP leases loaded");
+            let leases = load_leases(Some(&leases_path))?;
             let server =
                 FullDhcp::new(Policy::new(server_ip), dhcp.full_config(server_ip)?, leases)
                     .with_boot_policy(policy);
@@ -284,22 +281,8 @@ async fn serve_dhcp(
             }
         }
     };
-    let driver = DhcpDriver::bind(dhcp.driver_config(), mode)
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot start DHCP on {} (ports {} and {}): {e}",
-                dhcp.interface, dhcp.dhcp_port, dhcp.boot_port
-            )
-        })?;
+    let driver = bind(dhcp, dhcp.driver_config(), mode).await?;
     *stats = Some(driver.stats());
-    tracing::info!(
-        interface = %dhcp.interface,
-        mode = ?dhcp.mode,
-        %server_ip,
-        router_advertisements = dhcp.router_advertisements,
-        "DHCP service listening"
-    );
     Ok(async move {
         if let Err(e) = driver.run().await {
             tracing::error!(error = %e, "DHCP service stopped");

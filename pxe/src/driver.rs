@@ -552,7 +552,7 @@ async fn answer_solicitations(
         .unwrap_or(0);
     let mac = std::fs::read_to_string(format!("/sys/class/net/{interface}/address"))
         .ok()
-        .and_then(|s| crate::request::parse_mac(&s));
+        .and_then(|s| crate::request::parse_mac(s.trim()));
     let all_nodes = SocketAddrV6::new(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), 0, 0, index);
     let ra = crate::ra::router_advertisement(mac);
     let mut buf = [0u8; 1500];

@@ -156,18 +156,24 @@ pub fn format_mac(m: &[u8; 6]) -> String {
     )
 }
 
-/// Parses `aa:bb:cc:dd:ee:ff` (or with `-`).
+/// Parses an Ethernet address: `aa:bb:cc:dd:ee:ff`, `AA-BB-CC-DD-EE-FF` or
+/// `aabbccddeeff` (two hex digits per byte; no signs, no spaces around it). This is
+/// the workspace's one MAC parser: `provision_core::Mac` parses with it.
 pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let parts: Vec<&str> = text.trim().split([':', '-']).collect();
-    if parts.len() != 6 {
-        return None;
-    }
-    let mut m = [0; 6];
-    for (slot, p) in m.iter_mut().zip(parts) {
-        if p.len() != 2 {
+    let b = text.as_bytes();
+    let step = match b.len() {
+        12 => 2,
+        17 => 3,
+        _ => return None,
+    };
+    let hex = |c: u8| char::from(c).to_digit(16);
+    let mut m = [0u8; 6];
+    for (i, slot) in m.iter_mut().enumerate() {
+        let at = i * step;
+        if step == 3 && i > 0 && !matches!(b[at - 1], b':' | b'-') {
             return None;
         }
-        *slot = u8::from_str_radix(p, 16).ok()?;
+        *slot = (hex(b[at])? << 4 | hex(b[at + 1])?) as u8;
     }
     Some(m)
 }
@@ -182,5 +188,15 @@ mod tests {
         assert_eq!(format_mac(&m), "52:54:00:12:34:5a");
         assert!(parse_mac("52:54:00:12:34").is_none());
         assert!(parse_mac("52:54:00:12:34:5g").is_none());
+        assert_eq!(parse_mac("52-54-00-12-34-5a"), Some(m));
+        assert_eq!(parse_mac("52540012345a"), Some(m));
+        for bad in [
+            "+1:54:00:12:34:5a",
+            " 52:54:00:12:34:5a",
+            "5254:00:12:34:5a:",
+            "52.54.00.12.34.5a",
+        ] {
+            assert!(parse_mac(bad).is_none(), "{bad}");
+        }
     }
 }

@@ -70,6 +70,7 @@ pub use tools::convert::{Progress, Target, convert, convert_file, merge, save_ov
 pub use tools::create::{
     CreateOptions, ParentLink, create_differencing, create_differencing_on, parent_link,
 };
+pub use tools::map::{Map, map_file};
 
 /// Named field offsets of the on-disk structures.
 pub mod fields {

@@ -135,7 +135,7 @@ pub enum VdiskCommand {
         /// Name of the new vDisk.
         name: String,
         /// Size: 512, 64K, 100M, 20G.
-        #[arg(long, value_parser = parse_size)]
+        #[arg(long, value_parser = crate::parse_size)]
         size: u64,
         /// Free text.
         #[arg(long, default_value = "")]
@@ -348,10 +348,6 @@ pub enum PersonalityCommand {
 
 fn parse<T: std::str::FromStr<Err = Error>>(text: &str) -> std::result::Result<T, String> {
     text.parse().map_err(|e: Error| e.to_string())
-}
-
-fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    crate::parse_size(text).map_err(|e| e.to_string())
 }
 
 fn parse_pair(text: &str) -> std::result::Result<(String, String), String> {

@@ -14,6 +14,35 @@ use crate::resources::{
     AssignmentChange, CollectionChange, NewCollection, NewDevice, NewVdisk, NewVersion,
 };
 
+/// Runs one command on the store in `dir` (as `provision --store DIR`): a folder
+/// without a store is an error (exit status 3) unless the command may create one.
+/// The error carries the exit status.
+pub fn run_in(
+    dir: &std::path::Path,
+    actor: &str,
+    command: Command,
+    progress: Progress<'_>,
+) -> std::result::Result<Answer, (u8, String)> {
+    let exists = dir.join(provision_core::DATABASE_FILE).is_file();
+    if !exists && !command.may_create_store() {
+        return Err((
+            3,
+            format!(
+                "there is no store in {dir}: create one with `provision --store {dir} store \
+                 init`, or check the path",
+                dir = dir.display()
+            ),
+        ));
+    }
+    let store = Store::open(dir)
+        .map(|s| s.with_actor(actor))
+        .map_err(|e| (1, format!("cannot open the store {}: {e}", dir.display())))?;
+    if !exists {
+        crate::errln!("provision: created a new store in {}", dir.display());
+    }
+    run(&store, command, progress).map_err(|e| (super::exit_code(&e), e.to_string()))
+}
+
 /// Runs one command on `store`. No session runs on a store used directly, so no file
 /// is in use; sessions and status belong to a running provisiond.
 pub fn run(store: &Store, command: Command, progress: Progress<'_>) -> Result<Answer> {

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use provision_core::Store;
 use provision_server::admin;
 use provision_server::config::Config;
 
@@ -89,7 +88,7 @@ fn main() -> ExitCode {
     let outcome = match target {
         Target::Api { url, token } => admin::remote::Client::new(&url, token.as_deref(), &actor)
             .run(&args.command, &mut progress),
-        Target::Store(dir) => local(&dir, &actor, args.command, &mut progress),
+        Target::Store(dir) => admin::local::run_in(&dir, &actor, args.command, &mut progress),
     };
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -132,31 +131,4 @@ fn target(args: &Args) -> Result<Target, String> {
     } else {
         Target::Store(config.store)
     })
-}
-
-/// Runs the command on the store folder itself.
-fn local(
-    dir: &std::path::Path,
-    actor: &str,
-    command: admin::Command,
-    progress: admin::Progress<'_>,
-) -> Result<admin::Answer, (u8, String)> {
-    let exists = dir.join(provision_core::DATABASE_FILE).is_file();
-    if !exists && !command.may_create_store() {
-        return Err((
-            3,
-            format!(
-                "there is no store in {dir}: create one with `provision --store {dir} store \
-                 init`, or check the path",
-                dir = dir.display()
-            ),
-        ));
-    }
-    let store = Store::open(dir)
-        .map(|s| s.with_actor(actor))
-        .map_err(|e| (1, format!("cannot open the store {}: {e}", dir.display())))?;
-    if !exists {
-        provision_server::errln!("provision: created a new store in {}", dir.display());
-    }
-    admin::local::run(&store, command, progress).map_err(|e| (admin::exit_code(&e), e.to_string()))
 }

@@ -95,7 +95,11 @@ fn main() -> ExitCode {
         .as_deref()
         .unwrap_or(&server.config().log.format)
         == "json";
-    provision_server::init_logging(json);
+    provision_server::init_logging(if json {
+        provision_server::LogFormat::Json
+    } else {
+        provision_server::LogFormat::Text
+    });
     server.config().warn_if_token_readable(&config_path);
     raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -113,7 +117,7 @@ fn main() -> ExitCode {
             let text = demo::instructions(nbd, running.api, dir, &running.store);
             let _ = writeln!(std::io::stdout(), "{text}");
         }
-        running.serve(wait_for_signal()).await
+        running.serve(provision_server::service::signal()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -138,13 +142,4 @@ fn raise_open_file_limit() {
 fn fail(message: &str) -> ExitCode {
     eprintln!("provisiond: {message}");
     ExitCode::from(1)
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
