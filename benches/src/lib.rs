@@ -48,9 +48,14 @@ fn print_ratio(
     kind: &str,
     decimals: usize,
 ) {
-    let ratio = peer.as_secs_f64() / ours.as_secs_f64().max(f64::EPSILON);
+    // A time below what can be measured (CPU ticks are 10 ms) gives no ratio.
+    let ratio = if ours.is_zero() {
+        "   n/a".to_owned()
+    } else {
+        format!("{:>6.2}x", peer.as_secs_f64() / ours.as_secs_f64())
+    };
     println!(
-        "{case:<48} ours {:>9.decimals$} ms  {peer_name} {:>9.decimals$} ms  {kind:<11} {ratio:>6.2}x",
+        "{case:<48} ours {:>9.decimals$} ms  {peer_name} {:>9.decimals$} ms  {kind:<11} {ratio}",
         ours.as_secs_f64() * 1e3,
         peer.as_secs_f64() * 1e3,
     );
