@@ -33,6 +33,7 @@ mod boot;
 mod error;
 mod file_lock;
 mod images;
+pub mod layout;
 mod mac;
 mod merge;
 mod model;
@@ -46,6 +47,7 @@ pub use images::{
     Cleanup, clean_leftover_files, create_vdisk, import_vdisk, leftover_files, new_version,
     upload_file,
 };
+pub use layout::{CACHE_DIR, DATABASE_FILE, PRIVATE_DIR, UPLOAD_DIR};
 pub use mac::Mac;
 pub use merge::merge_version;
 pub use model::{
@@ -53,10 +55,9 @@ pub use model::{
 };
 pub use resolve::resolve_version;
 pub use session::{
-    CACHE_DIR, NewBoot, PRIVATE_DIR, Session, SessionInfo, SessionMode, SessionSettings,
-    SessionStats, Sessions, UPLOAD_DIR, Usage,
+    NewBoot, Session, SessionInfo, SessionMode, SessionSettings, SessionStats, Sessions, Usage,
 };
 pub use store::collections::CollectionSettings;
 pub use store::devices::{DeviceUpdate, PERSONALITY_LIMIT, SECRET_SHOWN};
 pub use store::names::{MAX_NAME_LEN, NameOf, check_name};
-pub use store::{AutoAddLimits, DATABASE_FILE, Store};
+pub use store::{AutoAddLimits, Store};

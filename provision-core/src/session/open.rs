@@ -11,13 +11,11 @@ use vhd::{Disk, Overlay, OverlayLimits};
 
 use super::quota::Quota;
 use super::stats::Counters;
-use super::{
-    BootDisk, CACHE_DIR, Inner, Open, PRIVATE_DIR, Session, SessionInfo, SessionMode, cache_folder,
-    expired_mark, refused,
-};
+use super::{BootDisk, Inner, Open, Session, SessionInfo, SessionMode, refused};
 use crate::boot::Boot;
 use crate::error::{Error, ErrorKind, Result};
 use crate::file_lock::FileLock;
+use crate::layout;
 use crate::mac::Mac;
 use crate::model::{Device, DeviceType, Mode, VersionState};
 use crate::resolve::resolve_version;
@@ -78,11 +76,7 @@ impl Inner {
             None => self.resolve(device, vdisk)?,
         };
         let cache_file = (resolved.mode == SessionMode::Standard && self.settings.durable_caches)
-            .then(|| {
-                self.dir
-                    .join(cache_folder(mac))
-                    .join(format!("{vdisk}.boot{}.vhd", boot.number))
-            });
+            .then(|| self.dir.join(layout::cache_file(mac, vdisk, boot.number)));
         let (open, cache) = self.open_disk(
             device,
             boot,
@@ -173,7 +167,7 @@ impl Inner {
                 // Made durably at the boot's first open: a boot without one never
                 // attached (also when it began before a restart), unless it expired.
                 if !file.exists() {
-                    if first && !expired_mark(file).exists() {
+                    if first && !layout::expired_mark(file).exists() {
                         self.new_disk_cache(file, &resolved.file)?;
                     } else {
                         return Err(lost(
@@ -284,7 +278,7 @@ impl Inner {
         let base: Arc<dyn Disk> = self.bases.get(file)?;
         let limits = OverlayLimits {
             ram_bytes: self.settings.cache_ram_bytes,
-            spill_dir: Some(self.dir.join(CACHE_DIR)),
+            spill_dir: Some(self.dir.join(layout::CACHE_DIR)),
             quota_bytes: Some(self.settings.cache_quota_bytes),
         };
         Ok(Arc::new(Overlay::new(base, limits)?))
@@ -339,10 +333,7 @@ impl Inner {
 
     /// The private disk of `mac` for `vdisk`, created over `parent` on first use.
     pub(super) fn private_disk(&self, mac: Mac, vdisk: &str, parent: &Path) -> Result<PathBuf> {
-        let relative = format!(
-            "{PRIVATE_DIR}/{}/{vdisk}.vhd",
-            mac.to_string().replace(':', "")
-        );
+        let relative = layout::private_disk(mac, vdisk);
         let path = self.dir.join(&relative);
         if path.exists() {
             return Ok(path);

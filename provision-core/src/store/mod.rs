@@ -22,9 +22,6 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use crate::error::{Error, Result};
 use crate::model::AuditEntry;
 
-/// The database file's name inside the store folder.
-pub const DATABASE_FILE: &str = "provision.db";
-
 /// The control-plane state of a provision server.
 ///
 /// Not on the block path: sessions resolve what to open here once, then read images
@@ -66,7 +63,7 @@ impl Store {
             path: dir.display().to_string(),
             source,
         })?;
-        let conn = Connection::open(dir.join(DATABASE_FILE))?;
+        let conn = Connection::open(crate::layout::database(dir))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         Self::init(conn, Some(dir.to_path_buf()))
