@@ -37,7 +37,7 @@ pub mod layout;
 mod mac;
 mod merge;
 mod model;
-mod resolve;
+pub mod resolve;
 mod session;
 mod store;
 

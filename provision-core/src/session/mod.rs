@@ -44,6 +44,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::file_lock::FileLock;
 use crate::layout;
 use crate::mac::Mac;
+use crate::resolve;
 use crate::store::Store;
 use bases::Bases;
 pub use disk::Session;
@@ -272,21 +273,10 @@ impl Sessions {
     pub fn open(&self, mac: Mac, vdisk: &str, credential: &Token) -> Result<Arc<Session>> {
         let inner = &self.inner;
         let opening = inner.opening();
-        let device = match inner.store.device(&mac.to_string()) {
-            Ok(device) => device,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(refused(format!("unknown device {mac}")));
-            }
-            Err(e) => return Err(e),
-        };
-        if !device.enabled {
-            return Err(refused(format!(
-                "device {} ({mac}) is disabled",
-                device.name
-            )));
-        }
-        let boot = inner.boot_for(&opening, &device, credential)?;
-        inner.open_in_boot(&device, &boot, vdisk)
+        let device = inner.store.device_with_mac(mac)?;
+        let device = resolve::admit(mac, device.as_ref())?;
+        let boot = inner.boot_for(&opening, device, credential)?;
+        inner.open_in_boot(device, &boot, vdisk)
     }
 
     /// Drops the write caches whose device has been away longer than the grace period

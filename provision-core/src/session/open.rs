@@ -17,8 +17,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::file_lock::FileLock;
 use crate::layout;
 use crate::mac::Mac;
-use crate::model::{Device, DeviceType, Mode, VersionState};
-use crate::resolve::resolve_version;
+use crate::model::Device;
+use crate::resolve;
 
 /// What this process had of a boot's session before this open.
 struct OpenedBefore {
@@ -222,54 +222,27 @@ impl Inner {
         })
     }
 
-    /// What `device` opens of `vdisk` in a boot: version, mode and file, from its
-    /// assignment as it is now.
+    /// What `device` opens of `vdisk` in a boot: version, mode and file, as
+    /// [`resolve::resolve_disk`] decides from its assignment as it is now. The one
+    /// effect is explicit: a private disk is created on its first use.
     pub(super) fn resolve(&self, device: &Device, vdisk: &str) -> Result<Resolved> {
-        let mac = device.mac;
-        let assignments = self.store.assignments(&mac.to_string())?;
-        let assignment = assignments
-            .iter()
-            .find(|a| a.vdisk == vdisk)
-            .ok_or_else(|| {
-                refused(format!(
-                    "vDisk `{vdisk}` is not assigned to device {} ({mac})",
-                    device.name
-                ))
-            })?;
-        let versions = self.store.versions(vdisk)?;
-        let number = resolve_version(&versions, device.device_type, assignment.pinned_version)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Conflict,
-                    format!("vDisk `{vdisk}` has no bootable version"),
-                )
-            })?;
-        let version = versions
-            .iter()
-            .find(|v| v.number == number)
-            .expect("resolve_version picks an existing version");
-        let file = self.dir.join(&version.file);
-        let maintenance = device.device_type == DeviceType::Maintenance
-            && assignment.pinned_version.is_none()
-            && version.state == VersionState::Maintenance;
-        Ok(if maintenance {
-            Resolved {
-                version: number,
-                mode: SessionMode::Maintenance,
-                file,
-            }
-        } else if assignment.mode == Mode::Private {
-            Resolved {
-                version: number,
-                mode: SessionMode::Private,
-                file: self.private_disk(mac, vdisk, &file)?,
-            }
-        } else {
-            Resolved {
-                version: number,
-                mode: SessionMode::Standard,
-                file,
-            }
+        let facts = self.store.boot_facts(device.mac)?;
+        let assigned = facts.assigned.iter().find(|(a, _)| a.vdisk == vdisk);
+        let plan = resolve::resolve_disk(
+            device,
+            vdisk,
+            assigned.map(|(a, _)| a),
+            assigned.map_or(&[][..], |(_, v)| v),
+        )?;
+        let file = self.dir.join(&plan.file);
+        let file = match plan.mode {
+            SessionMode::Private => self.private_disk(device.mac, vdisk, &file)?,
+            SessionMode::Standard | SessionMode::Maintenance => file,
+        };
+        Ok(Resolved {
+            version: plan.version,
+            mode: plan.mode,
+            file,
         })
     }
 

@@ -4,11 +4,12 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::collections::{auto_add_collection, collection_in};
 use super::names::{NameOf, check_name};
-use super::vdisks::vdisk_in;
+use super::vdisks::{vdisk_in, versions_in};
 use super::{Store, found, now, unique};
 use crate::error::{Error, ErrorKind, Result};
 use crate::mac::Mac;
 use crate::model::{Assignment, Device, DeviceType, Mode};
+use crate::resolve::{self, BootFacts, Refusal};
 
 /// What listings show in place of a secret personality value.
 pub const SECRET_SHOWN: &str = "(secret, set)";
@@ -197,26 +198,59 @@ impl Store {
         })
     }
 
-    /// The device that boots with `mac`: a known, enabled device, or a new one added to
-    /// the auto-add collection (with that collection's default vDisk assigned).
-    ///
-    /// Unknown MACs without an auto-add collection, and disabled devices, are refused.
-    pub fn device_for_boot(&self, mac: Mac) -> Result<Device> {
-        let key = mac.to_string();
-        if let Some(device) = match self.device(&key) {
+    /// The device with `mac`, if the store has one (enabled or not). Writes nothing.
+    pub fn device_with_mac(&self, mac: Mac) -> Result<Option<Device>> {
+        match device_in(&self.lock(), &mac.to_string()) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The records that decide what the device with `mac` boots (its device, if any,
+    /// and its assignments with their vDisks' versions), read at one point in time;
+    /// [`BootFacts::plan`] decides. Writes nothing.
+    pub fn boot_facts(&self, mac: Mac) -> Result<BootFacts> {
+        let db = self.lock();
+        let device = match device_in(&db, &mac.to_string()) {
             Ok(d) => Some(d),
             Err(e) if e.kind() == ErrorKind::NotFound => None,
             Err(e) => return Err(e),
-        } {
-            return if device.enabled {
-                Ok(device)
-            } else {
-                Err(Error::new(
-                    ErrorKind::Refused,
-                    format!("device {} ({mac}) is disabled", device.name),
-                ))
-            };
+        };
+        let mut assigned = Vec::new();
+        if let Some(device) = &device {
+            for assignment in assignments_in(&db, device.id)? {
+                let versions = versions_in(&db, vdisk_in(&db, &assignment.vdisk)?.id)?;
+                assigned.push((assignment, versions));
+            }
         }
+        Ok(BootFacts {
+            mac,
+            device,
+            assigned,
+        })
+    }
+
+    /// The device that boots with `mac`: a known, enabled device, or else one
+    /// [`auto_add`](Self::auto_add)ed now. **Writes** when it adds. Unknown MACs
+    /// without an auto-add collection, and disabled devices, are refused.
+    pub fn device_or_auto_add(&self, mac: Mac) -> Result<Device> {
+        match resolve::admit(mac, self.device_with_mac(mac)?.as_ref()) {
+            Ok(device) => Ok(device.clone()),
+            Err(Refusal::UnknownDevice(_)) => self.auto_add(mac),
+            Err(refusal) => Err(refusal.into()),
+        }
+    }
+
+    /// Adds the unknown device with `mac` to the collection with auto-add on (with that
+    /// collection's default vDisk assigned), within the [`AutoAddLimits`]. **Writes.**
+    ///
+    /// Refused without an auto-add collection, past the limits, and (a conflict) when a
+    /// device with `mac` exists.
+    ///
+    /// [`AutoAddLimits`]: crate::AutoAddLimits
+    pub fn auto_add(&self, mac: Mac) -> Result<Device> {
+        let key = mac.to_string();
         let name = format!("auto-{}", key.replace(':', ""));
         let now = std::time::Instant::now();
         let mut recent = self

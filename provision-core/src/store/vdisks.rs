@@ -45,7 +45,7 @@ pub(crate) fn vdisk_in(tx: &rusqlite::Connection, name: &str) -> Result<VDisk> {
     )
 }
 
-fn versions_in(tx: &rusqlite::Connection, vdisk_id: i64) -> Result<Vec<Version>> {
+pub(crate) fn versions_in(tx: &rusqlite::Connection, vdisk_id: i64) -> Result<Vec<Version>> {
     let mut stmt = tx.prepare(&format!(
         "SELECT {VERSION_COLUMNS} FROM versions WHERE vdisk_id = ?1 ORDER BY number"
     ))?;
