@@ -6,6 +6,11 @@
 //! Write caches, sessions and the adapters to the protocol crates (NBD export provider,
 //! TFTP file provider, ProxyDHCP policy) build on these.
 //!
+//! Rooms (see `DESIGN.md`): [`resolve`] decides what a device boots (pure), [`layout`]
+//! names every file of the store folder, the store reaches its database through one
+//! backend interface, and the adapters make each side effect of a protocol event an
+//! explicit call.
+//!
 //! What it is not: a protocol implementation; the wire lives in `vhd`, `nbd-proto`,
 //! `tftp` and `pxe`.
 //!

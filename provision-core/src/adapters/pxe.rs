@@ -20,7 +20,7 @@
 //!
 //! Reads and writes are apart: [`StorePolicy::lookup`] only reads (who the device is,
 //! by [`resolve::admit`]); [`StorePolicy::handle_client`] makes the effects of a boot
-//! client's message, each an explicit call (`Store::auto_add`, `Sessions::start_boot`,
+//! client's message, each an explicit call (`Store::device_or_auto_add`, `Sessions::start_boot`,
 //! `Sessions::record_boot_address`); the answer itself is a pure function of the
 //! settings and the MAC. The `pxe` crate asks its [`BootPolicy`] once per boot client's
 //! message it answers, so that is where the message reaches this adapter and
@@ -158,14 +158,11 @@ impl StorePolicy {
 
     /// The effects of a message from the boot client `client`, before it is answered:
     /// an unknown device is added when a collection has auto-add on
-    /// ([`Store::auto_add`]); with sessions, a DISCOVER starts the device's boot and a
-    /// REQUEST records the boot's address. Returns the device, or why it gets no
-    /// answer (nothing is started for a refused device).
+    /// ([`Store::device_or_auto_add`]); with sessions, a DISCOVER starts the device's
+    /// boot and a REQUEST records the boot's address. Returns the device, or why it
+    /// gets no answer (nothing is started for a refused device).
     pub fn handle_client(&self, client: &ClientInfo, mac: Mac) -> crate::Result<Device> {
-        let device = match self.store.device_with_mac(mac)? {
-            Some(device) => resolve::admit(mac, Some(&device))?.clone(),
-            None => self.store.auto_add(mac)?,
-        };
+        let device = self.store.device_or_auto_add(mac)?;
         if let Some(sessions) = &self.sessions {
             record_boot(sessions, client, mac);
         }

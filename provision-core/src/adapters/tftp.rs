@@ -22,7 +22,7 @@ use crate::boot::{Boot, BootCause, Token};
 use crate::error::ErrorKind;
 use crate::mac::Mac;
 use crate::model::{Assignment, Device};
-use crate::resolve::{self, Refusal};
+use crate::resolve::Refusal;
 use crate::session::Sessions;
 use crate::store::Store;
 
@@ -280,14 +280,10 @@ impl DeviceFiles {
 
     /// The script of the device with `mac` for `peer`. The fetch is a protocol event
     /// with effects, each an explicit call: an unknown device may be added
-    /// ([`Store::auto_add`]), and the fetch may start the device's boot
-    /// ([`Self::boot_for_script`]). What the script boots is [`resolve`]'s decision.
+    /// ([`Store::device_or_auto_add`]), and the fetch may start the device's boot
+    /// ([`Self::boot_for_script`]). What the script boots is [`resolve`](crate::resolve)'s decision.
     fn script(&self, mac: Mac, peer: IpAddr) -> crate::Result<Vec<u8>> {
-        let device = match self.store.device_with_mac(mac)? {
-            Some(device) => device,
-            None => self.store.auto_add(mac)?,
-        };
-        resolve::admit(mac, Some(&device))?;
+        let device = self.store.device_or_auto_add(mac)?;
         let boot = self.boot_for_script(mac, peer)?;
         let assignments = match self.store.boot_facts(mac)?.plan() {
             Ok(plan) => plan.assignments(),
