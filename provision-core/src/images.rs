@@ -8,12 +8,10 @@ use std::path::{Path, PathBuf};
 use vhd::{CreateOptions, Disk, Target};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::layout;
 use crate::model::{VDisk, Version};
+use crate::store::Store;
 use crate::store::names::{NameOf, check_name};
-use crate::store::{DATABASE_FILE, Store};
-
-/// Suffix of files being written.
-const PARTIAL: &str = ".partial";
 
 fn store_dir(store: &Store) -> Result<&Path> {
     store
@@ -45,7 +43,7 @@ pub(crate) fn write_new(
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_error(parent))?;
     }
-    let partial = PathBuf::from(format!("{}{PARTIAL}", path.display()));
+    let partial = layout::partial(&path);
     let _ = std::fs::remove_file(&partial);
     if let Err(e) = write(&partial) {
         let _ = std::fs::remove_file(&partial);
@@ -61,7 +59,7 @@ pub(crate) fn write_new(
     Ok(path)
 }
 
-/// A new, empty file in the store's [`UPLOAD_DIR`](crate::session::UPLOAD_DIR) for an
+/// A new, empty file in the store's [`UPLOAD_DIR`](crate::layout::UPLOAD_DIR) for an
 /// image of the future vDisk `name` that arrives over the network; it is imported with
 /// [`import_vdisk`], then removed. Checks first that `name` could be imported, so that
 /// nothing is received for a name that would be refused.
@@ -73,10 +71,11 @@ pub fn upload_file(store: &Store, name: &str) -> Result<(PathBuf, std::fs::File)
             format!("vDisk `{name}` exists already"),
         ));
     }
-    let dir = store_dir(store)?.join(crate::session::UPLOAD_DIR);
-    std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
     let token = crate::boot::Token::random();
-    let path = dir.join(format!("{name}.{token}{PARTIAL}"));
+    let path = store_dir(store)?.join(layout::upload_file(name, &token.to_string()));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    }
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -99,7 +98,7 @@ pub fn import_vdisk(
     check_name(NameOf::VDisk, name)?;
     let dir = store_dir(store)?;
     let src = vhd::open_disk(source, true)?;
-    let relative = format!("{name}/v0.vhd");
+    let relative = layout::version_file(name, 0);
     write_new(dir, &relative, |tmp| {
         vhd::convert(src.as_ref(), tmp, Target::dynamic(), progress)?;
         Ok(())
@@ -118,7 +117,7 @@ pub fn create_vdisk(store: &Store, name: &str, size: u64, description: &str) -> 
     check_name(NameOf::VDisk, name)?;
     let dir = store_dir(store)?;
     let size = size.div_ceil(512) * 512;
-    let relative = format!("{name}/v0.vhd");
+    let relative = layout::version_file(name, 0);
     write_new(dir, &relative, |tmp| {
         CreateOptions::dynamic(size).create(tmp)?.flush()?;
         Ok(())
@@ -138,7 +137,7 @@ pub fn new_version(store: &Store, vdisk: &str, note: &str) -> Result<Version> {
         .versions(vdisk)?
         .pop()
         .expect("every vDisk has a base");
-    let relative = format!("{vdisk}/v{}.vhd", newest.number + 1);
+    let relative = layout::version_file(vdisk, newest.number + 1);
     let parent = dir.join(&newest.file);
     write_new(dir, &relative, |tmp| create_child(tmp, &parent))?;
     store.add_version(vdisk, &relative, note).inspect_err(|_| {
@@ -166,14 +165,13 @@ pub fn leftover_files(store: &Store) -> Result<Vec<String>> {
     for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
         let entry = entry.map_err(io_error(dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let skip = [crate::session::CACHE_DIR, crate::session::PRIVATE_DIR];
-        if !entry.path().is_dir() || skip.contains(&name.as_str()) {
+        if !entry.path().is_dir() || layout::is_device_dir(&name) {
             continue;
         }
         for file in std::fs::read_dir(entry.path()).map_err(io_error(dir))? {
             let file = file.map_err(io_error(dir))?;
             let relative = format!("{name}/{}", file.file_name().to_string_lossy());
-            if !known.contains(&relative) && !relative.starts_with(DATABASE_FILE) {
+            if !known.contains(&relative) && !layout::is_database(&relative) {
                 leftovers.push(relative);
             }
         }
@@ -231,7 +229,7 @@ pub fn clean_leftover_files(store: &Store, in_use: &dyn Fn(&str) -> bool) -> Res
 /// parents, grandparents and so on).
 fn private_chains(dir: &Path) -> Result<std::collections::HashSet<PathBuf>> {
     let mut needed = std::collections::HashSet::new();
-    let private = dir.join(crate::session::PRIVATE_DIR);
+    let private = dir.join(layout::PRIVATE_DIR);
     let devices = match std::fs::read_dir(&private) {
         Ok(devices) => devices,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(needed),

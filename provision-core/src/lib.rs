@@ -6,6 +6,11 @@
 //! Write caches, sessions and the adapters to the protocol crates (NBD export provider,
 //! TFTP file provider, ProxyDHCP policy) build on these.
 //!
+//! Rooms (see `DESIGN.md`): [`resolve`] decides what a device boots (pure), [`layout`]
+//! names every file of the store folder, the store reaches its database through one
+//! backend interface, and the adapters make each side effect of a protocol event an
+//! explicit call.
+//!
 //! What it is not: a protocol implementation; the wire lives in `vhd`, `nbd-proto`,
 //! `tftp` and `pxe`.
 //!
@@ -33,10 +38,11 @@ mod boot;
 mod error;
 mod file_lock;
 mod images;
+pub mod layout;
 mod mac;
 mod merge;
 mod model;
-mod resolve;
+pub mod resolve;
 mod session;
 mod store;
 
@@ -46,6 +52,7 @@ pub use images::{
     Cleanup, clean_leftover_files, create_vdisk, import_vdisk, leftover_files, new_version,
     upload_file,
 };
+pub use layout::{CACHE_DIR, DATABASE_FILE, PRIVATE_DIR, UPLOAD_DIR};
 pub use mac::Mac;
 pub use merge::merge_version;
 pub use model::{
@@ -53,10 +60,9 @@ pub use model::{
 };
 pub use resolve::resolve_version;
 pub use session::{
-    CACHE_DIR, NewBoot, PRIVATE_DIR, Session, SessionInfo, SessionMode, SessionSettings,
-    SessionStats, Sessions, UPLOAD_DIR, Usage,
+    NewBoot, Session, SessionInfo, SessionMode, SessionSettings, SessionStats, Sessions, Usage,
 };
 pub use store::collections::CollectionSettings;
 pub use store::devices::{DeviceUpdate, PERSONALITY_LIMIT, SECRET_SHOWN};
 pub use store::names::{MAX_NAME_LEN, NameOf, check_name};
-pub use store::{AutoAddLimits, DATABASE_FILE, Store};
+pub use store::{AutoAddLimits, Store};

@@ -51,7 +51,7 @@ pub fn merge_version(
         ..CreateOptions::dynamic(chain.size()).block_size(block_size)
     };
     let mut copied = 0;
-    let partial = format!("{}.merge", version.file);
+    let partial = crate::layout::merge_output(&version.file);
     crate::images::write_new(dir, &partial, |tmp| {
         let out = options.create(tmp)?;
         copied = copy_allocated(chain.as_ref(), &out, progress)?;

@@ -525,7 +525,7 @@ fn auto_added_devices_write_private_disks_within_the_quota() {
         )
         .unwrap();
     let stranger = mac(7);
-    store.device_for_boot(stranger).unwrap();
+    store.device_or_auto_add(stranger).unwrap();
     let settings = SessionSettings {
         cache_quota_bytes: 3 << 20,
         ..Default::default()

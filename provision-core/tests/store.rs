@@ -119,7 +119,7 @@ fn assignments_keep_order_and_the_first_is_the_default() {
 #[test]
 fn unknown_devices_are_refused_unless_auto_add_is_on() {
     let store = store_with_vdisk();
-    let refused = store.device_for_boot(mac(9)).unwrap_err();
+    let refused = store.device_or_auto_add(mac(9)).unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::Refused);
     assert!(
         refused.to_string().contains("52:54:00:00:00:09"),
@@ -133,7 +133,7 @@ fn unknown_devices_are_refused_unless_auto_add_is_on() {
         default_mode: Mode::Standard,
     };
     store.add_collection("lab-room", &settings).unwrap();
-    let device = store.device_for_boot(mac(9)).unwrap();
+    let device = store.device_or_auto_add(mac(9)).unwrap();
     assert_eq!(device.collection.as_deref(), Some("lab-room"));
     assert_eq!(device.device_type, DeviceType::Test);
     assert_eq!(
@@ -141,7 +141,7 @@ fn unknown_devices_are_refused_unless_auto_add_is_on() {
         "lab"
     );
     // The second boot finds the same device.
-    assert_eq!(store.device_for_boot(mac(9)).unwrap().id, device.id);
+    assert_eq!(store.device_or_auto_add(mac(9)).unwrap().id, device.id);
 
     // Only one collection receives unknown devices.
     store
@@ -168,7 +168,7 @@ fn disabled_devices_are_refused() {
     };
     store.set_device("seat-02", &update).unwrap();
     assert_eq!(
-        store.device_for_boot(mac(2)).unwrap_err().kind(),
+        store.device_or_auto_add(mac(2)).unwrap_err().kind(),
         ErrorKind::Refused
     );
 }
@@ -315,19 +315,19 @@ fn auto_add_is_bounded_in_rate_and_size() {
     let mac = |n: u8| Mac([2, 0, 0, 0, 0, n]);
     // A flood of made-up MACs: three are added, then the minute's limit refuses.
     for n in 1..=3 {
-        store.device_for_boot(mac(n)).unwrap();
+        store.device_or_auto_add(mac(n)).unwrap();
     }
-    let refused = store.device_for_boot(mac(4)).unwrap_err();
+    let refused = store.device_or_auto_add(mac(4)).unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::Refused);
     assert!(refused.to_string().contains("last minute"), "{refused}");
     // Known devices still boot.
-    store.device_for_boot(mac(1)).unwrap();
+    store.device_or_auto_add(mac(1)).unwrap();
 
     // The collection's size limit, whatever the rate.
     let roomy = lobby(100, 2);
-    roomy.device_for_boot(mac(1)).unwrap();
-    roomy.device_for_boot(mac(2)).unwrap();
-    let full = roomy.device_for_boot(mac(3)).unwrap_err();
+    roomy.device_or_auto_add(mac(1)).unwrap();
+    roomy.device_or_auto_add(mac(2)).unwrap();
+    let full = roomy.device_or_auto_add(mac(3)).unwrap_err();
     assert!(full.to_string().contains("holds 2 devices"), "{full}");
     assert_eq!(roomy.devices().unwrap().len(), 2);
 }

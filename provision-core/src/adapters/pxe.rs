@@ -4,7 +4,7 @@
 //! ```text
 //!   not PXEClient/HTTPClient ─────────────▶ silent (the driver never asks us)
 //!   no Ethernet MAC / unknown device ─────▶ silent   (unless a collection has auto-add
-//!   disabled device ──────────────────────▶ silent    on: then the store adds it)
+//!   disabled device ──────────────────────▶ silent    on: then the adapter adds it)
 //!   iPXE (77 "iPXE" or 175) ──────────────▶ <prefix>/<mac>.ipxe, the device's script
 //!                                            served by the TFTP adapter; never iPXE again
 //!   PXE ROM / UEFI ───────────────────────▶ the boot file of its architecture
@@ -17,6 +17,14 @@
 //! full-DHCP mode) records the address the device got: its iPXE script, which carries
 //! the token, is served to that address only. iPXE's own DISCOVER after a PXE ROM's
 //! starts the boot again, harmlessly: nothing has opened a disk yet.
+//!
+//! Reads and writes are apart: [`StorePolicy::lookup`] only reads (who the device is,
+//! by [`resolve::admit`]); [`StorePolicy::handle_client`] makes the effects of a boot
+//! client's message, each an explicit call (`Store::device_or_auto_add`, `Sessions::start_boot`,
+//! `Sessions::record_boot_address`); the answer itself is a pure function of the
+//! settings and the MAC. The `pxe` crate asks its [`BootPolicy`] once per boot client's
+//! message it answers, so that is where the message reaches this adapter and
+//! `policy_for` calls `handle_client` first.
 
 use std::borrow::Cow;
 use std::net::Ipv4Addr;
@@ -29,6 +37,8 @@ use pxe::{BootPolicy, ClientInfo, MessageType, Policy, Silence};
 use crate::boot::BootCause;
 use crate::error::ErrorKind;
 use crate::mac::Mac;
+use crate::model::Device;
+use crate::resolve;
 use crate::session::Sessions;
 use crate::store::Store;
 
@@ -84,7 +94,7 @@ pub fn script_path(prefix: &str, mac: Mac) -> String {
 }
 
 /// Starts the device's boot on a DISCOVER; records its address on a REQUEST.
-fn mark_boot(sessions: &Sessions, client: &ClientInfo, mac: Mac) {
+fn record_boot(sessions: &Sessions, client: &ClientInfo, mac: Mac) {
     let result = match client.message_type {
         MessageType::Discover => sessions
             .start_boot(mac, BootCause::Dhcp, None)
@@ -139,6 +149,33 @@ impl StorePolicy {
             prefix: settings.prefix,
         }
     }
+
+    /// The device a boot client with `mac` is: known and enabled. Writes nothing.
+    pub fn lookup(&self, mac: Mac) -> crate::Result<Device> {
+        let device = self.store.device_with_mac(mac)?;
+        Ok(resolve::admit(mac, device.as_ref())?.clone())
+    }
+
+    /// The effects of a message from the boot client `client`, before it is answered:
+    /// an unknown device is added when a collection has auto-add on
+    /// ([`Store::device_or_auto_add`]); with sessions, a DISCOVER starts the device's
+    /// boot and a REQUEST records the boot's address. Returns the device, or why it
+    /// gets no answer (nothing is started for a refused device).
+    pub fn handle_client(&self, client: &ClientInfo, mac: Mac) -> crate::Result<Device> {
+        let device = self.store.device_or_auto_add(mac)?;
+        if let Some(sessions) = &self.sessions {
+            record_boot(sessions, client, mac);
+        }
+        Ok(device)
+    }
+
+    /// The answer for a known device: the settings' boot files, and its script for
+    /// iPXE (never an iPXE binary again, `pxe::policy::plan`). Pure.
+    fn answer(&self, mac: Mac) -> Policy {
+        let mut policy = self.base.clone();
+        policy.ipxe_script = Some(script_path(&self.prefix, mac));
+        policy
+    }
 }
 
 impl BootPolicy for StorePolicy {
@@ -150,10 +187,8 @@ impl BootPolicy for StorePolicy {
         let mac = Mac(client
             .mac
             .ok_or(Silence::Refused("no Ethernet address in chaddr"))?);
-        // Known and enabled, or added now when a collection has auto-add on.
         let device = self
-            .store
-            .device_for_boot(mac)
+            .handle_client(client, mac)
             .map_err(|e| match e.kind() {
                 ErrorKind::NotFound | ErrorKind::Refused => {
                     tracing::debug!(mac = %mac, error = %e, "no ProxyDHCP answer");
@@ -164,14 +199,8 @@ impl BootPolicy for StorePolicy {
                     Silence::Refused("store failure")
                 }
             })?;
-        if let Some(sessions) = &self.sessions {
-            mark_boot(sessions, client, mac);
-        }
         tracing::debug!(mac = %mac, device = %device.name, ipxe = client.is_ipxe(), "PXE client of a known device");
-        let mut policy = self.base.clone();
-        // iPXE gets its script, never an iPXE binary again (`pxe::policy::plan`).
-        policy.ipxe_script = Some(script_path(&self.prefix, mac));
-        Ok(Cow::Owned(policy))
+        Ok(Cow::Owned(self.answer(mac)))
     }
 }
 
@@ -204,6 +233,16 @@ mod tests {
 
     fn policy(store: &Arc<Store>) -> StorePolicy {
         StorePolicy::new(store.clone(), None, DhcpSettings::new(SERVER))
+    }
+
+    /// A collection `lab-room` that adds unknown devices, assigning `vdisk`.
+    fn auto_add_to(store: &Store, vdisk: Option<&str>) {
+        let settings = CollectionSettings {
+            auto_add: true,
+            default_vdisk: vdisk.map(Into::into),
+            ..Default::default()
+        };
+        store.add_collection("lab-room", &settings).unwrap();
     }
 
     fn client(mac: Mac, arch: ClientArch, ipxe: bool) -> ClientProfile {
@@ -360,16 +399,7 @@ mod tests {
     #[test]
     fn auto_add_collections_admit_unknown_devices() {
         let store = store();
-        store
-            .add_collection(
-                "lab-room",
-                &CollectionSettings {
-                    auto_add: true,
-                    default_vdisk: Some("lab".into()),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+        auto_add_to(&store, Some("lab"));
         let p = policy(&store);
         let reply = answer(&p, &client(STRANGER, ClientArch::X86Bios, true).discover(1));
         assert_eq!(file(reply), "provision/52:54:00:77:00:09.ipxe");
@@ -384,6 +414,23 @@ mod tests {
         );
         assert_eq!(file(again), "undionly.kpxe");
         assert_eq!(store.devices().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn lookups_write_nothing_and_effects_are_explicit() {
+        let store = store();
+        auto_add_to(&store, None);
+        let p = policy(&store);
+        let refused = p.lookup(STRANGER).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::Refused, "{refused}");
+        assert_eq!(refused.to_string(), "unknown device 52:54:00:77:00:09");
+        assert_eq!(store.devices().unwrap().len(), 1, "a lookup adds nothing");
+        assert_eq!(p.lookup(SEAT).unwrap().name, "seat-1");
+        // The message's effect adds it; then the lookup finds it.
+        let discover = client(STRANGER, ClientArch::X86Bios, false).discover(1);
+        let info = ClientInfo::from_message(&discover).unwrap();
+        let added = p.handle_client(&info, STRANGER).unwrap();
+        assert_eq!(p.lookup(STRANGER).unwrap(), added);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::boot::{Boot, BootCause, Token};
 use crate::error::ErrorKind;
 use crate::mac::Mac;
 use crate::model::{Assignment, Device};
+use crate::resolve::Refusal;
 use crate::session::Sessions;
 use crate::store::Store;
 
@@ -277,12 +278,20 @@ impl DeviceFiles {
         }
     }
 
+    /// The script of the device with `mac` for `peer`. The fetch is a protocol event
+    /// with effects, each an explicit call: an unknown device may be added
+    /// ([`Store::device_or_auto_add`]), and the fetch may start the device's boot
+    /// ([`Self::boot_for_script`]). What the script boots is [`resolve`](crate::resolve)'s decision.
     fn script(&self, mac: Mac, peer: IpAddr) -> crate::Result<Vec<u8>> {
-        let device = self.store.device_for_boot(mac)?;
-        let key = mac.to_string();
+        let device = self.store.device_or_auto_add(mac)?;
         let boot = self.boot_for_script(mac, peer)?;
-        let personality = self.store.personality(&key)?;
-        let assignments = self.store.assignments(&key)?;
+        let assignments = match self.store.boot_facts(mac)?.plan() {
+            Ok(plan) => plan.assignments(),
+            // The script tells the device so.
+            Err(Refusal::Unassigned { .. }) => Vec::new(),
+            Err(refusal) => return Err(refusal.into()),
+        };
+        let personality = self.store.personality(&mac.to_string())?;
         Ok(ipxe_script(&device, &assignments, &personality, &self.boot, &boot.token).into_bytes())
     }
 

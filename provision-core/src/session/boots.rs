@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::{Inner, LiveBoot, NewBoot, Opening, SessionMode, cache_folder, refused};
+use super::{Inner, LiveBoot, NewBoot, Opening, SessionMode, refused};
 use crate::boot::{Boot, BootCause, Token};
 use crate::error::Result;
+use crate::layout;
 use crate::mac::Mac;
 use crate::model::Device;
 
@@ -45,7 +46,7 @@ impl Inner {
                 .count();
         }
         // Durable caches of earlier boots (also those a restart left behind).
-        let folder = self.dir.join(cache_folder(mac));
+        let folder = self.dir.join(layout::cache_folder(mac));
         if let Err(e) = std::fs::remove_dir_all(&folder)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -123,11 +124,10 @@ impl Inner {
             }
             (live.restored, live.boot.number)
         };
-        let suffix = format!(".boot{number}.vhd");
         restored
-            && std::fs::read_dir(self.dir.join(cache_folder(mac))).is_ok_and(|files| {
+            && std::fs::read_dir(self.dir.join(layout::cache_folder(mac))).is_ok_and(|files| {
                 files.flatten().any(|file| {
-                    file.file_name().to_string_lossy().ends_with(&suffix)
+                    layout::is_cache_of_boot(&file.file_name().to_string_lossy(), number)
                         && file
                             .metadata()
                             .and_then(|m| m.modified())

@@ -42,20 +42,14 @@ use vhd::{Disk, Overlay};
 use crate::boot::{Boot, BootCause, Token};
 use crate::error::{Error, ErrorKind, Result};
 use crate::file_lock::FileLock;
+use crate::layout;
 use crate::mac::Mac;
+use crate::resolve;
 use crate::store::Store;
 use bases::Bases;
 pub use disk::Session;
 use stats::Counters;
 pub use stats::SessionStats;
-
-/// Folder of the store holding write-cache spill files.
-pub const CACHE_DIR: &str = "cache";
-/// Folder of the store holding private per-device disks.
-pub const PRIVATE_DIR: &str = "private";
-/// The store's folder of images being uploaded through the API (partial files until
-/// imported; a crash leaves them for `store check --clean`).
-pub const UPLOAD_DIR: &str = "uploads";
 
 /// Limits of standard-mode write caches and how long they outlive a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,7 +209,7 @@ impl Sessions {
                 )
             })?
             .to_path_buf();
-        for sub in [CACHE_DIR, PRIVATE_DIR] {
+        for sub in [layout::CACHE_DIR, layout::PRIVATE_DIR] {
             let path = dir.join(sub);
             std::fs::create_dir_all(&path).map_err(|source| Error::Io {
                 path: path.display().to_string(),
@@ -279,21 +273,10 @@ impl Sessions {
     pub fn open(&self, mac: Mac, vdisk: &str, credential: &Token) -> Result<Arc<Session>> {
         let inner = &self.inner;
         let opening = inner.opening();
-        let device = match inner.store.device(&mac.to_string()) {
-            Ok(device) => device,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(refused(format!("unknown device {mac}")));
-            }
-            Err(e) => return Err(e),
-        };
-        if !device.enabled {
-            return Err(refused(format!(
-                "device {} ({mac}) is disabled",
-                device.name
-            )));
-        }
-        let boot = inner.boot_for(&opening, &device, credential)?;
-        inner.open_in_boot(&device, &boot, vdisk)
+        let device = inner.store.device_with_mac(mac)?;
+        let device = resolve::admit(mac, device.as_ref())?;
+        let boot = inner.boot_for(&opening, device, credential)?;
+        inner.open_in_boot(device, &boot, vdisk)
     }
 
     /// Drops the write caches whose device has been away longer than the grace period
@@ -403,20 +386,10 @@ impl Sessions {
 /// Proof that [`Inner::opening`] is held.
 type Opening<'a> = MutexGuard<'a, ()>;
 
-/// The folder of a device's durable write caches, relative to the store.
-fn cache_folder(mac: Mac) -> String {
-    format!("{CACHE_DIR}/{}", mac.to_string().replace(':', ""))
-}
-
-/// The mark an expired durable write cache leaves, so that a reconnect of its boot is
-/// refused also after a restart of this process.
-fn expired_mark(file: &Path) -> PathBuf {
-    file.with_extension("expired")
-}
-
 /// Deletes an expired durable write cache, leaving its mark.
 fn expire_cache_file(file: &Path) {
-    let result = std::fs::write(expired_mark(file), b"").and_then(|()| std::fs::remove_file(file));
+    let result =
+        std::fs::write(layout::expired_mark(file), b"").and_then(|()| std::fs::remove_file(file));
     if let Err(e) = result
         && e.kind() != std::io::ErrorKind::NotFound
     {

@@ -11,16 +11,14 @@ use vhd::{Disk, Overlay, OverlayLimits};
 
 use super::quota::Quota;
 use super::stats::Counters;
-use super::{
-    BootDisk, CACHE_DIR, Inner, Open, PRIVATE_DIR, Session, SessionInfo, SessionMode, cache_folder,
-    expired_mark, refused,
-};
+use super::{BootDisk, Inner, Open, Session, SessionInfo, SessionMode, refused};
 use crate::boot::Boot;
 use crate::error::{Error, ErrorKind, Result};
 use crate::file_lock::FileLock;
+use crate::layout;
 use crate::mac::Mac;
-use crate::model::{Device, DeviceType, Mode, VersionState};
-use crate::resolve::resolve_version;
+use crate::model::Device;
+use crate::resolve;
 
 /// What this process had of a boot's session before this open.
 struct OpenedBefore {
@@ -78,11 +76,7 @@ impl Inner {
             None => self.resolve(device, vdisk)?,
         };
         let cache_file = (resolved.mode == SessionMode::Standard && self.settings.durable_caches)
-            .then(|| {
-                self.dir
-                    .join(cache_folder(mac))
-                    .join(format!("{vdisk}.boot{}.vhd", boot.number))
-            });
+            .then(|| self.dir.join(layout::cache_file(mac, vdisk, boot.number)));
         let (open, cache) = self.open_disk(
             device,
             boot,
@@ -173,7 +167,7 @@ impl Inner {
                 // Made durably at the boot's first open: a boot without one never
                 // attached (also when it began before a restart), unless it expired.
                 if !file.exists() {
-                    if first && !expired_mark(file).exists() {
+                    if first && !layout::expired_mark(file).exists() {
                         self.new_disk_cache(file, &resolved.file)?;
                     } else {
                         return Err(lost(
@@ -228,54 +222,27 @@ impl Inner {
         })
     }
 
-    /// What `device` opens of `vdisk` in a boot: version, mode and file, from its
-    /// assignment as it is now.
+    /// What `device` opens of `vdisk` in a boot: version, mode and file, as
+    /// [`resolve::resolve_disk`] decides from its assignment as it is now. The one
+    /// effect is explicit: a private disk is created on its first use.
     pub(super) fn resolve(&self, device: &Device, vdisk: &str) -> Result<Resolved> {
-        let mac = device.mac;
-        let assignments = self.store.assignments(&mac.to_string())?;
-        let assignment = assignments
-            .iter()
-            .find(|a| a.vdisk == vdisk)
-            .ok_or_else(|| {
-                refused(format!(
-                    "vDisk `{vdisk}` is not assigned to device {} ({mac})",
-                    device.name
-                ))
-            })?;
-        let versions = self.store.versions(vdisk)?;
-        let number = resolve_version(&versions, device.device_type, assignment.pinned_version)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Conflict,
-                    format!("vDisk `{vdisk}` has no bootable version"),
-                )
-            })?;
-        let version = versions
-            .iter()
-            .find(|v| v.number == number)
-            .expect("resolve_version picks an existing version");
-        let file = self.dir.join(&version.file);
-        let maintenance = device.device_type == DeviceType::Maintenance
-            && assignment.pinned_version.is_none()
-            && version.state == VersionState::Maintenance;
-        Ok(if maintenance {
-            Resolved {
-                version: number,
-                mode: SessionMode::Maintenance,
-                file,
-            }
-        } else if assignment.mode == Mode::Private {
-            Resolved {
-                version: number,
-                mode: SessionMode::Private,
-                file: self.private_disk(mac, vdisk, &file)?,
-            }
-        } else {
-            Resolved {
-                version: number,
-                mode: SessionMode::Standard,
-                file,
-            }
+        let facts = self.store.boot_facts(device.mac)?;
+        let assigned = facts.assigned.iter().find(|(a, _)| a.vdisk == vdisk);
+        let plan = resolve::resolve_disk(
+            device,
+            vdisk,
+            assigned.map(|(a, _)| a),
+            assigned.map_or(&[][..], |(_, v)| v),
+        )?;
+        let file = self.dir.join(&plan.file);
+        let file = match plan.mode {
+            SessionMode::Private => self.private_disk(device.mac, vdisk, &file)?,
+            SessionMode::Standard | SessionMode::Maintenance => file,
+        };
+        Ok(Resolved {
+            version: plan.version,
+            mode: plan.mode,
+            file,
         })
     }
 
@@ -284,7 +251,7 @@ impl Inner {
         let base: Arc<dyn Disk> = self.bases.get(file)?;
         let limits = OverlayLimits {
             ram_bytes: self.settings.cache_ram_bytes,
-            spill_dir: Some(self.dir.join(CACHE_DIR)),
+            spill_dir: Some(self.dir.join(layout::CACHE_DIR)),
             quota_bytes: Some(self.settings.cache_quota_bytes),
         };
         Ok(Arc::new(Overlay::new(base, limits)?))
@@ -339,10 +306,7 @@ impl Inner {
 
     /// The private disk of `mac` for `vdisk`, created over `parent` on first use.
     pub(super) fn private_disk(&self, mac: Mac, vdisk: &str, parent: &Path) -> Result<PathBuf> {
-        let relative = format!(
-            "{PRIVATE_DIR}/{}/{vdisk}.vhd",
-            mac.to_string().replace(':', "")
-        );
+        let relative = layout::private_disk(mac, vdisk);
         let path = self.dir.join(&relative);
         if path.exists() {
             return Ok(path);

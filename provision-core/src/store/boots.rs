@@ -5,110 +5,45 @@
 
 use std::net::IpAddr;
 
-use rusqlite::{OptionalExtension, params};
-
 use super::{Store, now};
 use crate::boot::{Boot, BootCause, Token};
 use crate::error::{Error, ErrorKind, Result};
 use crate::mac::Mac;
 
-fn boot_row(mac: Mac, r: &rusqlite::Row<'_>) -> rusqlite::Result<Boot> {
-    let conv = |i, e: Error| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-    };
-    Ok(Boot {
-        mac,
-        number: r.get::<_, i64>(0)? as u64,
-        token: r.get::<_, String>(1)?.parse().map_err(|e| conv(1, e))?,
-        started_at: r.get(2)?,
-        cause: r.get::<_, String>(3)?.parse().map_err(|e| conv(3, e))?,
-        address: r.get::<_, Option<String>>(4)?.and_then(|a| a.parse().ok()),
-    })
-}
-
-fn device_id(db: &rusqlite::Connection, mac: Mac) -> Result<i64> {
-    db.query_row(
-        "SELECT id FROM devices WHERE mac = ?1",
-        [mac.to_string()],
-        |r| r.get(0),
-    )
-    .optional()?
-    .ok_or_else(|| Error::not_found("device", mac))
-}
-
 impl Store {
     /// Starts a new boot of the device with `mac`, replacing its current one, with a
     /// fresh token.
     pub fn start_boot(&self, mac: Mac, cause: BootCause, address: Option<IpAddr>) -> Result<Boot> {
-        let mut db = self.lock();
-        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let id = device_id(&tx, mac)?;
-        let previous: Option<i64> = tx
-            .query_row("SELECT number FROM boots WHERE device_id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        let boot = Boot {
-            mac,
-            number: previous.map_or(1, |n| n as u64 + 1),
-            token: Token::random(),
-            started_at: now(),
-            cause,
-            address,
-        };
-        tx.execute(
-            "INSERT INTO boots (device_id, number, token, started_at, cause, address)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (device_id) DO UPDATE SET number = excluded.number,
-                 token = excluded.token, started_at = excluded.started_at,
-                 cause = excluded.cause, address = excluded.address",
-            params![
-                id,
-                boot.number as i64,
-                boot.token.to_string(),
-                boot.started_at,
-                cause.as_str(),
-                address.map(|a| a.to_string())
-            ],
-        )?;
-        tx.commit()?;
-        Ok(boot)
+        self.write(|q| {
+            let id = q.device(&mac.to_string())?.id;
+            let previous = q.boot(id, mac)?;
+            let boot = Boot {
+                mac,
+                number: previous.map_or(1, |b| b.number + 1),
+                token: Token::random(),
+                started_at: now(),
+                cause,
+                address,
+            };
+            q.put_boot(id, &boot)?;
+            Ok(boot)
+        })
     }
 
     /// The current boot of the device with `mac`, if it ever booted.
     pub fn current_boot(&self, mac: Mac) -> Result<Option<Boot>> {
-        let db = self.lock();
-        let id = device_id(&db, mac)?;
-        Ok(db
-            .query_row(
-                "SELECT number, token, started_at, cause, address FROM boots WHERE device_id = ?1",
-                [id],
-                |r| boot_row(mac, r),
-            )
-            .optional()?)
+        self.read(|q| q.boot(q.device(&mac.to_string())?.id, mac))
     }
 
     /// Records the address the device's boot exchange showed for boot `number` (a
     /// later boot's row is left alone).
     pub fn record_boot_address(&self, mac: Mac, number: u64, address: IpAddr) -> Result<()> {
-        let db = self.lock();
-        let id = device_id(&db, mac)?;
-        db.execute(
-            "UPDATE boots SET address = ?3 WHERE device_id = ?1 AND number = ?2",
-            params![id, number as i64, address.to_string()],
-        )?;
-        Ok(())
+        self.write(|q| q.set_boot_address(q.device(&mac.to_string())?.id, number, address))
     }
 
     /// The attach secret of the device `key` (MAC or name), if it has one.
     pub fn attach_secret(&self, key: &str) -> Result<Option<Token>> {
-        let device = self.device(key)?;
-        let db = self.lock();
-        let secret: Option<String> = db.query_row(
-            "SELECT attach_secret FROM devices WHERE id = ?1",
-            [device.id],
-            |r| r.get(0),
-        )?;
+        let secret = self.read(|q| q.attach_secret(q.device(key)?.id))?;
         secret
             .map(|s| s.parse())
             .transpose()
@@ -120,12 +55,8 @@ impl Store {
     pub fn rotate_attach_secret(&self, key: &str) -> Result<Token> {
         let device = self.device(key)?;
         let secret = Token::random();
-        self.change("device.attach_secret", &device.name, "rotated", |tx| {
-            tx.execute(
-                "UPDATE devices SET attach_secret = ?2 WHERE id = ?1",
-                params![device.id, secret.to_string()],
-            )?;
-            Ok(())
+        self.change("device.attach_secret", &device.name, "rotated", |q| {
+            q.set_attach_secret(device.id, &secret.to_string())
         })?;
         Ok(secret)
     }

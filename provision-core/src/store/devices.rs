@@ -1,14 +1,12 @@
 //! Devices, their assigned vDisks and their personality.
 
-use rusqlite::{OptionalExtension, Row, params};
-
-use super::collections::{auto_add_collection, collection_in};
+use super::backend::Queries;
 use super::names::{NameOf, check_name};
-use super::vdisks::vdisk_in;
-use super::{Store, found, now, unique};
+use super::{Store, now};
 use crate::error::{Error, ErrorKind, Result};
 use crate::mac::Mac;
 use crate::model::{Assignment, Device, DeviceType, Mode};
+use crate::resolve::{self, BootFacts, Refusal};
 
 /// What listings show in place of a secret personality value.
 pub const SECRET_SHOWN: &str = "(secret, set)";
@@ -29,90 +27,30 @@ pub struct DeviceUpdate {
     pub enabled: Option<bool>,
 }
 
-const COLUMNS: &str = "d.id, d.mac, d.name, c.name, d.device_type, d.enabled";
-const FROM: &str = "devices d LEFT JOIN collections c ON c.id = d.collection_id";
-
-fn device_row(r: &Row<'_>) -> rusqlite::Result<Device> {
-    let conv = |i, e: Error| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-    };
-    Ok(Device {
-        id: r.get(0)?,
-        mac: r.get::<_, String>(1)?.parse().map_err(|e| conv(1, e))?,
-        name: r.get(2)?,
-        collection: r.get(3)?,
-        device_type: r.get::<_, String>(4)?.parse().map_err(|e| conv(4, e))?,
-        enabled: r.get(5)?,
-    })
+/// The id of the collection called `name`, if any.
+fn collection_id(q: &dyn Queries, name: Option<&str>) -> Result<Option<i64>> {
+    name.map(|c| q.collection(c).map(|c| c.id)).transpose()
 }
 
-/// Finds a device by MAC (when `key` parses as one) or else by name.
-fn device_in(db: &rusqlite::Connection, key: &str) -> Result<Device> {
-    let (column, value) = match key.parse::<Mac>() {
-        Ok(mac) => ("d.mac", mac.to_string()),
-        Err(_) => ("d.name", key.to_owned()),
-    };
-    found(
-        db.query_row(
-            &format!("SELECT {COLUMNS} FROM {FROM} WHERE {column} = ?1"),
-            [value],
-            device_row,
-        ),
-        "device",
-        key,
-    )
+/// The device with `mac`, if any.
+fn device_with_mac(q: &dyn Queries, mac: Mac) -> Result<Option<Device>> {
+    match q.device(&mac.to_string()) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
+/// Adds a device.
 fn insert_device(
-    tx: &rusqlite::Connection,
+    q: &dyn Queries,
     mac: Mac,
     name: &str,
     collection: Option<&str>,
     device_type: DeviceType,
 ) -> Result<Device> {
-    let collection_id = collection
-        .map(|c| collection_in(tx, c))
-        .transpose()?
-        .map(|c| c.id);
-    unique(
-        tx.execute(
-            "INSERT INTO devices (mac, name, collection_id, device_type, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![mac.to_string(), name, collection_id, device_type.as_str(), now()],
-        ),
-        "device",
-        &format!("{name} ({mac})"),
-    )?;
-    device_in(tx, &mac.to_string())
-}
-
-fn assignments_in(db: &rusqlite::Connection, device_id: i64) -> Result<Vec<Assignment>> {
-    let mut stmt = db.prepare(
-        "SELECT v.name, a.mode, a.pinned_version FROM assignments a JOIN vdisks v ON v.id = a.vdisk_id
-         WHERE a.device_id = ?1 ORDER BY a.position",
-    )?;
-    let rows = stmt.query_map([device_id], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?))
-    })?;
-    rows.map(|row| {
-        let (vdisk, mode, pinned_version) = row?;
-        Ok(Assignment {
-            vdisk,
-            mode: mode.parse()?,
-            pinned_version,
-        })
-    })
-    .collect()
-}
-
-/// Rewrites a device's assignment positions as 0, 1, 2, ... in the given order.
-fn renumber(tx: &rusqlite::Connection, device_id: i64, order: &[String]) -> Result<()> {
-    for (position, vdisk) in order.iter().enumerate() {
-        tx.execute(
-            "UPDATE assignments SET position = ?3 WHERE device_id = ?1 AND vdisk_id = (SELECT id FROM vdisks WHERE name = ?2)",
-            params![device_id, vdisk, position as i64],
-        )?;
-    }
-    Ok(())
+    let collection_id = collection_id(q, collection)?;
+    q.insert_device(mac, name, collection_id, device_type, now())
 }
 
 impl Store {
@@ -126,22 +64,19 @@ impl Store {
     ) -> Result<Device> {
         check_name(NameOf::Device, name)?;
         let detail = format!("mac {mac}, type {device_type}");
-        self.change("device.add", name, &detail, |tx| {
-            insert_device(tx, mac, name, collection, device_type)
+        self.change("device.add", name, &detail, |q| {
+            insert_device(q, mac, name, collection, device_type)
         })
     }
 
     /// The device with this MAC or name.
     pub fn device(&self, key: &str) -> Result<Device> {
-        device_in(&self.lock(), key)
+        self.read(|q| q.device(key))
     }
 
     /// Every device, by name.
     pub fn devices(&self) -> Result<Vec<Device>> {
-        let db = self.lock();
-        let mut stmt = db.prepare(&format!("SELECT {COLUMNS} FROM {FROM} ORDER BY d.name"))?;
-        let rows = stmt.query_map([], device_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|q| q.devices())
     }
 
     /// Changes a device's name, collection, type or enabled flag.
@@ -149,74 +84,79 @@ impl Store {
         if let Some(name) = &update.name {
             check_name(NameOf::Device, name)?;
         }
-        self.change("device.set", key, &format!("{update:?}"), |tx| {
-            let device = device_in(tx, key)?;
+        self.change("device.set", key, &format!("{update:?}"), |q| {
+            let device = q.device(key)?;
             if let Some(name) = &update.name {
-                unique(
-                    tx.execute(
-                        "UPDATE devices SET name = ?2 WHERE id = ?1",
-                        params![device.id, name],
-                    ),
-                    "device",
-                    name,
-                )?;
+                q.set_device_name(device.id, name)?;
             }
             if let Some(collection) = &update.collection {
-                let id = collection
-                    .as_deref()
-                    .map(|c| collection_in(tx, c))
-                    .transpose()?
-                    .map(|c| c.id);
-                tx.execute(
-                    "UPDATE devices SET collection_id = ?2 WHERE id = ?1",
-                    params![device.id, id],
-                )?;
+                q.set_device_collection(device.id, collection_id(q, collection.as_deref())?)?;
             }
             if let Some(device_type) = update.device_type {
-                tx.execute(
-                    "UPDATE devices SET device_type = ?2 WHERE id = ?1",
-                    params![device.id, device_type.as_str()],
-                )?;
+                q.set_device_type(device.id, device_type)?;
             }
             if let Some(enabled) = update.enabled {
-                tx.execute(
-                    "UPDATE devices SET enabled = ?2 WHERE id = ?1",
-                    params![device.id, enabled],
-                )?;
+                q.set_device_enabled(device.id, enabled)?;
             }
-            device_in(tx, &device.mac.to_string())
+            q.device(&device.mac.to_string())
         })
     }
 
     /// Removes a device with its assignments and personality.
     pub fn remove_device(&self, key: &str) -> Result<Device> {
-        self.change("device.remove", key, "", |tx| {
-            let device = device_in(tx, key)?;
-            tx.execute("DELETE FROM devices WHERE id = ?1", [device.id])?;
+        self.change("device.remove", key, "", |q| {
+            let device = q.device(key)?;
+            q.delete_device(device.id)?;
             Ok(device)
         })
     }
 
-    /// The device that boots with `mac`: a known, enabled device, or a new one added to
-    /// the auto-add collection (with that collection's default vDisk assigned).
-    ///
-    /// Unknown MACs without an auto-add collection, and disabled devices, are refused.
-    pub fn device_for_boot(&self, mac: Mac) -> Result<Device> {
-        let key = mac.to_string();
-        if let Some(device) = match self.device(&key) {
-            Ok(d) => Some(d),
-            Err(e) if e.kind() == ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        } {
-            return if device.enabled {
-                Ok(device)
-            } else {
-                Err(Error::new(
-                    ErrorKind::Refused,
-                    format!("device {} ({mac}) is disabled", device.name),
-                ))
-            };
+    /// The device with `mac`, if the store has one (enabled or not). Writes nothing.
+    pub fn device_with_mac(&self, mac: Mac) -> Result<Option<Device>> {
+        self.read(|q| device_with_mac(q, mac))
+    }
+
+    /// The records that decide what the device with `mac` boots (its device, if any,
+    /// and its assignments with their vDisks' versions), read at one point in time;
+    /// [`BootFacts::plan`] decides. Writes nothing.
+    pub fn boot_facts(&self, mac: Mac) -> Result<BootFacts> {
+        self.read(|q| {
+            let device = device_with_mac(q, mac)?;
+            let mut assigned = Vec::new();
+            if let Some(device) = &device {
+                for assignment in q.assignments(device.id)? {
+                    let versions = q.versions(q.vdisk(&assignment.vdisk)?.id)?;
+                    assigned.push((assignment, versions));
+                }
+            }
+            Ok(BootFacts {
+                mac,
+                device,
+                assigned,
+            })
+        })
+    }
+
+    /// The device that boots with `mac`: a known, enabled device, or else one
+    /// [`auto_add`](Self::auto_add)ed now. **Writes** when it adds. Unknown MACs
+    /// without an auto-add collection, and disabled devices, are refused.
+    pub fn device_or_auto_add(&self, mac: Mac) -> Result<Device> {
+        match resolve::admit(mac, self.device_with_mac(mac)?.as_ref()) {
+            Ok(device) => Ok(device.clone()),
+            Err(Refusal::UnknownDevice(_)) => self.auto_add(mac),
+            Err(refusal) => Err(refusal.into()),
         }
+    }
+
+    /// Adds the unknown device with `mac` to the collection with auto-add on (with that
+    /// collection's default vDisk assigned), within the [`AutoAddLimits`]. **Writes.**
+    ///
+    /// Refused without an auto-add collection, past the limits, and (a conflict) when a
+    /// device with `mac` exists.
+    ///
+    /// [`AutoAddLimits`]: crate::AutoAddLimits
+    pub fn auto_add(&self, mac: Mac) -> Result<Device> {
+        let key = mac.to_string();
         let name = format!("auto-{}", key.replace(':', ""));
         let now = std::time::Instant::now();
         let mut recent = self
@@ -240,19 +180,15 @@ impl Store {
             ));
         }
         let max_devices = self.auto_add.max_devices;
-        let device = self.change("device.auto_add", &name, &format!("mac {mac}"), |tx| {
-            let Some(collection) = auto_add_collection(tx)? else {
+        let device = self.change("device.auto_add", &name, &format!("mac {mac}"), |q| {
+            let Some(collection) = q.auto_add_collection()? else {
                 return Err(Error::new(
                     ErrorKind::Refused,
                     format!("unknown device {mac} refused: no collection has auto-add on"),
                 ));
             };
-            let members: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM devices WHERE collection_id = ?1",
-                [collection.id],
-                |r| r.get(0),
-            )?;
-            if members >= i64::from(max_devices) {
+            let members = q.collection_members(collection.id)?;
+            if members >= u64::from(max_devices) {
                 return Err(Error::new(
                     ErrorKind::Refused,
                     format!(
@@ -262,13 +198,15 @@ impl Store {
                     ),
                 ));
             }
-            let device = insert_device(tx, mac, &name, Some(&collection.name), collection.default_device_type)?;
+            let device = q.insert_device(
+                mac,
+                &name,
+                Some(collection.id),
+                collection.default_device_type,
+                super::now(),
+            )?;
             if let Some(vdisk) = &collection.default_vdisk {
-                let vd = vdisk_in(tx, vdisk)?;
-                tx.execute(
-                    "INSERT INTO assignments (device_id, vdisk_id, position, mode) VALUES (?1, ?2, 0, ?3)",
-                    params![device.id, vd.id, collection.default_mode.as_str()],
-                )?;
+                q.upsert_assignment(device.id, q.vdisk(vdisk)?.id, collection.default_mode)?;
             }
             Ok(device)
         })?;
@@ -285,87 +223,69 @@ impl Store {
         mode: Mode,
         position: Option<usize>,
     ) -> Result<Vec<Assignment>> {
-        self.change("device.assign", key, &format!("{vdisk} ({mode})"), |tx| {
-            let device = device_in(tx, key)?;
-            let vd = vdisk_in(tx, vdisk)?;
-            let mut order: Vec<String> = assignments_in(tx, device.id)?.into_iter().map(|a| a.vdisk).collect();
+        self.change("device.assign", key, &format!("{vdisk} ({mode})"), |q| {
+            let device = q.device(key)?;
+            let vd = q.vdisk(vdisk)?;
+            let mut order: Vec<String> = q
+                .assignments(device.id)?
+                .into_iter()
+                .map(|a| a.vdisk)
+                .collect();
             order.retain(|v| v != vdisk);
-            order.insert(position.unwrap_or(order.len()).min(order.len()), vdisk.to_owned());
-            tx.execute(
-                "INSERT INTO assignments (device_id, vdisk_id, position, mode) VALUES (?1, ?2, 0, ?3)
-                 ON CONFLICT (device_id, vdisk_id) DO UPDATE SET mode = excluded.mode",
-                params![device.id, vd.id, mode.as_str()],
-            )?;
-            renumber(tx, device.id, &order)?;
-            assignments_in(tx, device.id)
+            order.insert(
+                position.unwrap_or(order.len()).min(order.len()),
+                vdisk.to_owned(),
+            );
+            q.upsert_assignment(device.id, vd.id, mode)?;
+            q.order_assignments(device.id, &order)?;
+            q.assignments(device.id)
         })
     }
 
     /// Removes a vDisk from a device's assignments.
     pub fn unassign(&self, key: &str, vdisk: &str) -> Result<Vec<Assignment>> {
-        self.change("device.unassign", key, vdisk, |tx| {
-            let device = device_in(tx, key)?;
-            let vd = vdisk_in(tx, vdisk)?;
-            let removed = tx.execute(
-                "DELETE FROM assignments WHERE device_id = ?1 AND vdisk_id = ?2",
-                params![device.id, vd.id],
-            )?;
-            if removed == 0 {
+        self.change("device.unassign", key, vdisk, |q| {
+            let device = q.device(key)?;
+            let vd = q.vdisk(vdisk)?;
+            if !q.delete_assignment(device.id, vd.id)? {
                 return Err(Error::new(
                     ErrorKind::NotFound,
                     format!("vDisk `{vdisk}` is not assigned to device `{key}`"),
                 ));
             }
-            let order: Vec<String> = assignments_in(tx, device.id)?
+            let order: Vec<String> = q
+                .assignments(device.id)?
                 .into_iter()
                 .map(|a| a.vdisk)
                 .collect();
-            renumber(tx, device.id, &order)?;
-            assignments_in(tx, device.id)
+            q.order_assignments(device.id, &order)?;
+            q.assignments(device.id)
         })
     }
 
     /// Pins a device's assignment to one version (or unpins it with `None`).
     pub fn pin(&self, key: &str, vdisk: &str, version: Option<u32>) -> Result<Vec<Assignment>> {
-        self.change(
-            "device.pin",
-            key,
-            &format!("{vdisk} -> {version:?}"),
-            |tx| {
-                let device = device_in(tx, key)?;
-                let vd = vdisk_in(tx, vdisk)?;
-                if let Some(number) = version {
-                    let exists: Option<i64> = tx
-                        .query_row(
-                            "SELECT 1 FROM versions WHERE vdisk_id = ?1 AND number = ?2",
-                            params![vd.id, number],
-                            |r| r.get(0),
-                        )
-                        .optional()?;
-                    if exists.is_none() {
-                        return Err(Error::not_found("version", format!("{vdisk} {number}")));
-                    }
-                }
-                let changed = tx.execute(
-                "UPDATE assignments SET pinned_version = ?3 WHERE device_id = ?1 AND vdisk_id = ?2",
-                params![device.id, vd.id, version],
-            )?;
-                if changed == 0 {
-                    return Err(Error::new(
-                        ErrorKind::NotFound,
-                        format!("vDisk `{vdisk}` is not assigned to device `{key}`"),
-                    ));
-                }
-                assignments_in(tx, device.id)
-            },
-        )
+        self.change("device.pin", key, &format!("{vdisk} -> {version:?}"), |q| {
+            let device = q.device(key)?;
+            let vd = q.vdisk(vdisk)?;
+            if let Some(number) = version
+                && !q.versions(vd.id)?.iter().any(|v| v.number == number)
+            {
+                return Err(Error::not_found("version", format!("{vdisk} {number}")));
+            }
+            if !q.set_pin(device.id, vd.id, version)? {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("vDisk `{vdisk}` is not assigned to device `{key}`"),
+                ));
+            }
+            q.assignments(device.id)
+        })
     }
 
     /// A device's assigned vDisks, the default first.
     pub fn assignments(&self, key: &str) -> Result<Vec<Assignment>> {
-        let db = self.lock();
-        let device = device_in(&db, key)?;
-        assignments_in(&db, device.id)
+        self.read(|q| q.assignments(q.device(key)?.id))
     }
 
     /// Sets (`Some`) or removes (`None`) one personality value of a device.
@@ -404,29 +324,21 @@ impl Store {
             Some(_) if secret => "<secret>",
             Some(v) => v,
         };
-        self.change("personality.set", key, &format!("{name}={shown}"), |tx| {
-            let device = device_in(tx, key)?;
-            tx.execute(
-                "DELETE FROM personality WHERE device_id = ?1 AND key = ?2",
-                params![device.id, name],
-            )?;
+        self.change("personality.set", key, &format!("{name}={shown}"), |q| {
+            let device = q.device(key)?;
+            q.delete_personality(device.id, name)?;
             if let Some(value) = value {
-                let used: i64 = tx.query_row(
-                    "SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(CAST(value AS BLOB))), 0) FROM personality WHERE device_id = ?1",
-                    [device.id],
-                    |r| r.get(0),
-                )?;
-                let total = used as usize + name.len() + value.len();
+                let used = q.personality_bytes(device.id)?;
+                let total = usize::try_from(used)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(name.len() + value.len());
                 if total > PERSONALITY_LIMIT {
                     return Err(Error::new(
                         ErrorKind::Invalid,
                         format!("personality of device `{key}` would hold {total} bytes; the limit is {PERSONALITY_LIMIT}"),
                     ));
                 }
-                tx.execute(
-                    "INSERT INTO personality (device_id, key, value, secret) VALUES (?1, ?2, ?3, ?4)",
-                    params![device.id, name, value, secret],
-                )?;
+                q.insert_personality(device.id, name, value, secret)?;
             }
             Ok(())
         })
@@ -452,12 +364,6 @@ impl Store {
     }
 
     fn personality_entries(&self, key: &str) -> Result<Vec<(String, String, bool)>> {
-        let db = self.lock();
-        let device = device_in(&db, key)?;
-        let mut stmt = db.prepare(
-            "SELECT key, value, secret FROM personality WHERE device_id = ?1 ORDER BY key",
-        )?;
-        let rows = stmt.query_map([device.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|q| q.personality(q.device(key)?.id))
     }
 }

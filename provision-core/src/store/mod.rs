@@ -3,27 +3,31 @@
 //!
 //! Every change runs in one transaction together with its audit line, so a crash at any
 //! point leaves either the whole change or none of it.
+//!
+//! `Store` holds the domain's rules (names, version states, limits, what the audit log
+//! says); it reaches the database only through [`backend::Queries`], so the SQL lives
+//! in one module (`sqlite.rs`) and another backend (PostgreSQL, for several servers
+//! sharing one database) changes no caller.
 
+mod backend;
 mod boots;
 pub(crate) mod collections;
 pub(crate) mod devices;
 pub(crate) mod names;
 mod schema;
+mod sqlite;
 mod vdisks;
 
 pub(crate) use vdisks::in_use;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use backend::{AuditLine, Backend, Queries};
 
 use crate::error::{Error, Result};
 use crate::model::AuditEntry;
-
-/// The database file's name inside the store folder.
-pub const DATABASE_FILE: &str = "provision.db";
 
 /// The control-plane state of a provision server.
 ///
@@ -31,7 +35,7 @@ pub const DATABASE_FILE: &str = "provision.db";
 /// without touching the store.
 #[derive(Debug)]
 pub struct Store {
-    db: Mutex<Connection>,
+    db: Box<dyn Backend>,
     dir: Option<PathBuf>,
     actor: String,
     auto_add: AutoAddLimits,
@@ -66,34 +70,26 @@ impl Store {
             path: dir.display().to_string(),
             source,
         })?;
-        let conn = Connection::open(dir.join(DATABASE_FILE))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        Self::init(conn, Some(dir.to_path_buf()))
+        let db = sqlite::Sqlite::open(&crate::layout::database(dir))?;
+        Ok(Self::with_backend(Box::new(db), Some(dir.to_path_buf())))
     }
 
     /// A store that lives in memory only, for tests and embedders' experiments.
     pub fn in_memory() -> Result<Self> {
-        Self::init(Connection::open_in_memory()?, None)
+        Ok(Self::with_backend(
+            Box::new(sqlite::Sqlite::in_memory()?),
+            None,
+        ))
     }
 
-    fn init(mut conn: Connection, dir: Option<PathBuf>) -> Result<Self> {
-        conn.pragma_update(None, "foreign_keys", true)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let tx = conn.transaction()?;
-        for (i, migration) in (1i64..).zip(schema::MIGRATIONS).skip(done.max(0) as usize) {
-            tx.execute_batch(migration)?;
-            tx.pragma_update(None, "user_version", i)?;
-        }
-        tx.commit()?;
-        Ok(Self {
-            db: Mutex::new(conn),
+    fn with_backend(db: Box<dyn Backend>, dir: Option<PathBuf>) -> Self {
+        Self {
+            db,
             dir,
             actor: "system".to_owned(),
             auto_add: AutoAddLimits::default(),
             recent_auto_adds: Mutex::default(),
-        })
+        }
     }
 
     /// The same store, recording `actor` as the author of changes in the audit log.
@@ -122,30 +118,18 @@ impl Store {
     /// when `None`), newest first: a page of the log; the next page starts before the
     /// last line's [`AuditEntry::id`].
     pub fn audit_page(&self, limit: u32, before: Option<i64>) -> Result<Vec<AuditEntry>> {
-        let db = self.lock();
-        let mut stmt = db.prepare(
-            "SELECT id, at, actor, action, subject, detail FROM audit WHERE id < ?2 \
-             ORDER BY id DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map(rusqlite::params![limit, before.unwrap_or(i64::MAX)], |r| {
-            Ok(AuditEntry {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                actor: r.get(2)?,
-                action: r.get(3)?,
-                subject: r.get(4)?,
-                detail: r.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|q| q.audit_page(limit, before.unwrap_or(i64::MAX)))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a transaction half-applied
-        // (SQLite rolls back an unfinished one), so the connection stays usable.
-        self.db
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Runs `read` against one consistent view of the database.
+    fn read<T>(&self, read: impl FnOnce(&dyn Queries) -> Result<T>) -> Result<T> {
+        once(read, |f| self.db.read(f))
+    }
+
+    /// Runs `change` in one transaction, without an audit line (boots: the devices'
+    /// doing, not an operator's).
+    fn write<T>(&self, change: impl FnOnce(&dyn Queries) -> Result<T>) -> Result<T> {
+        once(change, |f| self.db.write(f))
     }
 
     /// Runs `change` in one immediate transaction and records it in the audit log.
@@ -154,19 +138,38 @@ impl Store {
         action: &str,
         subject: &str,
         detail: &str,
-        change: impl FnOnce(&Transaction<'_>) -> Result<T>,
+        change: impl FnOnce(&dyn Queries) -> Result<T>,
     ) -> Result<T> {
-        let mut db = self.lock();
-        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = change(&tx)?;
-        tx.execute(
-            "INSERT INTO audit (at, actor, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            (now(), &self.actor, action, subject, detail),
-        )?;
-        tx.commit()?;
+        let value = self.write(|q| {
+            let value = change(q)?;
+            q.append_audit(&AuditLine {
+                at: now(),
+                actor: &self.actor,
+                action,
+                subject,
+                detail,
+            })?;
+            Ok(value)
+        })?;
         tracing::info!(actor = %self.actor, action, subject, detail, "store changed");
         Ok(value)
     }
+}
+
+/// Runs `f` through `run` (a backend's `read` or `write`, which takes an `FnMut` to
+/// stay object-safe and calls it once), returning its value.
+fn once<T>(
+    f: impl FnOnce(&dyn Queries) -> Result<T>,
+    run: impl FnOnce(&mut dyn FnMut(&dyn Queries) -> Result<()>) -> Result<()>,
+) -> Result<T> {
+    let mut f = Some(f);
+    let mut value = None;
+    run(&mut |q| {
+        let f = f.take().expect("a backend runs a closure once");
+        value = Some(f(q)?);
+        Ok(())
+    })?;
+    Ok(value.expect("the backend ran the closure"))
 }
 
 /// Seconds since the Unix epoch.
@@ -176,25 +179,45 @@ pub(crate) fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Maps "no row" to a NotFound error naming the object.
-pub(crate) fn found<T>(row: rusqlite::Result<T>, what: &str, name: &str) -> Result<T> {
-    match row {
-        Err(rusqlite::Error::QueryReturnedNoRows) => Err(Error::not_found(what, name)),
-        other => Ok(other?),
-    }
-}
-
-/// Maps a UNIQUE constraint failure to a Conflict error naming the object.
-pub(crate) fn unique<T>(result: rusqlite::Result<T>, what: &str, name: &str) -> Result<T> {
-    match result {
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            Err(Error::new(
-                crate::error::ErrorKind::Conflict,
-                format!("{what} `{name}` already exists"),
-            ))
+#[cfg(test)]
+mod tests {
+    /// The SQL lives in the backend (and the schema): every other file of the crate
+    /// reaches the database through `backend::Queries`.
+    #[test]
+    fn sql_lives_in_the_backend_only() {
+        fn walk(dir: &std::path::Path, files: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, files);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
+            }
         }
-        other => Ok(other?),
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        walk(&src, &mut files);
+        assert!(files.len() > 20, "{files:?}");
+        let backend = [src.join("store/sqlite.rs"), src.join("store/schema.rs")];
+        for file in files.iter().filter(|f| !backend.contains(f)) {
+            let text = std::fs::read_to_string(file).unwrap();
+            // Code, not the tests (this one names what it looks for).
+            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for sql in [
+                "SELECT ",
+                "INSERT INTO",
+                "UPDATE ",
+                "DELETE FROM",
+                "rusqlite::",
+            ] {
+                let found = text
+                    .lines()
+                    .any(|line| line.contains(sql) && !line.trim_start().starts_with("//"));
+                // The one error type names the SQLite error it wraps.
+                let allowed = file.ends_with("error.rs") && sql == "rusqlite::";
+                assert!(!found || allowed, "{sql:?} in {}", file.display());
+            }
+        }
     }
 }

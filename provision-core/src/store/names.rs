@@ -2,7 +2,7 @@
 //! name is stored or used to make a path.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::session::{CACHE_DIR, PRIVATE_DIR, UPLOAD_DIR};
+use crate::layout::RESERVED_DIRS;
 
 /// The longest name, in characters (all ASCII, so also in bytes).
 pub const MAX_NAME_LEN: usize = 64;
@@ -36,7 +36,7 @@ impl NameOf {
 /// no shell quotes and no command line takes for an option.
 ///
 /// A vDisk's name is its folder in the store (`<store>/<name>/v0.vhd`), so it may not
-/// be one of the store's own folders either ([`CACHE_DIR`], [`PRIVATE_DIR`], [`UPLOAD_DIR`]).
+/// be one of the store's own folders either ([`RESERVED_DIRS`]).
 ///
 /// # Errors
 ///
@@ -60,7 +60,7 @@ pub fn check_name(of: NameOf, name: &str) -> Result<()> {
             ),
         ));
     }
-    if of == NameOf::VDisk && [CACHE_DIR, PRIVATE_DIR, UPLOAD_DIR].contains(&name) {
+    if of == NameOf::VDisk && RESERVED_DIRS.contains(&name) {
         return Err(Error::new(
             ErrorKind::Invalid,
             format!("vDisk name `{name}` is reserved: the store keeps its own files there"),
@@ -103,7 +103,7 @@ mod tests {
                 assert!(e.to_string().contains("is not allowed"), "{e}");
             }
         }
-        for name in [CACHE_DIR, PRIVATE_DIR, UPLOAD_DIR] {
+        for name in RESERVED_DIRS {
             let e = check_name(NameOf::VDisk, name).unwrap_err();
             assert!(e.to_string().contains("reserved"), "{e}");
         }

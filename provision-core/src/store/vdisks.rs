@@ -1,64 +1,15 @@
 //! vDisks and their versions: add, list, new version, promote, roll back.
 
-use rusqlite::{OptionalExtension, Row, Transaction, params};
-
+use super::backend::Queries;
 use super::names::{NameOf, check_name};
-use super::{Store, found, now, unique};
+use super::{Store, now};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{VDisk, Version, VersionState};
 
-fn vdisk_row(r: &Row<'_>) -> rusqlite::Result<VDisk> {
-    Ok(VDisk {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        size: r.get::<_, i64>(2)? as u64,
-        description: r.get(3)?,
-    })
-}
-
-fn version_row(r: &Row<'_>) -> rusqlite::Result<Version> {
-    let state: String = r.get(3)?;
-    Ok(Version {
-        vdisk_id: r.get(0)?,
-        number: r.get(1)?,
-        file: r.get(2)?,
-        state: state.parse().map_err(|e: Error| {
-            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into())
-        })?,
-        note: r.get(4)?,
-        created_at: r.get(5)?,
-    })
-}
-
-const VDISK_COLUMNS: &str = "id, name, size, description";
-const VERSION_COLUMNS: &str = "vdisk_id, number, file, state, note, created_at";
-
-pub(crate) fn vdisk_in(tx: &rusqlite::Connection, name: &str) -> Result<VDisk> {
-    found(
-        tx.query_row(
-            &format!("SELECT {VDISK_COLUMNS} FROM vdisks WHERE name = ?1"),
-            [name],
-            vdisk_row,
-        ),
-        "vDisk",
-        name,
-    )
-}
-
-fn versions_in(tx: &rusqlite::Connection, vdisk_id: i64) -> Result<Vec<Version>> {
-    let mut stmt = tx.prepare(&format!(
-        "SELECT {VERSION_COLUMNS} FROM versions WHERE vdisk_id = ?1 ORDER BY number"
-    ))?;
-    let rows = stmt.query_map([vdisk_id], version_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-fn set_state(tx: &Transaction<'_>, vdisk_id: i64, number: u32, state: VersionState) -> Result<()> {
-    tx.execute(
-        "UPDATE versions SET state = ?3 WHERE vdisk_id = ?1 AND number = ?2",
-        params![vdisk_id, number, state.as_str()],
-    )?;
-    Ok(())
+/// The versions of the vDisk called `name`, with its id.
+fn versions_of(q: &dyn Queries, name: &str) -> Result<(i64, Vec<Version>)> {
+    let vdisk = q.vdisk(name)?;
+    Ok((vdisk.id, q.versions(vdisk.id)?))
 }
 
 impl Store {
@@ -66,46 +17,35 @@ impl Store {
     /// (relative to the store folder).
     pub fn add_vdisk(&self, name: &str, size: u64, description: &str, file: &str) -> Result<VDisk> {
         check_name(NameOf::VDisk, name)?;
-        let size_i64 = i64::try_from(size).ok().filter(|s| *s > 0).ok_or_else(|| {
-            Error::new(
+        if size == 0 || i64::try_from(size).is_err() {
+            return Err(Error::new(
                 ErrorKind::Invalid,
                 format!("vDisk size {size} is out of range"),
-            )
-        })?;
+            ));
+        }
         let detail = format!("size {size}, base {file}");
-        self.change("vdisk.add", name, &detail, |tx| {
-            unique(
-                tx.execute(
-                    "INSERT INTO vdisks (name, size, description, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![name, size_i64, description, now()],
-                ),
-                "vDisk",
-                name,
-            )?;
-            let id = tx.last_insert_rowid();
-            unique(
-                tx.execute(
-                    "INSERT INTO versions (vdisk_id, number, file, state, created_at) VALUES (?1, 0, ?2, 'production', ?3)",
-                    params![id, file, now()],
-                ),
-                "version file",
-                file,
-            )?;
-            vdisk_in(tx, name)
+        self.change("vdisk.add", name, &detail, |q| {
+            let vdisk = q.insert_vdisk(name, size, description, now())?;
+            q.insert_version(&Version {
+                vdisk_id: vdisk.id,
+                number: 0,
+                file: file.to_owned(),
+                state: VersionState::Production,
+                note: String::new(),
+                created_at: now(),
+            })?;
+            Ok(vdisk)
         })
     }
 
     /// The vDisk called `name`.
     pub fn vdisk(&self, name: &str) -> Result<VDisk> {
-        vdisk_in(&self.lock(), name)
+        self.read(|q| q.vdisk(name))
     }
 
     /// Every vDisk, by name.
     pub fn vdisks(&self) -> Result<Vec<VDisk>> {
-        let db = self.lock();
-        let mut stmt = db.prepare(&format!("SELECT {VDISK_COLUMNS} FROM vdisks ORDER BY name"))?;
-        let rows = stmt.query_map([], vdisk_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|q| q.vdisks())
     }
 
     /// Removes a vDisk that no device has assigned; returns its version files (relative
@@ -113,41 +53,31 @@ impl Store {
     /// [`crate::Sessions::clean_leftover_files`] (or [`crate::clean_leftover_files`])
     /// deletes them once no session uses them.
     pub fn remove_vdisk(&self, name: &str) -> Result<Vec<String>> {
-        self.change("vdisk.remove", name, "", |tx| {
-            let vdisk = vdisk_in(tx, name)?;
-            let users: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM assignments WHERE vdisk_id = ?1",
-                [vdisk.id],
-                |r| r.get(0),
-            )?;
+        self.change("vdisk.remove", name, "", |q| {
+            let vdisk = q.vdisk(name)?;
+            let users = q.vdisk_users(vdisk.id)?;
             if users > 0 {
                 return Err(Error::new(
                     ErrorKind::Conflict,
                     format!("vDisk `{name}` is still assigned to {users} device(s)"),
                 ));
             }
-            let files = versions_in(tx, vdisk.id)?
-                .into_iter()
-                .map(|v| v.file)
-                .collect();
-            tx.execute("DELETE FROM vdisks WHERE id = ?1", [vdisk.id])?;
+            let files = q.versions(vdisk.id)?.into_iter().map(|v| v.file).collect();
+            q.delete_vdisk(vdisk.id)?;
             Ok(files)
         })
     }
 
     /// The versions of a vDisk, oldest (the base) first.
     pub fn versions(&self, vdisk: &str) -> Result<Vec<Version>> {
-        let db = self.lock();
-        let vdisk = vdisk_in(&db, vdisk)?;
-        versions_in(&db, vdisk.id)
+        self.read(|q| Ok(versions_of(q, vdisk)?.1))
     }
 
     /// Records version N+1 (image `file`, a differencing image over version N) in the
     /// maintenance state. Only one version may be in maintenance at a time.
     pub fn add_version(&self, vdisk: &str, file: &str, note: &str) -> Result<Version> {
-        self.change("version.new", vdisk, &format!("file {file}: {note}"), |tx| {
-            let vd = vdisk_in(tx, vdisk)?;
-            let versions = versions_in(tx, vd.id)?;
+        self.change("version.new", vdisk, &format!("file {file}: {note}"), |q| {
+            let (id, versions) = versions_of(q, vdisk)?;
             if let Some(open) = versions.iter().find(|v| v.state == VersionState::Maintenance) {
                 return Err(Error::new(
                     ErrorKind::Conflict,
@@ -157,34 +87,32 @@ impl Store {
                     ),
                 ));
             }
-            let number = versions.last().map_or(0, |v| v.number + 1);
-            unique(
-                tx.execute(
-                    "INSERT INTO versions (vdisk_id, number, file, state, note, created_at) VALUES (?1, ?2, ?3, 'maintenance', ?4, ?5)",
-                    params![vd.id, number, file, note, now()],
-                ),
-                "version file",
-                file,
-            )?;
-            Ok(versions_in(tx, vd.id)?.pop().expect("the version just inserted"))
+            let version = Version {
+                vdisk_id: id,
+                number: versions.last().map_or(0, |v| v.number + 1),
+                file: file.to_owned(),
+                state: VersionState::Maintenance,
+                note: note.to_owned(),
+                created_at: now(),
+            };
+            q.insert_version(&version)?;
+            Ok(version)
         })
     }
 
     /// The newest version, if any, that a newer version does not depend on: the one
     /// [`Store::remove_newest_version`] would remove.
-    fn newest(tx: &rusqlite::Connection, vdisk: &str) -> Result<(i64, Version)> {
-        let vd = vdisk_in(tx, vdisk)?;
-        let newest = versions_in(tx, vd.id)?
-            .pop()
-            .expect("every vDisk has a base");
-        Ok((vd.id, newest))
+    fn newest(q: &dyn Queries, vdisk: &str) -> Result<(i64, Version)> {
+        let (id, mut versions) = versions_of(q, vdisk)?;
+        let newest = versions.pop().expect("every vDisk has a base");
+        Ok((id, newest))
     }
 
     /// Moves the newest version one step on: maintenance -> test -> production (the old
     /// production version becomes superseded). Returns the promoted version.
     pub fn promote(&self, vdisk: &str) -> Result<Version> {
-        self.change("version.promote", vdisk, "", |tx| {
-            let (id, newest) = Self::newest(tx, vdisk)?;
+        self.change("version.promote", vdisk, "", |q| {
+            let (id, newest) = Self::newest(q, vdisk)?;
             // A maintenance device writing the version keeps it until its session ends:
             // test devices must not see it change under them.
             let _writers_kept_out = match (&self.dir, newest.state) {
@@ -208,12 +136,13 @@ impl Store {
                 }
             };
             if next == VersionState::Production {
-                tx.execute(
-                    "UPDATE versions SET state = 'superseded' WHERE vdisk_id = ?1 AND state = 'production'",
-                    [id],
-                )?;
+                for current in q.versions(id)? {
+                    if current.state == VersionState::Production {
+                        q.set_version_state(id, current.number, VersionState::Superseded)?;
+                    }
+                }
             }
-            set_state(tx, id, newest.number, next)?;
+            q.set_version_state(id, newest.number, next)?;
             Ok(Version { state: next, ..newest })
         })
     }
@@ -227,9 +156,8 @@ impl Store {
     /// Makes the previous production version current again; the rolled-back version
     /// returns to test. Returns the version that is now in production.
     pub fn rollback(&self, vdisk: &str) -> Result<Version> {
-        self.change("version.rollback", vdisk, "", |tx| {
-            let vd = vdisk_in(tx, vdisk)?;
-            let versions = versions_in(tx, vd.id)?;
+        self.change("version.rollback", vdisk, "", |q| {
+            let (id, versions) = versions_of(q, vdisk)?;
             let current = versions
                 .iter()
                 .find(|v| v.state == VersionState::Production);
@@ -243,8 +171,8 @@ impl Store {
                     format!("vDisk `{vdisk}` has no earlier production version to roll back to"),
                 ));
             };
-            set_state(tx, vd.id, current.number, VersionState::Test)?;
-            set_state(tx, vd.id, previous.number, VersionState::Production)?;
+            q.set_version_state(id, current.number, VersionState::Test)?;
+            q.set_version_state(id, previous.number, VersionState::Production)?;
             Ok(Version {
                 state: VersionState::Production,
                 ..previous.clone()
@@ -257,8 +185,8 @@ impl Store {
     /// [`crate::Sessions::clean_leftover_files`] deletes once no session and no private
     /// disk needs it.
     pub fn remove_newest_version(&self, vdisk: &str) -> Result<Version> {
-        self.change("version.remove", vdisk, "", |tx| {
-            let (id, newest) = Self::newest(tx, vdisk)?;
+        self.change("version.remove", vdisk, "", |q| {
+            let (id, newest) = Self::newest(q, vdisk)?;
             if newest.number == 0 || newest.state == VersionState::Production {
                 return Err(Error::new(
                     ErrorKind::Conflict,
@@ -269,10 +197,7 @@ impl Store {
                     ),
                 ));
             }
-            tx.execute(
-                "DELETE FROM versions WHERE vdisk_id = ?1 AND number = ?2",
-                params![id, newest.number],
-            )?;
+            q.delete_version(id, newest.number)?;
             Ok(newest)
         })
     }
@@ -284,26 +209,14 @@ impl Store {
             "version.replace_file",
             vdisk,
             &format!("version {number} -> {file}"),
-            |tx| {
-                let vd = vdisk_in(tx, vdisk)?;
-                let old: Option<String> = tx
-                    .query_row(
-                        "SELECT file FROM versions WHERE vdisk_id = ?1 AND number = ?2",
-                        params![vd.id, number],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                let old =
-                    old.ok_or_else(|| Error::not_found("version", format!("{vdisk} {number}")))?;
-                unique(
-                    tx.execute(
-                        "UPDATE versions SET file = ?3 WHERE vdisk_id = ?1 AND number = ?2",
-                        params![vd.id, number, file],
-                    ),
-                    "version file",
-                    file,
-                )?;
-                Ok(old)
+            |q| {
+                let (id, versions) = versions_of(q, vdisk)?;
+                let old = versions
+                    .into_iter()
+                    .find(|v| v.number == number)
+                    .ok_or_else(|| Error::not_found("version", format!("{vdisk} {number}")))?;
+                q.set_version_file(id, number, file)?;
+                Ok(old.file)
             },
         )
     }
