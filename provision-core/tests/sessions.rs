@@ -582,3 +582,27 @@ fn durable_caches_know_never_attached_from_expired_across_restarts() {
     let refused = sessions.open(mac(1), "lab", &boot.token).unwrap_err();
     assert!(refused.to_string().contains("expired"), "{refused}");
 }
+
+/// A connection that ends while the device reconnects (its session is being dropped,
+/// its durable cache being flushed) does not get the reconnect refused.
+#[test]
+fn a_reconnect_while_the_last_connection_closes_finds_its_cache() {
+    let (_dir, store) = lab!();
+    let sessions = Sessions::new(store, SessionSettings::default()).unwrap();
+    let boot = sessions
+        .start_boot(mac(1), BootCause::Dhcp, None)
+        .unwrap()
+        .boot;
+    let mut session = sessions.open(mac(1), "lab", &boot.token).unwrap();
+    session.write_at(b"kept", 0).unwrap();
+    for round in 0..50 {
+        // The old connection's session drops on another thread as the new one opens.
+        let closing = std::thread::spawn(move || drop(session));
+        let reopened = sessions.open(mac(1), "lab", &boot.token);
+        closing.join().unwrap();
+        session = reopened.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let mut back = [0u8; 4];
+        session.read_at(&mut back, 0).unwrap();
+        assert_eq!(&back, b"kept", "round {round}");
+    }
+}

@@ -20,6 +20,10 @@ use crate::mac::Mac;
 use crate::model::Device;
 use crate::resolve;
 
+/// How long a reconnect waits for the boot's closing session of the same vDisk to
+/// flush and give its file back.
+const CLOSE_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What this process had of a boot's session before this open.
 struct OpenedBefore {
     /// The RAM write cache it kept.
@@ -77,6 +81,15 @@ impl Inner {
         };
         let cache_file = (resolved.mode == SessionMode::Standard && self.settings.durable_caches)
             .then(|| self.dir.join(layout::cache_file(mac, vdisk, boot.number)));
+        let writer = match resolved.mode {
+            SessionMode::Standard => cache_file.clone(),
+            _ => Some(resolved.file.clone()),
+        };
+        if let (false, Some(file)) = (first, &writer) {
+            // The boot's last session of this vDisk may be closing right now (its
+            // connection just ended): it gives its file back in a moment.
+            self.wait_for_writer(file);
+        }
         let (open, cache) = self.open_disk(
             device,
             boot,
@@ -89,10 +102,6 @@ impl Inner {
             },
             cache_file.as_deref(),
         )?;
-        let writer = match resolved.mode {
-            SessionMode::Standard => cache_file.clone(),
-            _ => Some(resolved.file.clone()),
-        };
         let info = SessionInfo {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             mac,
@@ -255,6 +264,14 @@ impl Inner {
             quota_bytes: Some(self.settings.cache_quota_bytes),
         };
         Ok(Arc::new(Overlay::new(base, limits)?))
+    }
+
+    /// Waits (at most [`CLOSE_TIME`]) until no session of this process writes `file`.
+    fn wait_for_writer(&self, file: &Path) {
+        let deadline = std::time::Instant::now() + CLOSE_TIME;
+        while self.lock().writers.contains(file) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     /// Opens `file` read-write for one session at a time, in this process and any
