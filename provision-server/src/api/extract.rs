@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::ApiError;
 
 /// Time a client has to send a request body.
-pub(super) const BODY_TIME: Duration = Duration::from_secs(30);
+pub(crate) const BODY_TIME: Duration = Duration::from_secs(30);
 
 /// A JSON body, read within [`BODY_TIME`] (and the router's size limit).
 pub(crate) struct Json<T>(pub T);

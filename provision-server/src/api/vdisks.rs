@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{ADMIN, Needs, OPERATOR, VIEWER};
-use super::extract::{Json, Path, Query};
+use super::extract::{BODY_TIME, Json, Path, Query};
 use super::jobs::Job;
 use super::{ApiError, Shared, on_store};
 use crate::admin::ops;
@@ -126,8 +126,14 @@ async fn import_vdisk(
         let file = receive(&s, &who, &name, body, length).await?;
         (file, query.description, true)
     } else {
-        let request = axum::body::to_bytes(body, super::MAX_BODY)
+        let request = tokio::time::timeout(BODY_TIME, axum::body::to_bytes(body, super::MAX_BODY))
             .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive in time",
+                )
+            })?
             .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
         let ImportFromFolder { file, description } = serde_json::from_slice(&request)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body: {e}")))?;
