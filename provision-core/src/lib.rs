@@ -32,6 +32,8 @@ pub mod adapters;
 mod boot;
 mod error;
 mod file_lock;
+#[doc(hidden)]
+pub mod fuzzing;
 mod images;
 mod mac;
 mod merge;
