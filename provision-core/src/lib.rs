@@ -37,6 +37,8 @@ pub mod adapters;
 mod boot;
 mod error;
 mod file_lock;
+#[doc(hidden)]
+pub mod fuzzing;
 mod images;
 pub mod layout;
 mod mac;

@@ -1,17 +1,20 @@
-//! Replays the seed corpus of the fuzz target `export_name` (in `fuzz/corpus/`) through
-//! the function the target calls, so stable CI runs it.
+//! Replays the seed corpora of the fuzz targets `export_name` and `tftp_path` (in
+//! `fuzz/corpus/`) through the functions the targets call, so stable CI runs them.
+
+use testkit::replay_corpus as replay;
 
 #[test]
 fn export_name_corpus() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/export_name");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
-        if let Ok(name) = std::str::from_utf8(&data) {
+    replay("export_name", |data| {
+        if let Ok(name) = std::str::from_utf8(data) {
             provision_core::adapters::nbd::check_export_name(name);
         }
-        seen += 1;
-    }
-    assert!(seen > 0, "empty corpus {}", dir.display());
+    });
+}
+
+#[test]
+fn tftp_path_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = provision_core::fuzzing::TftpPaths::new(dir.path()).unwrap();
+    replay("tftp_path", |data| paths.open(data));
 }

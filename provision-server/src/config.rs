@@ -332,7 +332,6 @@ impl Default for Log {
 }
 
 impl Config {
-    /// Reads `path`; a relative store folder is taken from the file's folder.
     /// Warns when the file at `path`, which holds the API token, is readable by others
     /// than the service.
     pub fn warn_if_token_readable(&self, path: &Path) {
@@ -351,12 +350,29 @@ impl Config {
         }
     }
 
+    /// Reads and checks the file at `path` (see [`Config::parse`]); relative folders
+    /// are taken from the file's folder.
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let mut config: Config =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         let dir = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, dir).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses and checks the text of a configuration file: TOML with no unknown keys,
+    /// then every value the services will need (sizes, the write-cache kind, DHCP
+    /// settings when enabled, the API's exposure, the log format). Relative folders
+    /// (store, TFTP root, import folder) are taken from `dir`. Reads no file.
+    ///
+    /// ```
+    /// use provision_server::Config;
+    /// let config = Config::parse("[nbd]\nmax_buffered = \"64M\"\n", "/etc/provision".as_ref())?;
+    /// assert_eq!(config.store, std::path::Path::new("/etc/provision/store"));
+    /// assert!(Config::parse("[nbd]\nmax_bufered = \"64M\"\n", "/".as_ref()).is_err());
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn parse(text: &str, dir: &Path) -> Result<Self, String> {
+        let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         if config.store.is_relative() {
             config.store = dir.join(&config.store);
         }
@@ -368,26 +384,14 @@ impl Config {
         }
         config.session_settings()?;
         if config.dhcp.enabled {
-            let settings = config
-                .dhcp
-                .settings(&config.boot.settings().prefix)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let settings = config.dhcp.settings(&config.boot.settings().prefix)?;
             if config.dhcp.mode == DhcpMode::Full {
-                config
-                    .dhcp
-                    .full_config(settings.server_ip)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                config.dhcp.full_config(settings.server_ip)?;
             }
         }
-        config
-            .api
-            .check()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        config.api.check()?;
         if !matches!(config.log.format.as_str(), "text" | "json") {
-            return Err(format!(
-                "{}: log.format must be \"text\" or \"json\"",
-                path.display()
-            ));
+            return Err("log.format must be \"text\" or \"json\"".into());
         }
         Ok(config)
     }

@@ -13,6 +13,8 @@ pub mod admin;
 mod api;
 pub mod config;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 mod metrics;
 pub mod output;
 pub mod resources;
@@ -26,19 +28,32 @@ use std::fmt;
 
 /// The TCP congestion control named in a configuration or on the command line, as
 /// `nbd_proto::driver::server::ServerConfig::congestion_control` takes it: `system`
-/// keeps the machine's (`None`); any other name goes to the kernel as it is (kept for
-/// the life of the process: it is read once, at start-up).
+/// keeps the machine's (`None`); any other name goes to the kernel as it is. Names are
+/// kept for the life of the process, each one once however often it is asked for (the
+/// config fuzz target found the old `Box::leak` per call leaking).
 ///
 /// ```
 /// use provision_server::congestion_control;
 /// assert_eq!(congestion_control("cubic"), Some("cubic"));
 /// assert_eq!(congestion_control("system"), None);
+/// let bbr = congestion_control("bbr").unwrap();
+/// assert!(std::ptr::eq(bbr, congestion_control(" bbr ").unwrap()));
 /// ```
 pub fn congestion_control(name: &str) -> Option<&'static str> {
+    static NAMES: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     match name.trim() {
         "system" => None,
         "cubic" => Some("cubic"),
-        other => Some(Box::leak(other.to_owned().into_boxed_str())),
+        other => {
+            let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(known) = names.get(other) {
+                return Some(known);
+            }
+            let kept: &'static str = Box::leak(other.to_owned().into_boxed_str());
+            names.insert(kept);
+            Some(kept)
+        }
     }
 }
 
@@ -158,6 +173,20 @@ pub fn init_logging_at(json: bool, default_level: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name asked for again is the same allocation: a configuration read many times
+    /// (or fuzzed) does not grow the process.
+    #[test]
+    fn congestion_control_names_are_kept_once() {
+        let first = congestion_control("fuzz-cc-name").unwrap();
+        for _ in 0..3 {
+            assert!(std::ptr::eq(
+                first,
+                congestion_control("fuzz-cc-name").unwrap()
+            ));
+        }
+        assert_eq!(congestion_control("system"), None);
+    }
 
     #[test]
     fn sizes() {

@@ -133,6 +133,24 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Feeds every file of the fuzz target `target`'s seed corpus (`fuzz/corpus/<target>/`)
+/// to `run`, the function the target calls, so stable CI replays it.
+///
+/// # Panics
+///
+/// When the corpus folder is missing or empty, or when `run` panics.
+pub fn replay_corpus(target: &str, mut run: impl FnMut(&[u8])) {
+    let dir = workspace_root().join("fuzz/corpus").join(target);
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("a corpus entry").path();
+        let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        run(&data);
+        seen += 1;
+    }
+    assert!(seen > 0, "empty corpus {}", dir.display());
+}
+
 /// The shared fixtures (`../shared/fixtures` beside the checkout), or `None` outside CI
 /// when they are absent.
 ///

@@ -35,7 +35,7 @@ use tokio::net::TcpListener;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use auth::{Credential, credentials};
+pub use auth::{Credential, Role, credentials};
 pub(crate) use error::ApiError;
 
 use crate::metrics::Metrics;
@@ -75,6 +75,14 @@ pub(crate) struct State {
 type Shared = Arc<State>;
 
 impl State {
+    /// The state of an API serving `api`, with no jobs yet.
+    pub(crate) fn new(api: Api) -> Self {
+        Self {
+            api,
+            jobs: Jobs::default(),
+        }
+    }
+
     /// Opens the store as `actor`, for one request.
     fn store(&self, actor: &str) -> Result<Store, ApiError> {
         Ok(Store::open(&self.api.store_dir)?.with_actor(actor))
@@ -128,6 +136,8 @@ pub(crate) fn routes(state: Shared) -> (Router, utoipa::openapi::OpenApi) {
             }),
         )
         .route("/metrics", axum::routing::get(server::metrics))
+        // After every route: it applies to the routes present when it is set.
+        .method_not_allowed_fallback(error::wrong_method)
         .fallback(error::no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
@@ -149,11 +159,7 @@ pub async fn start(
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     api.services.insert("api".into(), Some(addr.to_string()));
     tracing::info!(%addr, tokens = api.tokens.len(), "admin API listening");
-    let state = Arc::new(State {
-        api,
-        jobs: Jobs::default(),
-    });
-    let (router, _) = routes(state);
+    let (router, _) = routes(Arc::new(State::new(api)));
     Ok((tokio::spawn(serve(listener, router)), addr))
 }
 
