@@ -125,7 +125,7 @@ impl ApiRequests {
         let api = api::Api {
             store_dir,
             import_folder,
-            sessions,
+            sessions: sessions.clone(),
             tokens: vec![
                 Credential {
                     name: "admin".into(),
@@ -140,8 +140,12 @@ impl ApiRequests {
             ],
             started: Instant::now(),
             services: Default::default(),
-            tftp: Default::default(),
-            dhcp: None,
+            metrics: crate::metrics::Metrics::new(
+                sessions.clone(),
+                Default::default(),
+                None,
+                Instant::now(),
+            ),
         };
         let (router, _) = api::routes(Arc::new(api::State::new(api)));
         let runtime = tokio::runtime::Builder::new_current_thread()
