@@ -1,6 +1,6 @@
 //! `pxe-serve`: ProxyDHCP (or full DHCP) with a fixed boot policy, from provisiond's
 //! `[dhcp]` keys and flags. provisiond answers from its store's devices instead (see
-//! `server.rs`); both bind the `pxe` driver through [`bind`].
+//! `server.rs`); both bind the `pxe` driver through one `bind` function.
 
 use std::collections::BTreeMap;
 use std::future::Future;
