@@ -6,7 +6,7 @@
 //!   operational negotiation, discovery (SendTargets) and normal sessions, the
 //!   CmdSN window, immediate/unsolicited/R2T data, Data-In with phase-collapsed status,
 //!   NOP, task management, logout. Bytes in, bytes out;
-//! * `scsi`: the SPC-4/SBC-3 block command set over a positional `BlockDevice`;
+//! * [`scsi`]: the SPC-4/SBC-3 block command set over a positional [`BlockDevice`];
 //! * `driver` (feature `server`): a tokio listener serving one target with one LUN.
 //!
 //! What it is not: an initiator, a multi-connection or error-recovery (ERL > 0)
@@ -31,6 +31,8 @@
 
 pub mod digest;
 mod error;
+pub mod scsi;
 pub mod wire;
 
 pub use error::{Error, ErrorKind};
+pub use scsi::BlockDevice;
