@@ -2,7 +2,7 @@
 //!
 //! * [`wire`]: PDUs as values (every opcode a target sends or receives), the text
 //!   key=value codec, CRC32C digests ([`digest`]);
-//! * `session`: a sans-IO target connection: login (AuthMethod None and CHAP),
+//! * [`session`]: a sans-IO target connection: login (AuthMethod None and CHAP),
 //!   operational negotiation, discovery (SendTargets) and normal sessions, the
 //!   CmdSN window, immediate/unsolicited/R2T data, Data-In with phase-collapsed status,
 //!   NOP, task management, logout. Bytes in, bytes out;
@@ -32,6 +32,7 @@
 pub mod digest;
 mod error;
 pub mod scsi;
+pub mod session;
 pub mod wire;
 
 pub use error::{Error, ErrorKind};

@@ -101,6 +101,30 @@ pub fn cdb_len(opcode: u8) -> usize {
     }
 }
 
+/// How many bytes of data-out a CDB asks for (the residual of a write is measured
+/// against it); `None` for an opcode this unit does not know.
+pub fn data_out_len(cdb: &[u8], block_size: u32) -> Option<u64> {
+    let bs = u64::from(block_size);
+    let op = *cdb.first()?;
+    if cdb.len() < cdb_len(op) {
+        return None;
+    }
+    Some(match op {
+        op::WRITE_6 => bs * if cdb[4] == 0 { 256 } else { u64::from(cdb[4]) },
+        op::WRITE_10 => bs * u64::from(be16(cdb, 7)),
+        op::WRITE_12 => bs * u64::from(be32(cdb, 6)),
+        op::WRITE_16 => bs * u64::from(be32(cdb, 10)),
+        op::UNMAP => u64::from(be16(cdb, 7)),
+        op::WRITE_SAME_10 | op::WRITE_SAME_16 if cdb[1] & 0x01 == 0 => bs,
+        op::WRITE_SAME_10 | op::WRITE_SAME_16 => 0,
+        op::TEST_UNIT_READY
+        | op::SYNCHRONIZE_CACHE_10
+        | op::SYNCHRONIZE_CACHE_16
+        | op::START_STOP_UNIT => 0,
+        _ => return None,
+    })
+}
+
 /// Operation codes.
 mod op {
     pub const TEST_UNIT_READY: u8 = 0x00;

@@ -12,6 +12,6 @@ mod commands;
 mod device;
 mod sense;
 
-pub use commands::{Identity, Lu, Outcome};
+pub use commands::{Identity, Lu, MAX_TRANSFER_BYTES, Outcome, cdb_len, data_out_len};
 pub use device::{BlockDevice, MemDisk};
 pub use sense::{Sense, status};
