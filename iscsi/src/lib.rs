@@ -7,7 +7,7 @@
 //!   CmdSN window, immediate/unsolicited/R2T data, Data-In with phase-collapsed status,
 //!   NOP, task management, logout. Bytes in, bytes out;
 //! * [`scsi`]: the SPC-4/SBC-3 block command set over a positional [`BlockDevice`];
-//! * `driver` (feature `server`): a tokio listener serving one target with one LUN.
+//! * [`driver`] (feature `server`): a tokio listener serving one target with one LUN.
 //!
 //! What it is not: an initiator, a multi-connection or error-recovery (ERL > 0)
 //! implementation, or a SCSI target for anything but direct-access block devices.
@@ -30,6 +30,8 @@
 #![warn(missing_docs)]
 
 pub mod digest;
+#[cfg(feature = "server")]
+pub mod driver;
 mod error;
 pub mod scsi;
 pub mod session;

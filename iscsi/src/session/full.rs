@@ -484,8 +484,13 @@ impl Connection {
                 let this = value.is_empty() || value == cfg.target_name;
                 if all || this {
                     answers.push(("TargetName".to_owned(), cfg.target_name.clone()));
-                    if !cfg.portal.is_empty() {
-                        answers.push(("TargetAddress".to_owned(), cfg.portal.clone()));
+                    let portal = if cfg.portal.is_empty() {
+                        &self.portal
+                    } else {
+                        &cfg.portal
+                    };
+                    if !portal.is_empty() {
+                        answers.push(("TargetAddress".to_owned(), portal.clone()));
                     }
                 }
             } else {

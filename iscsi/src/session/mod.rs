@@ -160,6 +160,7 @@ pub struct Connection {
     stat_sn: u32,
     exp_cmd_sn: u32,
     full: full::Tasks,
+    portal: String,
 }
 
 impl Connection {
@@ -177,7 +178,14 @@ impl Connection {
             stat_sn: 1,
             exp_cmd_sn: 0,
             full: full::Tasks::default(),
+            portal: String::new(),
         }
+    }
+
+    /// The TargetAddress this connection answers to SendTargets when the target's
+    /// configuration names none (the driver gives the address the connection came in on).
+    pub fn set_portal(&mut self, portal: String) {
+        self.portal = portal;
     }
 
     /// Feeds bytes received from the initiator; runs every complete PDU. An error ends
