@@ -9,8 +9,6 @@ use super::sense::{Sense, status};
 /// Most blocks one READ or WRITE may move (VPD 0xB0 MAXIMUM TRANSFER LENGTH): bounds the
 /// buffer a command costs. 8 MiB at 512-byte blocks.
 pub const MAX_TRANSFER_BYTES: u32 = 8 << 20;
-/// Most blocks one WRITE SAME may cover (VPD 0xB0 MAXIMUM WRITE SAME LENGTH).
-const MAX_WRITE_SAME_BLOCKS: u64 = 1 << 24;
 /// Most block descriptors one UNMAP may carry.
 const MAX_UNMAP_DESCRIPTORS: u32 = 256;
 
@@ -374,7 +372,9 @@ impl Lu {
             d[16..20].copy_from_slice(&u32::MAX.to_be_bytes()); // max unmap LBA count
             d[20..24].copy_from_slice(&MAX_UNMAP_DESCRIPTORS.to_be_bytes());
             d[24..28].copy_from_slice(&1u32.to_be_bytes()); // unmap granularity
-            d[32..40].copy_from_slice(&MAX_WRITE_SAME_BLOCKS.to_be_bytes());
+            // MAXIMUM WRITE SAME LENGTH: the transfer limit too, so that an initiator
+            // can write what it may unmap in one command.
+            d[32..40].copy_from_slice(&u64::from(max_blocks).to_be_bytes());
         }
         d
     }
@@ -461,10 +461,13 @@ impl Lu {
             return Err(Sense::WRITE_PROTECTED);
         }
         self.check_range(lba, u64::from(blocks))?;
-        let bytes = self.transfer_bytes(blocks)?;
+        let mut bytes = self.transfer_bytes(blocks)?;
         if data.len() < bytes {
-            // The initiator's Expected Data Transfer Length was short of the CDB's.
-            return Err(Sense::DATA_PHASE_ERROR);
+            // The initiator's Expected Data Transfer Length is short of the CDB's: write
+            // the whole blocks it sent; the iSCSI layer reports the overflow residual
+            // (what libiscsi's iSCSIResiduals tests and tgt do).
+            let bs = self.block_size() as usize;
+            bytes = data.len() / bs * bs;
         }
         if bytes > 0 {
             let offset = lba * self.block_size();
@@ -530,7 +533,8 @@ impl Lu {
         if self.dev.read_only() {
             return Err(Sense::WRITE_PROTECTED);
         }
-        if flags & 0xe0 != 0 || flags & 0x10 != 0 || blocks == 0 || blocks > MAX_WRITE_SAME_BLOCKS {
+        let max_blocks = u64::from(MAX_TRANSFER_BYTES) / self.block_size();
+        if flags & 0xe0 != 0 || flags & 0x10 != 0 || blocks == 0 || blocks > max_blocks {
             return Err(Sense::INVALID_FIELD_IN_CDB); // WRPROTECT, ANCHOR, WSNZ, limit
         }
         self.check_range(lba, blocks)?;

@@ -32,6 +32,9 @@ struct WriteTask {
     /// The R2T outstanding: its TTT, and where its burst ends.
     r2t: Option<(u32, u32)>,
     r2t_sn: u32,
+    /// The DataSN the next Data-Out must carry: 0 at the start of the unsolicited
+    /// burst and of each R2T's burst (§11.7.5).
+    next_data_sn: u32,
     cmd_sn: u32,
 }
 
@@ -76,7 +79,7 @@ impl Connection {
                     self.scsi_command(cmd, pdu.data, raw);
                 }
             }
-            Bhs::DataOut(d) if !discovery => self.data_out(d, pdu.data, raw),
+            Bhs::DataOut(d) if !discovery => self.data_out(d, pdu.data, raw)?,
             Bhs::NopOut(nop) => {
                 if let Order::Run = self.order(nop.immediate, nop.cmd_sn) {
                     self.nop_out(nop, pdu.data);
@@ -174,6 +177,7 @@ impl Connection {
             unsolicited_open,
             r2t: None,
             r2t_sn: 0,
+            next_data_sn: 0,
             cmd_sn: cmd.cmd_sn,
         };
         let itt = cmd.itt;
@@ -189,16 +193,27 @@ impl Connection {
         }
     }
 
-    fn data_out(&mut self, d: DataOut, data: Vec<u8>, raw: &[u8; BHS_LEN]) {
+    fn data_out(&mut self, d: DataOut, data: Vec<u8>, raw: &[u8; BHS_LEN]) -> Result<(), Error> {
         let first_burst = self.params.first_burst_length as usize;
         let Some(task) = self.full.writes.get_mut(&d.itt) else {
             if d.ttt == RESERVED_TAG || self.full.aborted.contains(&d.itt) {
                 // Unsolicited data of a command already answered, or of an aborted one.
-                return;
+                return Ok(());
             }
             self.reject(reject_reason::INVALID_PDU_FIELD, raw);
-            return;
+            return Ok(());
         };
+        if d.data_sn != task.next_data_sn {
+            // A DataSN out of sequence: at ErrorRecoveryLevel 0 there is no recovery
+            // within the connection (§7.1.4.1, §7.3).
+            let expected = task.next_data_sn;
+            self.reject(reject_reason::PROTOCOL_ERROR, raw);
+            return Err(Error::Protocol(format!(
+                "Data-Out DataSN {} where {expected} was due",
+                d.data_sn
+            )));
+        }
+        task.next_data_sn = task.next_data_sn.wrapping_add(1);
         // DataPDUInOrder=Yes: each PDU continues where the last ended.
         let ok_offset = d.buffer_offset as usize == task.data.len();
         let end = task.data.len() + data.len();
@@ -210,7 +225,7 @@ impl Connection {
         };
         if !ok_offset || !ok || end > task.expected_len as usize {
             self.reject(reject_reason::INVALID_PDU_FIELD, raw);
-            return;
+            return Ok(());
         }
         task.data.extend_from_slice(&data);
         let done = task.data.len() == task.expected_len as usize;
@@ -229,6 +244,7 @@ impl Connection {
             self.run_write(d.itt, task);
         }
         self.next_r2t();
+        Ok(())
     }
 
     /// Sends the next R2T when the front write of the queue has none outstanding.
@@ -251,6 +267,7 @@ impl Connection {
         let offset = task.data.len() as u32;
         let len = (task.expected_len - offset).min(max_burst);
         task.r2t = Some((ttt, offset + len));
+        task.next_data_sn = 0;
         let r2t_sn = task.r2t_sn;
         task.r2t_sn = task.r2t_sn.wrapping_add(1);
         let lun = task.lun;
