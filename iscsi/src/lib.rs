@@ -33,6 +33,8 @@ pub mod digest;
 #[cfg(feature = "server")]
 pub mod driver;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod scsi;
 pub mod session;
 pub mod wire;
