@@ -536,3 +536,85 @@ fn digests_after_login() {
     assert!(i.conn.handle_input(&bytes).is_err());
     assert!(i.conn.is_closed());
 }
+
+#[test]
+fn burst_overrun_and_data_digest_error() {
+    let (t, _) = target(TargetConfig::new(NAME), false);
+    let mut i = Initiator::new(&t);
+    normal_login(
+        &mut i,
+        &[("ImmediateData", "No"), ("MaxBurstLength", "4096")],
+    );
+    let r = i.command(
+        &[0x2a, 0, 0, 0, 0, 0, 0, 0, 16, 0],
+        false,
+        true,
+        8192,
+        vec![],
+        true,
+    );
+    let Bhs::R2t(r2t) = &r[0].bhs else {
+        panic!("{r:?}")
+    };
+    assert_eq!(r2t.desired_len, 4096);
+    // More data than the R2T asked for: Reject (invalid PDU field).
+    let over = DataOut {
+        final_: true,
+        lun: 0,
+        itt: i.itt,
+        ttt: r2t.ttt,
+        exp_stat_sn: 0,
+        data_sn: 0,
+        buffer_offset: 0,
+    };
+    let r = i.exchange(Pdu::with_data(Bhs::DataOut(over.clone()), vec![1; 8192]));
+    assert!(
+        matches!(r[0].bhs, Bhs::Reject(Reject { reason: 9, .. })),
+        "{r:?}"
+    );
+    // Immediate data when ImmediateData=No: Reject (protocol error).
+    let r = i.command(
+        &[0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0],
+        false,
+        true,
+        512,
+        vec![1; 512],
+        true,
+    );
+    assert!(
+        matches!(r[0].bhs, Bhs::Reject(Reject { reason: 4, .. })),
+        "{r:?}"
+    );
+
+    // With DataDigest, a corrupted data segment is answered Reject 0x02, then closed.
+    let mut i = Initiator::new(&t);
+    i.login(
+        0,
+        1,
+        true,
+        &[("InitiatorName", "iqn.x:y"), ("TargetName", NAME)],
+    );
+    i.login(1, 3, true, &[("DataDigest", "CRC32C")]);
+    i.digests = Digests {
+        header: false,
+        data: true,
+    };
+    let nop = NopOut {
+        immediate: true,
+        lun: 0,
+        itt: 3,
+        ttt: RESERVED_TAG,
+        cmd_sn: 1,
+        exp_stat_sn: 0,
+    };
+    let mut bytes = Pdu::with_data(Bhs::NopOut(nop), b"ping".to_vec())
+        .to_bytes(i.digests)
+        .unwrap();
+    bytes[49] ^= 0xff;
+    assert!(i.conn.handle_input(&bytes).is_err());
+    let mut out = Vec::new();
+    i.conn.poll_transmit(&mut out);
+    let (reject, _) = Pdu::parse(&out, i.digests, 1 << 16).unwrap().unwrap();
+    assert!(matches!(reject.bhs, Bhs::Reject(Reject { reason: 2, .. })));
+    assert!(i.conn.is_closed());
+}
