@@ -204,14 +204,22 @@ impl Connection {
             return Ok(());
         };
         if d.data_sn != task.next_data_sn {
-            // A DataSN out of sequence: at ErrorRecoveryLevel 0 there is no recovery
-            // within the connection (§7.1.4.1, §7.3).
-            let expected = task.next_data_sn;
+            // A DataSN out of sequence: ErrorRecoveryLevel 0 has no recovery within the
+            // command (§7.1.4.1). The PDU is rejected and the task dropped (its later
+            // Data-Out quietly), so the command never completes and the initiator's
+            // own timeout aborts it; the connection and its other tasks go on. (Closing
+            // the connection instead kills initiators that write without MSG_NOSIGNAL,
+            // such as libiscsi's test tool, with SIGPIPE.)
+            tracing::debug!(
+                itt = d.itt,
+                data_sn = d.data_sn,
+                expected = task.next_data_sn,
+                "DataSN out of sequence"
+            );
+            self.full.forget(d.itt);
             self.reject(reject_reason::PROTOCOL_ERROR, raw);
-            return Err(Error::Protocol(format!(
-                "Data-Out DataSN {} where {expected} was due",
-                d.data_sn
-            )));
+            self.next_r2t();
+            return Ok(());
         }
         task.next_data_sn = task.next_data_sn.wrapping_add(1);
         // DataPDUInOrder=Yes: each PDU continues where the last ended.
