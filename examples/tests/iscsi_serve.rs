@@ -168,7 +168,7 @@ fn results(text: &str) -> std::collections::BTreeMap<String, bool> {
         } else if let Some(rest) = line.trim_start().strip_prefix("Test: ") {
             let name = rest.split(" ...").next().unwrap_or(rest).trim();
             let key = format!("{suite}.{name}");
-            out.insert(key.clone(), !rest.contains("FAILED"));
+            out.insert(key.clone(), !rest.trim_end().ends_with("...FAILED"));
             current = Some(key);
         }
         if line.trim() == "FAILED"
