@@ -171,12 +171,10 @@ fn results(text: &str) -> std::collections::BTreeMap<String, bool> {
             out.insert(key.clone(), !rest.trim_end().ends_with("...FAILED"));
             current = Some(key);
         }
-        if line.trim() == "FAILED"
-            || (line.contains("Test: ") && line.trim_end().ends_with("FAILED"))
-        {
-            if let Some(k) = &current {
-                out.insert(k.clone(), false);
-            }
+        let failed = line.trim() == "FAILED"
+            || (line.contains("Test: ") && line.trim_end().ends_with("...FAILED"));
+        if failed && let Some(k) = &current {
+            out.insert(k.clone(), false);
         }
     }
     out
