@@ -7,6 +7,7 @@
 //! function that merges them with the file (`build`), and `serve`.
 
 pub mod dhcp;
+pub mod iscsi;
 pub mod nbd;
 pub mod tftp;
 
