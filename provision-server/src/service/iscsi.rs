@@ -19,8 +19,8 @@ pub struct Args {
     /// Address and port to listen on.
     #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:3260")]
     pub listen: SocketAddr,
-    /// The target's iSCSI name (default: iqn.2026-01.org.provision:<file name without
-    /// its extension>).
+    /// The target's iSCSI name (default: iqn.2026-01.org.provision:NAME, NAME being
+    /// the image's file name without its extension).
     #[arg(long, value_name = "IQN")]
     pub target_name: Option<String>,
     /// Refuse writes (the LUN reports write protect).
