@@ -39,6 +39,34 @@ pub fn report(case: &str, ours: Duration, peer_name: &str, peer: Duration) {
     print_ratio(case, ours, peer_name, peer, "speed ratio", 3);
 }
 
+/// Prints one comparison line from rounds run alternately (round `i` timed ours, then the
+/// peer): the median time of each side, and the median of the rounds' ratios with
+/// their range, `1.23x [1.10-1.31]`, which is what the README reports.
+pub fn report_rounds(case: &str, ours: &[Duration], peer_name: &str, peer: &[Duration]) {
+    let median = |v: &[Duration]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    };
+    let mut ratios: Vec<f64> = ours
+        .iter()
+        .zip(peer)
+        .filter(|(o, _)| !o.is_zero())
+        .map(|(o, p)| p.as_secs_f64() / o.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let ratio = match (ratios.first(), ratios.get(ratios.len() / 2), ratios.last()) {
+        (Some(lo), Some(mid), Some(hi)) => format!("{mid:>5.2}x [{lo:.2}-{hi:.2}]"),
+        _ => "n/a".to_owned(),
+    };
+    println!(
+        "{case:<48} ours {:>9.3} ms  {peer_name} {:>9.3} ms  speed ratio {ratio} ({} rounds)",
+        median(ours).as_secs_f64() * 1e3,
+        median(peer).as_secs_f64() * 1e3,
+        ratios.len(),
+    );
+}
+
 /// One line `case  ours  peer  ratio`: times in ms with `decimals`, the ratio peer/ours.
 fn print_ratio(
     case: &str,
