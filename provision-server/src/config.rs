@@ -22,6 +22,8 @@ pub struct Config {
     pub sessions: SessionsConfig,
     /// The TFTP service: per-device boot files and a folder of boot files.
     pub tftp: Tftp,
+    /// The same boot files over HTTP.
+    pub http: Http,
     /// The ProxyDHCP service: answers the PXE clients of known devices.
     pub dhcp: Dhcp,
     /// What the per-device iPXE scripts boot.
@@ -123,6 +125,21 @@ pub struct Tftp {
     /// Microseconds a transfer polls for the client's answer before it sleeps (0: off);
     /// see `tftp::ServerConfig::busy_poll`.
     pub busy_poll_us: u64,
+}
+
+/// `[http]`: the boot files over HTTP (the TFTP folder and the per-device files, under
+/// the same names; read-only, no token). With it on, iPXE scripts fetch kernel and
+/// initrd over HTTP, and UEFI HTTP-boot clients are offered iPXE from it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Serve HTTP at all.
+    pub enabled: bool,
+    /// Address and port.
+    pub listen: SocketAddr,
+    /// The service as devices reach it, `host:port`; empty: the host of
+    /// `boot.nbd_server` with the port of `listen`.
+    pub advertise: String,
 }
 
 /// `[dhcp]`: ProxyDHCP beside the site's DHCP server (which hands out the addresses),
@@ -238,6 +255,7 @@ impl Default for Config {
             nbd: Nbd::default(),
             sessions: SessionsConfig::default(),
             tftp: Tftp::default(),
+            http: Http::default(),
             dhcp: Dhcp::default(),
             boot: Boot::default(),
             api: Api::default(),
@@ -280,6 +298,16 @@ impl Default for Tftp {
             listen: SocketAddr::from(([0, 0, 0, 0], 69)),
             root: PathBuf::from("tftp"),
             busy_poll_us: 50,
+        }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            advertise: String::new(),
         }
     }
 }
@@ -383,8 +411,9 @@ impl Config {
             config.api.import_folder = dir.join(&config.api.import_folder);
         }
         config.session_settings()?;
+        config.boot_settings()?;
         if config.dhcp.enabled {
-            let settings = config.dhcp.settings(&config.boot.settings().prefix)?;
+            let settings = config.dhcp_settings()?;
             if config.dhcp.mode == DhcpMode::Full {
                 config.dhcp.full_config(settings.server_ip)?;
             }
@@ -394,6 +423,47 @@ impl Config {
             return Err("log.format must be \"text\" or \"json\"".into());
         }
         Ok(config)
+    }
+
+    /// What the per-device scripts boot, and from where: kernel and initrd over HTTP
+    /// when `[http]` is on.
+    pub fn boot_settings(&self) -> Result<provision_core::adapters::tftp::BootSettings, String> {
+        let mut settings = self.boot.settings();
+        if self.http.enabled {
+            let host_port = if self.http.advertise.is_empty() {
+                let (host, _) = self.boot.nbd_server.rsplit_once(':').ok_or_else(|| {
+                    format!(
+                        "boot.nbd_server {:?} is not host:port, so http.advertise must be set",
+                        self.boot.nbd_server
+                    )
+                })?;
+                format!("{host}:{}", self.http.listen.port())
+            } else {
+                self.http.advertise.clone()
+            };
+            settings.file_server = Some(format!("http://{host_port}"));
+        }
+        Ok(settings)
+    }
+
+    /// The ProxyDHCP (or full DHCP) answers' settings. With `[http]` on, UEFI x64
+    /// HTTP-boot clients are offered `ipxe.efi` from it by an IP-literal URL (a host
+    /// name only works when the site's DHCP offer carries DNS), unless
+    /// `dhcp.boot_files` names another file for `efi-x64-http`.
+    pub fn dhcp_settings(&self) -> Result<provision_core::adapters::pxe::DhcpSettings, String> {
+        let mut settings = self.dhcp.settings(&self.boot.settings().prefix)?;
+        let http_boot = pxe::options::ClientArch::EfiX64Http;
+        if self.http.enabled && !settings.boot_files.iter().any(|f| f.arch == http_boot) {
+            settings.boot_files.push(pxe::policy::BootFile {
+                arch: http_boot,
+                file: format!(
+                    "http://{}:{}/ipxe.efi",
+                    settings.server_ip,
+                    self.http.listen.port()
+                ),
+            });
+        }
+        Ok(settings)
     }
 
     /// The session limits, with sizes parsed.
@@ -495,6 +565,7 @@ impl Boot {
             initrd: self.initrd.clone(),
             cmdline: self.cmdline.clone(),
             menu_timeout_secs: self.menu_timeout,
+            file_server: None,
         }
     }
 }
