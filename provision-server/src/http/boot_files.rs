@@ -103,7 +103,7 @@ async fn answer(files: Arc<dyn Provider>, request: Request) -> Response {
             return r;
         }
     };
-    tracing::debug!(%peer, file = %path, from = bytes.start, to = bytes.end, head, "HTTP boot file");
+    tracing::info!(%peer, file = %path, status = status.as_u16(), bytes = bytes.end - bytes.start, head, "HTTP boot file");
     let body = if head {
         Body::empty()
     } else {
