@@ -677,4 +677,42 @@ mod tests {
         assert_eq!(nbd.max_buffered_bytes, 512 << 20);
         assert_eq!(nbd.congestion_control, Some("cubic"));
     }
+
+    /// With `[http]` on, scripts load kernel and initrd from it (at `advertise`, or the
+    /// NBD host with the HTTP port), and UEFI x64 HTTP-boot clients are offered iPXE
+    /// from it by an IP-literal URL, unless `dhcp.boot_files` names their file.
+    #[test]
+    fn http_boot_settings() {
+        let base = "[dhcp]\nenabled = true\ninterface = \"br0\"\nserver_ip = \"10.0.0.1\"\n\
+                    [boot]\nnbd_server = \"boot.lab:10809\"\n[http]\nenabled = true\n";
+        let config = Config::parse(base, "/etc/provision".as_ref()).unwrap();
+        let boot = config.boot_settings().unwrap();
+        assert_eq!(boot.file_server.as_deref(), Some("http://boot.lab:8080"));
+        let dhcp = config.dhcp_settings().unwrap();
+        let http_boot = |d: &provision_core::adapters::pxe::DhcpSettings| {
+            d.boot_files
+                .iter()
+                .find(|f| f.arch == pxe::options::ClientArch::EfiX64Http)
+                .map(|f| f.file.clone())
+        };
+        assert_eq!(
+            http_boot(&dhcp).as_deref(),
+            Some("http://10.0.0.1:8080/ipxe.efi")
+        );
+        let text = format!(
+            "{base}advertise = \"10.0.0.1:80\"\n[dhcp.boot_files]\nefi-x64-http = \"http://10.0.0.9/x.efi\"\n"
+        );
+        let config = Config::parse(&text, "/".as_ref()).unwrap();
+        let boot = config.boot_settings().unwrap();
+        assert_eq!(boot.file_server.as_deref(), Some("http://10.0.0.1:80"));
+        assert_eq!(
+            http_boot(&config.dhcp_settings().unwrap()).as_deref(),
+            Some("http://10.0.0.9/x.efi")
+        );
+        // Off: scripts use TFTP paths, and HTTP-boot clients get nothing by default.
+        let off =
+            Config::parse(&base.replace("[http]\nenabled = true\n", ""), "/".as_ref()).unwrap();
+        assert_eq!(off.boot_settings().unwrap().file_server, None);
+        assert_eq!(http_boot(&off.dhcp_settings().unwrap()), None);
+    }
 }
