@@ -4,6 +4,7 @@
 //! tftpd-hpa, dnsmasq) runs ours and the peer in one run and prints the ratio, so
 //! figures are comparable on whatever machine runs them.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Runs `work` `runs` times and returns the best wall-clock time (the least disturbed
@@ -130,4 +131,15 @@ pub fn congestion_controls() -> String {
 /// Throughput in MiB/s for `bytes` moved in `elapsed`.
 pub fn mib_per_s(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / (1 << 20) as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
+}
+
+/// A binary built beside the benchmark (`provisiond`, `provision`).
+pub fn sibling_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the benchmark's path");
+    let path = exe.with_file_name(name);
+    assert!(
+        path.is_file(),
+        "build it first: cargo build --release -p provision-examples --bin {name}"
+    );
+    path
 }
