@@ -411,6 +411,7 @@ impl Config {
             config.api.import_folder = dir.join(&config.api.import_folder);
         }
         config.session_settings()?;
+        config.nbd.server_config()?;
         config.boot_settings()?;
         if config.dhcp.enabled {
             let settings = config.dhcp_settings()?;
@@ -423,6 +424,45 @@ impl Config {
             return Err("log.format must be \"text\" or \"json\"".into());
         }
         Ok(config)
+    }
+
+    /// One line per service: on or off, and where (what `provisiond --check` prints).
+    pub fn summary(&self) -> String {
+        let on = |enabled: bool, at: String| if enabled { at } else { "off".to_owned() };
+        [
+            format!("store: {}", self.store.display()),
+            format!("nbd: {}", on(self.nbd.enabled, self.nbd.listen.to_string())),
+            format!(
+                "tftp: {}",
+                on(
+                    self.tftp.enabled,
+                    format!("{} (folder {})", self.tftp.listen, self.tftp.root.display())
+                )
+            ),
+            format!(
+                "http: {}",
+                on(self.http.enabled, self.http.listen.to_string())
+            ),
+            format!(
+                "dhcp: {}",
+                on(
+                    self.dhcp.enabled,
+                    format!("{:?} on {}", self.dhcp.mode, self.dhcp.interface).to_lowercase()
+                )
+            ),
+            format!(
+                "api: {}",
+                on(
+                    self.api.enabled,
+                    format!(
+                        "{} ({} token(s))",
+                        self.api.listen,
+                        self.api.tokens.len() + usize::from(!self.api.token.is_empty())
+                    )
+                )
+            ),
+        ]
+        .join("\n")
     }
 
     /// What the per-device scripts boot, and from where: kernel and initrd over HTTP

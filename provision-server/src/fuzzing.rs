@@ -31,7 +31,10 @@ pub fn config(data: &[u8]) {
         .expect("parse checked the sessions");
     config.api.check().expect("parse checked the API");
     api::credentials(&config.api).expect("parse checked the roles");
-    let _ = config.nbd.server_config();
+    config
+        .nbd
+        .server_config()
+        .expect("parse checked the NBD settings");
     config
         .boot_settings()
         .expect("parse checked the boot settings");
