@@ -50,6 +50,22 @@ pub fn config(data: &[u8]) {
     let _ = config.auto_add.limits();
 }
 
+/// Arbitrary `Range` header values (the first two bytes choose the file's length):
+/// no panic, and a part asked for is a non-empty range inside the file.
+pub fn http_range(data: &[u8]) {
+    let (len, header) = match data {
+        [a, b, rest @ ..] => (u64::from(u16::from_le_bytes([*a, *b])), rest),
+        _ => return,
+    };
+    let header = String::from_utf8_lossy(header);
+    if let crate::http::range::Wanted::Part(part) = crate::http::range::wanted(Some(&header), len) {
+        assert!(
+            part.start < part.end && part.end <= len,
+            "{header:?} of {len} bytes gave {part:?}"
+        );
+    }
+}
+
 /// The admin token of [`ApiRequests`].
 pub const ADMIN_TOKEN: &str = "admin-token-0123456789";
 /// Its viewer token.

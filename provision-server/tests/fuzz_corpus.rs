@@ -1,4 +1,4 @@
-//! Replays the seed corpora of the fuzz targets `config` and `api_request` (in
+//! Replays the seed corpora of the fuzz targets `config`, `api_request` and `http_range` (in
 //! `fuzz/corpus/`) through the functions the targets call, so stable CI runs them.
 
 use testkit::replay_corpus as replay;
@@ -6,6 +6,11 @@ use testkit::replay_corpus as replay;
 #[test]
 fn config_corpus() {
     replay("config", provision_server::fuzzing::config);
+}
+
+#[test]
+fn http_range_corpus() {
+    replay("http_range", provision_server::fuzzing::http_range);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod admission;
 pub mod boot_files;
-mod range;
+pub(crate) mod range;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 /// What a request's `Range` header asks of a file of `len` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Wanted {
+pub(crate) enum Wanted {
     /// The whole file (no header, one this server ignores, or several ranges).
     All,
     /// These bytes (206 Partial Content).
@@ -16,7 +16,7 @@ pub(super) enum Wanted {
 }
 
 /// Reads `header` (the value of `Range`, if any) against a file of `len` bytes.
-pub(super) fn wanted(header: Option<&str>, len: u64) -> Wanted {
+pub(crate) fn wanted(header: Option<&str>, len: u64) -> Wanted {
     let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
         return Wanted::All;
     };
