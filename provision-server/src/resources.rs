@@ -127,6 +127,8 @@ pub struct SessionView {
     pub version: u32,
     /// `standard`, `private` or `maintenance`.
     pub mode: String,
+    /// `nbd` or `iscsi`: the protocol of the connection that opened it.
+    pub transport: String,
     /// Seconds since the Unix epoch.
     pub opened_at: i64,
     pub reads: u64,
@@ -267,6 +269,7 @@ impl SessionView {
             vdisk: s.vdisk.clone(),
             version: s.version,
             mode: mode_str(s.mode).to_owned(),
+            transport: s.transport.as_str().to_owned(),
             opened_at: unix_secs(s.opened_at),
             reads: u.map_or(0, |u| u.stats.reads),
             read_bytes: u.map_or(0, |u| u.stats.read_bytes),
