@@ -221,12 +221,15 @@ impl SessionTargets {
             return Err(auth_failed(format!("{mac}: CHAP is required")));
         };
         let platform = |e: crate::Error| LoginRefusal::Unavailable(e.to_string());
+        // An unknown device holds no secret: its login fails as a wrong secret does.
+        if self.store.device_with_mac(mac).map_err(platform)?.is_none() {
+            return Err(auth_failed(format!("no device has the MAC {mac}")));
+        }
         let boot = self.sessions.current_boot(mac).map_err(platform)?;
-        let attach = match self.store.attach_secret(&mac.to_string()) {
-            Ok(s) => s,
-            Err(e) if e.kind() == ErrorKind::NotFound => None,
-            Err(e) => return Err(platform(e)),
-        };
+        let attach = self
+            .store
+            .attach_secret(&mac.to_string())
+            .map_err(platform)?;
         boot.map(|b| b.token)
             .into_iter()
             .chain(attach)
