@@ -10,6 +10,13 @@
 //!   drops its cache, and the old secret opens nothing; wrong secret, unknown
 //!   initiator, unassigned vDisk, disabled device are refused at login, each with the
 //!   status the log names.
+//! - `an_initiator_vanishes_mid_write`: a hand-written initiator logs in with CHAP,
+//!   writes 64 KiB (acknowledged), starts a 1 MiB write and drops its connection while
+//!   the target's R2T is outstanding; a second one does the same and then goes silent
+//!   with its connection open (a powered-off device: no FIN). Another device's session
+//!   is served meanwhile; the device's next login (same boot) reads the acknowledged
+//!   data and none of the abandoned writes; the device's new boot closes the silent
+//!   connection.
 
 mod e2e;
 
@@ -357,5 +364,296 @@ fn sessions_over_iscsi() {
         std::fs::read(&base).unwrap(),
         base_before,
         "the base changed"
+    );
+}
+
+/// A blocking initiator written as PDUs: just what the impolite test needs.
+struct RawInitiator {
+    stream: std::net::TcpStream,
+    input: Vec<u8>,
+    cmd_sn: u32,
+    exp_stat_sn: u32,
+    itt: u32,
+}
+
+impl RawInitiator {
+    fn connect(portal: &str) -> RawInitiator {
+        let stream = std::net::TcpStream::connect(portal).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        RawInitiator {
+            stream,
+            input: Vec::new(),
+            cmd_sn: 1,
+            exp_stat_sn: 0,
+            itt: 1,
+        }
+    }
+
+    fn send(&mut self, pdu: iscsi::wire::Pdu) {
+        use std::io::Write;
+        let bytes = pdu.to_bytes(iscsi::wire::Digests::default()).unwrap();
+        self.stream.write_all(&bytes).unwrap();
+    }
+
+    fn receive(&mut self) -> iscsi::wire::Pdu {
+        use std::io::Read;
+        let start = Instant::now();
+        loop {
+            if let Some((pdu, n)) =
+                iscsi::wire::Pdu::parse(&self.input, iscsi::wire::Digests::default(), 1 << 24)
+                    .unwrap()
+            {
+                self.input.drain(..n);
+                return pdu;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "no PDU");
+            let mut buf = [0u8; 65536];
+            let n = self.stream.read(&mut buf).unwrap();
+            assert!(n > 0, "the target closed the connection");
+            self.input.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// One login request; the response's keys (asserting success).
+    fn login_step(
+        &mut self,
+        csg: u8,
+        nsg: u8,
+        transit: bool,
+        keys: &[(&str, &str)],
+    ) -> Vec<(String, String)> {
+        use iscsi::wire::{Bhs, LoginRequest, Pdu, text};
+        let pairs: Vec<(String, String)> = keys
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        let req = LoginRequest {
+            transit,
+            cont: false,
+            csg,
+            nsg,
+            version_max: 0,
+            version_min: 0,
+            isid: [0x80, 0, 0, 0x15, 0xc5, 1],
+            tsih: 0,
+            itt: 0,
+            cid: 0,
+            cmd_sn: self.cmd_sn,
+            exp_stat_sn: self.exp_stat_sn,
+        };
+        self.send(Pdu::with_data(Bhs::LoginRequest(req), text::emit(&pairs)));
+        let pdu = self.receive();
+        let Bhs::LoginResponse(resp) = &pdu.bhs else {
+            panic!("not a login response: {pdu:?}")
+        };
+        assert_eq!(
+            (resp.status_class, resp.status_detail),
+            (0, 0),
+            "login refused"
+        );
+        self.exp_stat_sn = resp.stat_sn.wrapping_add(1);
+        text::parse(&pdu.data).unwrap()
+    }
+
+    /// Logs in with CHAP (`secret`), InitialR2T=Yes and ImmediateData=No: every write
+    /// waits for the target's R2T.
+    fn login(&mut self, initiator: &str, target: &str, secret: &str) {
+        let keys = self.login_step(
+            0,
+            1,
+            false,
+            &[
+                ("InitiatorName", initiator),
+                ("SessionType", "Normal"),
+                ("TargetName", target),
+                ("AuthMethod", "CHAP"),
+            ],
+        );
+        assert!(
+            keys.contains(&("AuthMethod".into(), "CHAP".into())),
+            "{keys:?}"
+        );
+        let keys = self.login_step(0, 1, false, &[("CHAP_A", "5")]);
+        let get = |k: &str| {
+            keys.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no {k} in {keys:?}"))
+        };
+        let id: u8 = get("CHAP_I").parse().unwrap();
+        let c = get("CHAP_C");
+        let challenge: Vec<u8> = (2..c.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&c[i..i + 2], 16).unwrap())
+            .collect();
+        let response = iscsi::digest::md5(&[&[id], secret.as_bytes(), &challenge]);
+        let hex: String = response.iter().map(|b| format!("{b:02x}")).collect();
+        self.login_step(
+            0,
+            1,
+            true,
+            &[("CHAP_N", "device"), ("CHAP_R", &format!("0x{hex}"))],
+        );
+        self.login_step(
+            1,
+            3,
+            true,
+            &[
+                ("HeaderDigest", "None"),
+                ("DataDigest", "None"),
+                ("InitialR2T", "Yes"),
+                ("ImmediateData", "No"),
+                ("MaxRecvDataSegmentLength", "262144"),
+            ],
+        );
+    }
+
+    /// Sends WRITE(10) of `blocks` 512-byte blocks at `lba`; returns its R2T.
+    fn start_write(&mut self, lba: u32, blocks: u16) -> iscsi::wire::R2t {
+        use iscsi::wire::{Bhs, Pdu, ScsiCommand};
+        let mut cdb = [0u8; 16];
+        cdb[0] = 0x2a;
+        cdb[2..6].copy_from_slice(&lba.to_be_bytes());
+        cdb[7..9].copy_from_slice(&blocks.to_be_bytes());
+        self.itt += 1;
+        let cmd = ScsiCommand {
+            immediate: false,
+            final_: true,
+            read: false,
+            write: true,
+            attr: 1,
+            lun: 0,
+            itt: self.itt,
+            expected_len: u32::from(blocks) * 512,
+            cmd_sn: self.cmd_sn,
+            exp_stat_sn: self.exp_stat_sn,
+            cdb,
+        };
+        self.cmd_sn += 1;
+        self.send(Pdu::new(Bhs::ScsiCommand(cmd)));
+        let pdu = self.receive();
+        let Bhs::R2t(r2t) = pdu.bhs else {
+            panic!("not an R2T: {pdu:?}")
+        };
+        r2t
+    }
+
+    /// Answers `r2t` with `byte`s, in Data-Out PDUs of 64 KiB; returns the SCSI status.
+    fn finish_write(&mut self, r2t: &iscsi::wire::R2t, byte: u8) -> u8 {
+        use iscsi::wire::{Bhs, DataOut, Pdu};
+        let chunk = 64 * 1024;
+        let len = r2t.desired_len as usize;
+        for (sn, at) in (0..len).step_by(chunk).enumerate() {
+            let n = chunk.min(len - at);
+            let out = DataOut {
+                final_: at + n == len,
+                lun: 0,
+                itt: r2t.itt,
+                ttt: r2t.ttt,
+                exp_stat_sn: self.exp_stat_sn,
+                data_sn: sn as u32,
+                buffer_offset: r2t.buffer_offset + at as u32,
+            };
+            self.send(Pdu::with_data(Bhs::DataOut(out), vec![byte; n]));
+        }
+        let pdu = self.receive();
+        let Bhs::ScsiResponse(resp) = pdu.bhs else {
+            panic!("not a SCSI response: {pdu:?}")
+        };
+        self.exp_stat_sn = resp.stat_sn.wrapping_add(1);
+        resp.status
+    }
+}
+
+#[test]
+fn an_initiator_vanishes_mid_write() {
+    let qemu_img = testkit::require_peer!("qemu-img");
+    let qemu_io = testkit::require_peer!("qemu-io");
+    let work = WorkDir::new("provisiond-iscsi-vanish");
+    let dir = work.path();
+    let store_dir = Provisiond::store_of(dir);
+    let store = ["--store", store_dir.to_str().unwrap()];
+    let raw = dir.join("os.raw");
+    std::fs::write(&raw, pattern(SIZE)).unwrap();
+    let vhd = dir.join("os.vhd");
+    e2e::convert_to_dynamic_vhd(&raw, &vhd);
+    provision(&store, &["vdisk", "import", "os", vhd.to_str().unwrap()]);
+    for (mac, name) in [(DEV_A, "dev-a"), (DEV_B, "dev-b")] {
+        provision(&store, &["device", "add", mac, name]);
+        provision(&store, &["assign", name, "os"]);
+    }
+    let port = testkit::free_tcp_port();
+    let portal = format!("127.0.0.1:{port}");
+    let server = Provisiond::start(
+        dir,
+        &format!(
+            "[sessions]\ngrace_seconds = 3600\n[iscsi]\nenabled = true\nlisten = \"{portal}\"\n"
+        ),
+    );
+    testkit::wait_for_tcp(portal.parse().unwrap(), Duration::from_secs(20));
+    let iqn = target_name("os");
+    let original = format!("driver=raw,file.filename={}", raw.display());
+    let a = Login::of(DEV_A, &new_boot_token(&server, "dev-a"));
+    let b = Login::of(DEV_B, &new_boot_token(&server, "dev-b"));
+
+    let mut raw_a = RawInitiator::connect(&portal);
+    raw_a.login(&a.initiator, &iqn, &a.secret);
+    let r2t = raw_a.start_write(2048, 128);
+    assert_eq!(r2t.desired_len, 64 * 1024);
+    assert_eq!(raw_a.finish_write(&r2t, 0xab), 0, "the 64 KiB write failed");
+    // 1 MiB at 8192: the target asks for its data, and the initiator is gone.
+    let r2t = raw_a.start_write(8192, 2048);
+    assert!(r2t.desired_len > 0);
+    drop(raw_a);
+    // The same again, but the initiator then says nothing and keeps its connection.
+    let mut silent = RawInitiator::connect(&portal);
+    silent.login(&a.initiator, &iqn, &a.secret);
+    let r2t = silent.start_write(8192, 2048);
+    assert!(r2t.desired_len > 0);
+
+    // Another device is served meanwhile.
+    testkit::run(
+        Command::new(&qemu_img)
+            .args(["compare", "--image-opts", &original])
+            .arg(b.image_opts(&portal, &iqn)),
+    );
+    // The device comes back (same boot): the acknowledged write is there, the abandoned
+    // one is not.
+    let opts_a = a.image_opts(&portal, &iqn);
+    run_qemu_io(&qemu_io, &opts_a, &["read -P 0xab 1048576 64k"], &server);
+    let start = 8192 * 512;
+    let expected = &pattern(SIZE)[start..start + (1 << 20)];
+    let out = dir.join("after.raw");
+    testkit::run(
+        Command::new(&qemu_img)
+            .args(["convert", "-O", "raw", "--image-opts", &opts_a])
+            .arg(&out),
+    );
+    let after = std::fs::read(&out).unwrap();
+    assert!(
+        after[start..start + (1 << 20)] == *expected,
+        "the abandoned write reached the disk"
+    );
+    // The device boots again: the server closes the silent connection.
+    new_boot_token(&server, "dev-a");
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    loop {
+        use std::io::Read;
+        match silent.stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the silent connection is still open after the device's new boot\n{}",
+            server.log_tail(40)
+        );
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "closed only by the read timeout"
     );
 }
