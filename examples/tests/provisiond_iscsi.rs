@@ -409,7 +409,7 @@ impl RawInitiator {
                 return pdu;
             }
             assert!(start.elapsed() < Duration::from_secs(20), "no PDU");
-            let mut buf = [0u8; 65536];
+            let mut buf = [0u8; 16384];
             let n = self.stream.read(&mut buf).unwrap();
             assert!(n > 0, "the target closed the connection");
             self.input.extend_from_slice(&buf[..n]);
