@@ -2,16 +2,19 @@
 # Builds the end-to-end boot assets in OUTDIR, without root, mounts or loop devices:
 #
 #   vmlinuz     Debian's 6.1 kernel (newest linux-image-6.1.0-NN-amd64 apt offers)
-#   initrd.img  busybox initramfs: virtio/e1000/ext4/nbd modules, Debian's nbd-client,
-#               and an /init that mounts `root=` (a local disk, or an NBD export given
-#               as `nbdroot=HOST:PORT/EXPORT`) and switch_roots into it
+#   initrd.img  busybox initramfs: virtio/e1000/ext4/nbd/iSCSI modules, Debian's
+#               nbd-client and open-iscsi's iscsistart, and an /init that mounts `root=`
+#               (a local disk, an NBD export given as `nbdroot=HOST:PORT/EXPORT`, or,
+#               when firmware left an iBFT (iPXE's sanboot), the iBFT's iSCSI LUN: its
+#               second partition) and switch_roots into it
 #   disk.raw    64 MiB MBR disk: syslinux mbr.bin; p1 FAT16 + syslinux (vmlinuz,
 #               initrd.img, root=/dev/vda2); p2 ext4 holding a busybox root whose
 #               /sbin/init reports, writes, and powers off (see ROOT_INIT below)
 #   STAMP       written last: its presence means the build is complete
 #
 # Serial-console markers (one line each):
-#   initramfs:  E2E-INITRAMFS root=<dev>  |  E2E-INITRAMFS-FAILED <why> (then poweroff)
+#   initramfs:  [E2E-INITRAMFS ibft <target>], E2E-INITRAMFS root=<dev>
+#               |  E2E-INITRAMFS-FAILED <why> (then poweroff)
 #   root init:  E2E-PREVIOUS-BOOTS count=N, E2E-VERSION V,
 #               BOOTED-FROM-VDISK hostname=H root=DEV uptime=S, [E2E-SET-VERSION V],
 #               E2E-DONE  |  E2E-FAILED <why>
@@ -35,7 +38,10 @@ export PATH="$PATH:/usr/sbin:/sbin"
 export MTOOLS_SKIP_CHECK=1 LC_ALL=C
 
 MODULES=(crc32c_generic jbd2 mbcache crc16 ext4 virtio_ring virtio_pci_modern_dev
-  virtio_pci_legacy_dev virtio virtio_pci virtio_blk failover net_failover virtio_net e1000 nbd)
+  virtio_pci_legacy_dev virtio virtio_pci virtio_blk failover net_failover virtio_net e1000 nbd
+  sd_mod iscsi_tcp iscsi_ibft)
+# iscsistart (a root on the iBFT's LUN) and the libraries it needs beyond the host's.
+ISCSI_PKGS=(open-iscsi libopeniscsiusr libisns0)
 DISK_MIB=64
 P1_START=2048  # sectors; p1 = FAT16 boot partition
 P1_MIB=24
@@ -135,6 +141,8 @@ for m in "${ORDER[@]}"; do
   cp "${KO[$m]}" "$IR/lib/modules/$m.ko"
   case "$m" in
     nbd) echo "$m nbds_max=2 max_part=8" ;;
+    # Without an iBFT (every boot but sanboot's) it may refuse to load: optional.
+    iscsi_ibft) echo "?$m" ;;
     *) echo "$m" ;;
   esac >>"$IR/etc/e2e-modules"
 done
@@ -145,6 +153,27 @@ while IFS= read -r lib; do
   mkdir -p "$IR$(dirname "$lib")"
   cp -L "$lib" "$IR$lib"
 done < <(ldd "$NBD_CLIENT" | grep -oE '/[^ ]+' | sort -u)
+
+# open-iscsi's iscsistart (logs in to the iBFT's target), with the libraries ldd
+# finds in the downloaded packages or on the host, at their own paths.
+mkdir "$WORK/iscsi-deb" "$WORK/iscsi"
+(cd "$WORK/iscsi-deb" && apt-get download -q -o APT::Sandbox::User=root "${ISCSI_PKGS[@]}" >&2) ||
+  die "apt-get download ${ISCSI_PKGS[*]} failed"
+for deb in "$WORK"/iscsi-deb/*.deb; do dpkg -x "$deb" "$WORK/iscsi"; done
+ISCSISTART=$(find "$WORK/iscsi" -name iscsistart -type f | head -1)
+[ -n "$ISCSISTART" ] || die "no iscsistart in ${ISCSI_PKGS[*]}"
+cp "$ISCSISTART" "$IR/sbin/iscsistart"
+ISCSI_LIBS=$WORK/iscsi/lib/x86_64-linux-gnu:$WORK/iscsi/usr/lib/x86_64-linux-gnu
+# Each library under the name the loader asks for (`soname => path`).
+while read -r soname arrow path _; do
+  if [ "$arrow" != "=>" ]; then path=$soname; soname=$(basename "$soname"); fi
+  case "$path" in /*) ;; *) continue ;; esac
+  dest=$(dirname "${path#"$WORK/iscsi"}")/$soname
+  mkdir -p "$IR$(dirname "$dest")"
+  cp -L "$path" "$IR$dest"
+done < <(LD_LIBRARY_PATH=$ISCSI_LIBS ldd "$ISCSISTART")
+LD_LIBRARY_PATH=$ISCSI_LIBS ldd "$ISCSISTART" | grep -q 'not found' &&
+  die "iscsistart lacks libraries: $(LD_LIBRARY_PATH=$ISCSI_LIBS ldd "$ISCSISTART")"
 
 cat >"$IR/etc/udhcpc/script" <<'EOF'
 #!/bin/busybox sh
@@ -207,9 +236,25 @@ hostname "$e2e_host" 2>/dev/null
 
 while read -r mod args; do
   [ -n "$mod" ] || continue
-  # shellcheck disable=SC2086 # module parameters are separate words
-  insmod "/lib/modules/$mod.ko" $args || fail "insmod $mod"
+  case "$mod" in
+    \?*) insmod "/lib/modules/${mod#?}.ko" 2>/dev/null || true ;;
+    # shellcheck disable=SC2086 # module parameters are separate words
+    *) insmod "/lib/modules/$mod.ko" $args || fail "insmod $mod" ;;
+  esac
 done </etc/e2e-modules
+
+# iPXE's sanboot left an iBFT: the root is the second partition of its LUN, attached
+# by open-iscsi's iscsistart with the iBFT's initiator name, target and CHAP secret.
+if [ -d /sys/firmware/ibft/target0 ]; then
+  echo "E2E-INITRAMFS ibft $(cat /sys/firmware/ibft/target0/target-name 2>/dev/null)"
+  wait_for -e /sys/class/net/eth0 10 || fail "no eth0"
+  ip link set lo up
+  ip link set eth0 up
+  udhcpc -i eth0 -n -q -t 10 -V e2e-initramfs -s /etc/udhcpc/script || fail "no DHCP lease on eth0"
+  mkdir -p /etc/iscsi /run/lock/iscsi /var/lib/iscsi
+  iscsistart -b || fail "iscsistart -b"
+  e2e_root=/dev/sda2
+fi
 
 if [ -n "$e2e_nbdroot" ]; then
   hostport=${e2e_nbdroot%%/*}
