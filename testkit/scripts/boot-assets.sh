@@ -8,7 +8,8 @@
 #               when firmware left an iBFT (iPXE's sanboot), the iBFT's iSCSI LUN: its
 #               second partition) and switch_roots into it
 #   disk.raw    64 MiB MBR disk: syslinux mbr.bin; p1 FAT16 + syslinux (vmlinuz,
-#               initrd.img, root=/dev/vda2); p2 ext4 holding a busybox root whose
+#               initrd.img, root=/dev/vda2) and, for UEFI, systemd-boot as
+#               \EFI\BOOT\BOOTX64.EFI with the same entry; p2 ext4 holding a busybox root whose
 #               /sbin/init reports, writes, and powers off (see ROOT_INIT below)
 #   STAMP       written last: its presence means the build is complete
 #
@@ -360,12 +361,27 @@ LABEL linux
   INITRD initrd.img
   APPEND console=ttyS0,115200 root=/dev/vda2 panic=1
 EOF
+# systemd-boot, the UEFI boot loader of the same disk (iPXE's EFI sanboot starts the
+# disk's \EFI\BOOT\BOOTX64.EFI), with the syslinux entry's kernel, initrd and options.
+mkdir "$WORK/sdboot-deb" "$WORK/sdboot"
+(cd "$WORK/sdboot-deb" && apt-get download -q -o APT::Sandbox::User=root systemd-boot-efi >&2) ||
+  die "apt-get download systemd-boot-efi failed"
+dpkg -x "$WORK"/sdboot-deb/*.deb "$WORK/sdboot"
+SDBOOT=$(find "$WORK/sdboot" -name systemd-bootx64.efi | head -1)
+[ -n "$SDBOOT" ] || die "no systemd-bootx64.efi in systemd-boot-efi"
+printf 'default e2e.conf\ntimeout 0\nconsole-mode keep\n' >"$WORK/loader.conf"
+printf 'title e2e\nlinux /vmlinuz\ninitrd /initrd.img\noptions console=ttyS0,115200 root=/dev/vda2 panic=1\n' \
+  >"$WORK/e2e.conf"
 P1_SECTORS=$((P1_MIB * 2048))
 P2_START=$((P1_START + P1_SECTORS))
 P2_SECTORS=$((DISK_MIB * 2048 - P2_START))
 mkfs.fat -F 16 -h "$P1_START" -n E2EBOOT -C "$WORK/p1.img" $((P1_SECTORS / 2)) >/dev/null
 syslinux --install "$WORK/p1.img"
 mcopy -i "$WORK/p1.img" "$STAGE/vmlinuz" "$STAGE/initrd.img" "$WORK/syslinux.cfg" ::/
+mmd -i "$WORK/p1.img" ::/EFI ::/EFI/BOOT ::/loader ::/loader/entries
+mcopy -i "$WORK/p1.img" "$SDBOOT" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$WORK/p1.img" "$WORK/loader.conf" ::/loader/loader.conf
+mcopy -i "$WORK/p1.img" "$WORK/e2e.conf" ::/loader/entries/e2e.conf
 truncate -s $((P2_SECTORS * 512)) "$WORK/p2.img"
 mkfs.ext4 -q -F -L e2e-root -d "$RT" "$WORK/p2.img" >/dev/null
 
