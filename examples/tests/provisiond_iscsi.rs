@@ -657,3 +657,51 @@ fn an_initiator_vanishes_mid_write() {
         "closed only by the read timeout"
     );
 }
+
+/// A full write cache (the quota) is the SCSI sense DATA PROTECT / SPACE ALLOCATION
+/// FAILED WRITE PROTECT (27/07), which qemu's iSCSI driver reports as ENOSPC; what was
+/// written before stays readable, and the device is still served. (The quota is
+/// checked before each write that needs new blocks, so the write that crosses it
+/// lands; the next one is refused.)
+#[test]
+fn a_full_write_cache_is_space_allocation_failed() {
+    let qemu_io = testkit::require_peer!("qemu-io");
+    let work = WorkDir::new("provisiond-iscsi-quota");
+    let dir = work.path();
+    let store_dir = Provisiond::store_of(dir);
+    let store = ["--store", store_dir.to_str().unwrap()];
+    let raw = dir.join("os.raw");
+    std::fs::write(&raw, pattern(SIZE)).unwrap();
+    let vhd = dir.join("os.vhd");
+    e2e::convert_to_dynamic_vhd(&raw, &vhd);
+    provision(&store, &["vdisk", "import", "os", vhd.to_str().unwrap()]);
+    provision(&store, &["device", "add", DEV_A, "dev-a"]);
+    provision(&store, &["assign", "dev-a", "os"]);
+    let port = testkit::free_tcp_port();
+    let portal = format!("127.0.0.1:{port}");
+    let server = Provisiond::start(
+        dir,
+        &format!(
+            "[sessions]\ncache_quota = \"4M\"\n[iscsi]\nenabled = true\nlisten = \"{portal}\"\n"
+        ),
+    );
+    testkit::wait_for_tcp(portal.parse().unwrap(), Duration::from_secs(20));
+    let a = Login::of(DEV_A, &new_boot_token(&server, "dev-a"));
+    let opts = a.image_opts(&portal, &target_name("os"));
+    run_qemu_io(&qemu_io, &opts, &["write -P 0x5a 0 1M", "flush"], &server);
+    let out = attempt(Command::new(&qemu_io).args([
+        "--image-opts",
+        "-c",
+        "write -P 0x6b 4M 4M",
+        "-c",
+        "write -P 0x6b 10M 2M",
+        &opts,
+    ]));
+    let said = text(&out);
+    assert!(
+        said.contains("No space left on device"),
+        "a write past the quota: {said}\n{}",
+        server.log_tail(40)
+    );
+    run_qemu_io(&qemu_io, &opts, &["read -P 0x5a 0 1M"], &server);
+}
