@@ -701,7 +701,9 @@ fn a_catalog_decides_each_login() {
         lus: [lu(0xa0), lu(0xb1)],
     });
     let t = Arc::new(Target::with_catalog(TargetConfig::new("unused"), catalog));
-    let cases: [(&str, &str, &[u8], (u8, u8)); 6] = [
+    // Initiator, target, CHAP secret, and the login's status.
+    type Case<'a> = (&'a str, &'a str, &'a [u8], (u8, u8));
+    let cases: [Case<'_>; 6] = [
         ("iqn.test:dev0", "iqn.test:disk0", b"boot-secret-0", (0, 0)),
         ("iqn.test:dev1", "iqn.test:disk1", b"attach-secret", (0, 0)),
         ("iqn.test:dev0", "iqn.test:disk0", b"guessed-wrong", (2, 1)),
