@@ -354,6 +354,23 @@ fn sessions_over_iscsi() {
             .arg(d.url(&portal, Some(&iqn))),
         "login status 0202",
     );
+    // A hypervisor logs dev-b in with the device's attach secret (the API names the
+    // initiator and the CHAP secret): it joins dev-b's current boot.
+    let attach = server.cli_json(&["device", "attach-secret", "dev-b"]);
+    let hypervisor = Login {
+        initiator: attach["iscsi_initiator"].as_str().unwrap().to_owned(),
+        secret: attach["iscsi_chap_secret"].as_str().unwrap().to_owned(),
+    };
+    assert_eq!(hypervisor.initiator, b.initiator, "{attach}");
+    assert_eq!(
+        hypervisor.secret,
+        chap_secret(&attach["attach_secret"].as_str().unwrap().parse().unwrap())
+    );
+    testkit::run(
+        Command::new(&qemu_img)
+            .args(["compare", "--image-opts", &original])
+            .arg(hypervisor.image_opts(&portal, &iqn)),
+    );
     // dev-a is still served after all that.
     testkit::run(
         Command::new(&qemu_img)

@@ -160,6 +160,11 @@ pub struct AttachSecretView {
     pub attach_secret: String,
     /// The NBD export name to attach.
     pub export: String,
+    /// The iSCSI initiator name to log in with (the target name names the vDisk:
+    /// `iqn.2026-01.org.provision:<vdisk>`).
+    pub iscsi_initiator: String,
+    /// The iSCSI CHAP secret made from the attach secret (any CHAP name).
+    pub iscsi_chap_secret: String,
 }
 
 /// What happened, in words.
