@@ -210,10 +210,21 @@ impl Connection {
         let mut chap_r = None;
         let mut chap_i = None;
         let mut chap_c = None;
-        // The names first, whatever their order: the catalog decides on them.
+        // The names first, whatever their order: the catalog decides on them. Once
+        // given, a name cannot change (a login is for one initiator and one target).
+        for (key, value) in pairs {
+            let name = match key.as_str() {
+                "InitiatorName" => &mut state.initiator_name,
+                "TargetName" => &mut state.target_name,
+                _ => continue,
+            };
+            if name.as_ref().is_some_and(|n| n != value) {
+                return Err(status::INITIATOR_ERROR);
+            }
+            *name = Some(value.clone());
+        }
         for (key, value) in pairs {
             match key.as_str() {
-                "InitiatorName" => state.initiator_name = Some(value.clone()),
                 "SessionType" => {
                     self.session_type = match value.as_str() {
                         "Discovery" => SessionType::Discovery,
@@ -221,7 +232,6 @@ impl Connection {
                         _ => return Err(status::INITIATOR_ERROR),
                     }
                 }
-                "TargetName" => state.target_name = Some(value.clone()),
                 _ => {}
             }
         }

@@ -770,4 +770,19 @@ fn a_catalog_decides_each_login() {
         let answer = String::from_utf8_lossy(&r[0].data).into_owned();
         assert!(answer.contains(&format!("TargetName={target}")), "{answer}");
     }
+    // A login names one target: another name later in it is an initiator error.
+    let mut i = Initiator::new(&t);
+    let keys = [
+        ("InitiatorName", "iqn.test:dev0"),
+        ("TargetName", "iqn.test:disk0"),
+        ("AuthMethod", "CHAP"),
+    ];
+    assert_eq!(i.login(0, 1, false, &keys).status_class, 0);
+    let r = i.login(
+        0,
+        1,
+        false,
+        &[("TargetName", "iqn.test:disk1"), ("CHAP_A", "5")],
+    );
+    assert_eq!((r.status_class, r.status_detail), (2, 0));
 }
