@@ -223,16 +223,11 @@ impl Connection {
             }
             *name = Some(value.clone());
         }
-        for (key, value) in pairs {
-            match key.as_str() {
-                "SessionType" => {
-                    self.session_type = match value.as_str() {
-                        "Discovery" => SessionType::Discovery,
-                        "Normal" => SessionType::Normal,
-                        _ => return Err(status::INITIATOR_ERROR),
-                    }
-                }
-                _ => {}
+        for (_, value) in pairs.iter().filter(|(key, _)| key == "SessionType") {
+            self.session_type = match value.as_str() {
+                "Discovery" => SessionType::Discovery,
+                "Normal" => SessionType::Normal,
+                _ => return Err(status::INITIATOR_ERROR),
             }
         }
         // The first request names the initiator (and for a normal session the target).
