@@ -4,6 +4,7 @@
 //! tftpd-hpa, dnsmasq) runs ours and the peer in one run and prints the ratio, so
 //! figures are comparable on whatever machine runs them.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Runs `work` `runs` times and returns the best wall-clock time (the least disturbed
@@ -37,6 +38,34 @@ pub fn median_of(runs: usize, mut work: impl FnMut()) -> (Duration, Duration, Du
 /// we are faster.
 pub fn report(case: &str, ours: Duration, peer_name: &str, peer: Duration) {
     print_ratio(case, ours, peer_name, peer, "speed ratio", 3);
+}
+
+/// Prints one comparison line from rounds run alternately (round `i` timed ours, then the
+/// peer): the median time of each side, and the median of the rounds' ratios with
+/// their range, `1.23x [1.10-1.31]`, which is what the README reports.
+pub fn report_rounds(case: &str, ours: &[Duration], peer_name: &str, peer: &[Duration]) {
+    let median = |v: &[Duration]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    };
+    let mut ratios: Vec<f64> = ours
+        .iter()
+        .zip(peer)
+        .filter(|(o, _)| !o.is_zero())
+        .map(|(o, p)| p.as_secs_f64() / o.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let ratio = match (ratios.first(), ratios.get(ratios.len() / 2), ratios.last()) {
+        (Some(lo), Some(mid), Some(hi)) => format!("{mid:>5.2}x [{lo:.2}-{hi:.2}]"),
+        _ => "n/a".to_owned(),
+    };
+    println!(
+        "{case:<48} ours {:>9.3} ms  {peer_name} {:>9.3} ms  speed ratio {ratio} ({} rounds)",
+        median(ours).as_secs_f64() * 1e3,
+        median(peer).as_secs_f64() * 1e3,
+        ratios.len(),
+    );
 }
 
 /// One line `case  ours  peer  ratio`: times in ms with `decimals`, the ratio peer/ours.
@@ -102,4 +131,15 @@ pub fn congestion_controls() -> String {
 /// Throughput in MiB/s for `bytes` moved in `elapsed`.
 pub fn mib_per_s(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / (1 << 20) as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
+}
+
+/// A binary built beside the benchmark (`provisiond`, `provision`).
+pub fn sibling_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the benchmark's path");
+    let path = exe.with_file_name(name);
+    assert!(
+        path.is_file(),
+        "build it first: cargo build --release -p provision-examples --bin {name}"
+    );
+    path
 }

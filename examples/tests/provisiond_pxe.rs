@@ -184,6 +184,9 @@ struct Site {
     lab: Lab,
     qemu: PathBuf,
     curl: PathBuf,
+    /// Serve the boot files over HTTP too (`[http]`): scripts load kernel and initrd
+    /// from there.
+    http: bool,
 }
 
 impl Site {
@@ -204,6 +207,7 @@ impl Site {
             lab,
             qemu,
             curl,
+            http: false,
         };
         Some((site, assets))
     }
@@ -222,6 +226,11 @@ impl Site {
             std::fs::copy(source, tftp_root.join(name)).unwrap();
         }
         let config = lab.path("provisiond.toml");
+        let http = if self.http {
+            format!("[http]\nenabled = true\nlisten = \"{SERVER}:8080\"\n")
+        } else {
+            String::new()
+        };
         let full_mode = if full {
             format!("mode = \"full\"\npool = \"{FULL_POOL}\"\nrouter = \"{SERVER}\"\n")
         } else {
@@ -237,7 +246,7 @@ listen = "{SERVER}:10809"
 enabled = true
 listen = "{SERVER}:69"
 root = "{tftp}"
-[dhcp]
+{http}[dhcp]
 enabled = true
 interface = "br0"
 server_ip = "{SERVER}"
@@ -266,6 +275,9 @@ listen = "{API}"
             Path::new(env!("CARGO_BIN_EXE_provisiond")),
             &["--config", config.to_str().unwrap()],
         ));
+        if self.http {
+            lab.wait_log("provisiond.log", "boot files served over HTTP");
+        }
         for service in [
             "DHCP service listening",
             "TFTP service listening",
@@ -403,10 +415,15 @@ fn check_boot(site: &Site, mac: &str, device: &str, hostname: &str, text: &str, 
         "provisiond offered the device's script:\n{log}"
     );
     for file in ["boot/os/vmlinuz", "boot/os/initrd.img"] {
+        let (served, how) = if site.http {
+            ("HTTP boot file", "HTTP")
+        } else {
+            ("transfer complete", "TFTP")
+        };
         assert!(
             log.lines()
-                .any(|l| l.contains("transfer complete") && l.contains(&format!("file={file}"))),
-            "provisiond's TFTP served {file}:\n{log}"
+                .any(|l| l.contains(served) && l.contains(&format!("file={file}"))),
+            "provisiond's {how} served {file}:\n{log}"
         );
     }
     assert!(
@@ -448,9 +465,10 @@ fn check_boot(site: &Site, mac: &str, device: &str, hostname: &str, text: &str, 
         written >= 1 << 20,
         "the guest writes 1 MiB, provisiond saw {written} bytes:\n{page}"
     );
+    let over_tftp = if site.http { 1 } else { 3 };
     assert!(
-        metric(&page, "provision_tftp_transfers_total") >= 3,
-        "script, kernel and initrd over TFTP:\n{page}"
+        metric(&page, "provision_tftp_transfers_total") >= over_tftp,
+        "the script (and without [http] kernel and initrd) over TFTP:\n{page}"
     );
     eprintln!("{device}: {read} bytes read and {written} written over NBD");
 }
@@ -522,6 +540,30 @@ fn qemu_bios_pxe_menu_then_linux_root_over_nbd() {
     );
     check_boot(&site, SEAT_1, "seat-1", "diskless-1", &text, false);
     eprintln!("test took {:.1?}", test_start.elapsed());
+}
+
+/// The same BIOS boot with `[http]` on: the script (over TFTP) has iPXE load kernel
+/// and initrd from provisiond's HTTP service. Prints the seconds from QEMU's start to
+/// the guest's marker, beside the TFTP boot's line of the test above.
+#[test]
+fn qemu_bios_kernel_and_initrd_over_http() {
+    let _slot = lab::vm_slot();
+    let Some((mut site, assets)) = Site::new("pdh", false) else {
+        return;
+    };
+    site.http = true;
+    site.serve(&assets, &[], false);
+    let (text, took) = site.boot(site.lab.bios_vm_args(SEAT_1, 384));
+    eprintln!(
+        "seat-1 (BIOS, kernel and initrd over HTTP) reached E2E-DONE {took:.1?} after QEMU \
+         started; console without kernel messages:\n{}",
+        Site::summary(&text)
+    );
+    assert!(
+        text.contains(&format!("http://{SERVER}:8080/boot/os/vmlinuz...")),
+        "iPXE fetched the kernel over HTTP:\n{text}"
+    );
+    check_boot(&site, SEAT_1, "seat-1", "diskless-1", &text, false);
 }
 
 /// OVMF (EDK2's own PXE client on virtio-net, no option ROM) gets `snponly.efi` from

@@ -34,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod adapters;
+mod backup;
 mod boot;
 mod error;
 mod file_lock;
@@ -48,6 +49,7 @@ pub mod resolve;
 mod session;
 mod store;
 
+pub use backup::{BackupReport, backup_store};
 pub use boot::{Boot, BootCause, Token};
 pub use error::{Error, ErrorKind, Result};
 pub use images::{

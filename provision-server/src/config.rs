@@ -24,6 +24,8 @@ pub struct Config {
     pub sessions: SessionsConfig,
     /// The TFTP service: per-device boot files and a folder of boot files.
     pub tftp: Tftp,
+    /// The same boot files over HTTP.
+    pub http: Http,
     /// The ProxyDHCP service: answers the PXE clients of known devices.
     pub dhcp: Dhcp,
     /// What the per-device iPXE scripts boot.
@@ -178,6 +180,21 @@ pub struct Tftp {
     pub busy_poll_us: u64,
 }
 
+/// `[http]`: the boot files over HTTP (the TFTP folder and the per-device files, under
+/// the same names; read-only, no token). With it on, iPXE scripts fetch kernel and
+/// initrd over HTTP, and UEFI HTTP-boot clients are offered iPXE from it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Serve HTTP at all.
+    pub enabled: bool,
+    /// Address and port.
+    pub listen: SocketAddr,
+    /// The service as devices reach it, `host:port`; empty: the host of
+    /// `boot.nbd_server` with the port of `listen`.
+    pub advertise: String,
+}
+
 /// `[dhcp]`: ProxyDHCP beside the site's DHCP server (which hands out the addresses),
 /// or full DHCP on an isolated segment: PXE and HTTP-boot clients of known, enabled
 /// devices get iPXE for their architecture, then iPXE gets the device's script
@@ -297,6 +314,7 @@ impl Default for Config {
             iscsi: Iscsi::default(),
             sessions: SessionsConfig::default(),
             tftp: Tftp::default(),
+            http: Http::default(),
             dhcp: Dhcp::default(),
             boot: Boot::default(),
             api: Api::default(),
@@ -339,6 +357,16 @@ impl Default for Tftp {
             listen: SocketAddr::from(([0, 0, 0, 0], 69)),
             root: PathBuf::from("tftp"),
             busy_poll_us: 50,
+        }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            advertise: String::new(),
         }
     }
 }
@@ -444,8 +472,10 @@ impl Config {
             config.api.import_folder = dir.join(&config.api.import_folder);
         }
         config.session_settings()?;
+        config.nbd.server_config()?;
+        config.boot_settings()?;
         if config.dhcp.enabled {
-            let settings = config.dhcp.settings(&config.boot.settings().prefix)?;
+            let settings = config.dhcp_settings()?;
             if config.dhcp.mode == DhcpMode::Full {
                 config.dhcp.full_config(settings.server_ip)?;
             }
@@ -455,6 +485,100 @@ impl Config {
             return Err("log.format must be \"text\" or \"json\"".into());
         }
         Ok(config)
+    }
+
+    /// One line per service: on or off, and where (what `provisiond --check` prints).
+    pub fn summary(&self) -> String {
+        let on = |enabled: bool, at: String| if enabled { at } else { "off".to_owned() };
+        [
+            format!("store: {}", self.store.display()),
+            format!("nbd: {}", on(self.nbd.enabled, self.nbd.listen.to_string())),
+            format!(
+                "tftp: {}",
+                on(
+                    self.tftp.enabled,
+                    format!("{} (folder {})", self.tftp.listen, self.tftp.root.display())
+                )
+            ),
+            format!(
+                "http: {}",
+                on(self.http.enabled, self.http.listen.to_string())
+            ),
+            format!(
+                "dhcp: {}",
+                on(
+                    self.dhcp.enabled,
+                    format!("{:?} on {}", self.dhcp.mode, self.dhcp.interface).to_lowercase()
+                )
+            ),
+            format!(
+                "api: {}",
+                on(
+                    self.api.enabled,
+                    format!(
+                        "{} ({} token(s))",
+                        self.api.listen,
+                        self.api.tokens.len() + usize::from(!self.api.token.is_empty())
+                    )
+                )
+            ),
+        ]
+        .join("\n")
+    }
+
+    /// What the per-device scripts boot, and from where: kernel and initrd over HTTP
+    /// when `[http]` is on; `sanboot` vDisks from the iSCSI service as devices reach it
+    /// when `[iscsi]` is on (`boot.iscsi_server`, else the host of `boot.nbd_server`
+    /// with the port of `iscsi.listen`), none when it is off.
+    pub fn boot_settings(&self) -> Result<provision_core::adapters::tftp::BootSettings, String> {
+        let mut settings = self.boot.settings();
+        settings.iscsi_server = match (self.iscsi.enabled, self.boot.iscsi_server.is_empty()) {
+            (false, _) => String::new(),
+            (true, false) => self.boot.iscsi_server.clone(),
+            (true, true) => {
+                let host = self
+                    .boot
+                    .nbd_server
+                    .rsplit_once(':')
+                    .map_or(self.boot.nbd_server.as_str(), |(h, _)| h);
+                format!("{host}:{}", self.iscsi.listen.port())
+            }
+        };
+        if self.http.enabled {
+            let host_port = if self.http.advertise.is_empty() {
+                let (host, _) = self.boot.nbd_server.rsplit_once(':').ok_or_else(|| {
+                    format!(
+                        "boot.nbd_server {:?} is not host:port, so http.advertise must be set",
+                        self.boot.nbd_server
+                    )
+                })?;
+                format!("{host}:{}", self.http.listen.port())
+            } else {
+                self.http.advertise.clone()
+            };
+            settings.file_server = Some(format!("http://{host_port}"));
+        }
+        Ok(settings)
+    }
+
+    /// The ProxyDHCP (or full DHCP) answers' settings. With `[http]` on, UEFI x64
+    /// HTTP-boot clients are offered `ipxe.efi` from it by an IP-literal URL (a host
+    /// name only works when the site's DHCP offer carries DNS), unless
+    /// `dhcp.boot_files` names another file for `efi-x64-http`.
+    pub fn dhcp_settings(&self) -> Result<provision_core::adapters::pxe::DhcpSettings, String> {
+        let mut settings = self.dhcp.settings(&self.boot.settings().prefix)?;
+        let http_boot = pxe::options::ClientArch::EfiX64Http;
+        if self.http.enabled && !settings.boot_files.iter().any(|f| f.arch == http_boot) {
+            settings.boot_files.push(pxe::policy::BootFile {
+                arch: http_boot,
+                file: format!(
+                    "http://{}:{}/ipxe.efi",
+                    settings.server_ip,
+                    self.http.listen.port()
+                ),
+            });
+        }
+        Ok(settings)
     }
 
     /// The session limits, with sizes parsed.
@@ -547,8 +671,8 @@ impl Nbd {
 }
 
 impl Boot {
-    /// The settings of the per-device TFTP files (without an iSCSI service: see
-    /// [`Config::boot_settings`]).
+    /// The settings of the per-device TFTP files (without the HTTP and iSCSI services'
+    /// addresses: see [`Config::boot_settings`]).
     pub fn settings(&self) -> provision_core::adapters::tftp::BootSettings {
         use provision_core::adapters::tftp::BootMethod;
         provision_core::adapters::tftp::BootSettings {
@@ -570,29 +694,8 @@ impl Boot {
                     (vdisk.clone(), method)
                 })
                 .collect(),
+            file_server: None,
         }
-    }
-}
-
-impl Config {
-    /// What the per-device scripts boot: `[boot]`, with the iSCSI service's address
-    /// as devices reach it when `[iscsi]` is on (`boot.iscsi_server`, else the host of
-    /// `boot.nbd_server` with the port of `iscsi.listen`); none when it is off.
-    pub fn boot_settings(&self) -> provision_core::adapters::tftp::BootSettings {
-        let mut settings = self.boot.settings();
-        settings.iscsi_server = match (self.iscsi.enabled, self.boot.iscsi_server.is_empty()) {
-            (false, _) => String::new(),
-            (true, false) => self.boot.iscsi_server.clone(),
-            (true, true) => {
-                let host = self
-                    .boot
-                    .nbd_server
-                    .rsplit_once(':')
-                    .map_or(self.boot.nbd_server.as_str(), |(h, _)| h);
-                format!("{host}:{}", self.iscsi.listen.port())
-            }
-        };
-        settings
     }
 }
 
@@ -702,5 +805,43 @@ mod tests {
         let nbd = example.nbd.server_config().unwrap();
         assert_eq!(nbd.max_buffered_bytes, 512 << 20);
         assert_eq!(nbd.congestion_control, Some("cubic"));
+    }
+
+    /// With `[http]` on, scripts load kernel and initrd from it (at `advertise`, or the
+    /// NBD host with the HTTP port), and UEFI x64 HTTP-boot clients are offered iPXE
+    /// from it by an IP-literal URL, unless `dhcp.boot_files` names their file.
+    #[test]
+    fn http_boot_settings() {
+        let base = "[dhcp]\nenabled = true\ninterface = \"br0\"\nserver_ip = \"10.0.0.1\"\n\
+                    [boot]\nnbd_server = \"boot.lab:10809\"\n[http]\nenabled = true\n";
+        let config = Config::parse(base, "/etc/provision".as_ref()).unwrap();
+        let boot = config.boot_settings().unwrap();
+        assert_eq!(boot.file_server.as_deref(), Some("http://boot.lab:8080"));
+        let dhcp = config.dhcp_settings().unwrap();
+        let http_boot = |d: &provision_core::adapters::pxe::DhcpSettings| {
+            d.boot_files
+                .iter()
+                .find(|f| f.arch == pxe::options::ClientArch::EfiX64Http)
+                .map(|f| f.file.clone())
+        };
+        assert_eq!(
+            http_boot(&dhcp).as_deref(),
+            Some("http://10.0.0.1:8080/ipxe.efi")
+        );
+        let text = format!(
+            "{base}advertise = \"10.0.0.1:80\"\n[dhcp.boot_files]\nefi-x64-http = \"http://10.0.0.9/x.efi\"\n"
+        );
+        let config = Config::parse(&text, "/".as_ref()).unwrap();
+        let boot = config.boot_settings().unwrap();
+        assert_eq!(boot.file_server.as_deref(), Some("http://10.0.0.1:80"));
+        assert_eq!(
+            http_boot(&config.dhcp_settings().unwrap()).as_deref(),
+            Some("http://10.0.0.9/x.efi")
+        );
+        // Off: scripts use TFTP paths, and HTTP-boot clients get nothing by default.
+        let off =
+            Config::parse(&base.replace("[http]\nenabled = true\n", ""), "/".as_ref()).unwrap();
+        assert_eq!(off.boot_settings().unwrap().file_server, None);
+        assert_eq!(http_boot(&off.dhcp_settings().unwrap()), None);
     }
 }

@@ -31,9 +31,14 @@ pub fn config(data: &[u8]) {
         .expect("parse checked the sessions");
     config.api.check().expect("parse checked the API");
     api::credentials(&config.api).expect("parse checked the roles");
-    let _ = config.nbd.server_config();
-    let boot = config.boot.settings();
-    match config.dhcp.settings(&boot.prefix) {
+    config
+        .nbd
+        .server_config()
+        .expect("parse checked the NBD settings");
+    config
+        .boot_settings()
+        .expect("parse checked the boot settings");
+    match config.dhcp_settings() {
         Ok(settings) => {
             if config.dhcp.mode == crate::config::DhcpMode::Full || config.dhcp.enabled {
                 let _ = config.dhcp.full_config(settings.server_ip);

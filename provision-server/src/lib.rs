@@ -1,5 +1,5 @@
 //! The provision server as a library: the `provisiond.toml` configuration, the
-//! composition of its services (NBD, TFTP, DHCP, the admin API), the admin operations
+//! composition of its services (NBD, TFTP, HTTP boot files, DHCP, the admin API), the admin operations
 //! shared by the API and the `provision` command, metrics, and the demo set-up; the
 //! single services `pxe-serve`, `tftp-serve` and `nbd-serve` run from their section of
 //! the same configuration ([`service`]); plus what every binary of the workspace
@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 #[doc(hidden)]
 pub mod fuzzing;
+mod http;
 mod metrics;
 pub mod output;
 pub mod resources;

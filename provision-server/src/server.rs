@@ -51,6 +51,8 @@ pub struct Running {
     pub iscsi: Option<SocketAddr>,
     /// The admin API's address, when it runs.
     pub api: Option<SocketAddr>,
+    /// The boot files' HTTP address, when that service runs.
+    pub http: Option<SocketAddr>,
     /// The store the services serve.
     pub store: Arc<Store>,
     /// The sessions of the devices.
@@ -99,9 +101,19 @@ impl Server {
         let tftp_counters = Arc::new(TftpCounters::default());
         let mut tasks = vec![AbortOnDrop(tokio::spawn(expire(sessions.clone())))];
 
-        if config.tftp.enabled {
-            let tftp = serve_tftp(&config, store.clone(), sessions.clone(), &tftp_counters);
-            tasks.push(AbortOnDrop(tokio::spawn(tftp.await?)));
+        let mut http_addr = None;
+        if config.tftp.enabled || config.http.enabled {
+            let files = boot_files(&config, store.clone(), sessions.clone())?;
+            if config.tftp.enabled {
+                let tftp = serve_tftp(&config, files.clone(), &tftp_counters);
+                tasks.push(AbortOnDrop(tokio::spawn(tftp.await?)));
+            }
+            if config.http.enabled {
+                let (task, addr) =
+                    crate::http::boot_files::start(config.http.listen, files).await?;
+                tasks.push(AbortOnDrop(task));
+                http_addr = Some(addr);
+            }
         }
         let mut dhcp_stats = None;
         if config.dhcp.enabled {
@@ -132,6 +144,7 @@ impl Server {
                         "tftp",
                         config.tftp.enabled.then(|| config.tftp.listen.to_string()),
                     ),
+                    ("http", http_addr.map(|a: SocketAddr| a.to_string())),
                     (
                         "dhcp",
                         config.dhcp.enabled.then(|| {
@@ -174,6 +187,7 @@ impl Server {
             nbd: nbd_addr,
             iscsi: iscsi_addr,
             api: api_addr,
+            http: http_addr,
             store,
             sessions,
             nbd_server,
@@ -231,35 +245,46 @@ async fn expire(sessions: Sessions) {
     }
 }
 
-/// Binds the TFTP service: per-device files over the boot-file folder.
-async fn serve_tftp(
+/// The boot files TFTP and HTTP serve: each device's script and personality over the
+/// boot-file folder.
+type BootFiles = tftp::Fallback<DeviceFiles, tftp::DirProvider>;
+
+fn boot_files(
     config: &Config,
     store: Arc<Store>,
     sessions: Sessions,
-    counters: &Arc<TftpCounters>,
-) -> Result<impl Future<Output = ()> + Send + 'static, String> {
+) -> Result<Arc<BootFiles>, String> {
     let root = &config.tftp.root;
     std::fs::create_dir_all(root)
-        .map_err(|e| format!("cannot create the TFTP folder {}: {e}", root.display()))?;
-    let folder =
-        tftp::DirProvider::new(root).map_err(|e| format!("TFTP folder {}: {e}", root.display()))?;
+        .map_err(|e| format!("cannot create the boot-file folder {}: {e}", root.display()))?;
+    let folder = tftp::DirProvider::new(root)
+        .map_err(|e| format!("boot-file folder {}: {e}", root.display()))?;
     // With our DHCP service on, its DISCOVER starts a boot; else the script fetch does.
     let start = if config.dhcp.enabled {
         BootStart::Dhcp
     } else {
         BootStart::Script
     };
-    let files = DeviceFiles::new(store, sessions, config.boot_settings(), start);
+    let files = DeviceFiles::new(store, sessions, config.boot_settings()?, start);
+    Ok(Arc::new(tftp::Fallback::new(files, folder)))
+}
+
+/// Binds the TFTP service.
+async fn serve_tftp(
+    config: &Config,
+    files: Arc<BootFiles>,
+    counters: &Arc<TftpCounters>,
+) -> Result<impl Future<Output = ()> + Send + 'static, String> {
     let server = tftp::Server::bind(
         config.tftp.listen,
-        Counted::new(tftp::Fallback::new(files, folder), counters.clone()),
+        Counted::new(files, counters.clone()),
         config.tftp.server_config(),
     )
     .await
     .map_err(|e| format!("cannot listen for TFTP on {}: {e}", config.tftp.listen))?;
     let _ = counters.panics.set(server.panics());
     let addr = server.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, root = %root.display(), "TFTP service listening");
+    tracing::info!(%addr, root = %config.tftp.root.display(), "TFTP service listening");
     Ok(async move {
         if let Err(e) = server.run().await {
             tracing::error!(error = %e, "TFTP service stopped");
@@ -307,7 +332,7 @@ async fn serve_dhcp(
     stats: &mut Option<Arc<DriverStats>>,
 ) -> Result<impl Future<Output = ()> + Send + 'static, String> {
     let dhcp = &config.dhcp;
-    let settings = dhcp.settings(&config.boot.settings().prefix)?;
+    let settings = config.dhcp_settings()?;
     if !config.tftp.enabled {
         tracing::warn!(
             "dhcp is enabled but tftp is not: devices will be sent to a TFTP server that does not answer"

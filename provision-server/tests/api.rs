@@ -2,6 +2,8 @@
 //! from this library: every route with good and bad input, the status codes, roles,
 //! uploads, slow clients, and the OpenAPI document.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -19,8 +21,7 @@ struct Lab {
     _dir: tempfile::TempDir,
     root: PathBuf,
     api: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: common::Provisiond,
 }
 
 impl Lab {
@@ -38,37 +39,13 @@ impl Lab {
             ),
         )
         .unwrap();
-        let config = provision_server::Config::load(&root.join("provisiond.toml")).unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (ready, addr) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let running = provision_server::Server::new(config)
-                    .unwrap()
-                    .start()
-                    .await
-                    .unwrap();
-                ready.send(running.api.unwrap()).unwrap();
-                running
-                    .serve(async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
-        let api = addr.recv_timeout(Duration::from_secs(30)).unwrap();
+        let server = common::Provisiond::start(&root.join("provisiond.toml"));
+        let api = server.api.unwrap();
         Lab {
             _dir: dir,
             root,
             api,
-            stop: Some(stop),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -121,17 +98,6 @@ impl Lab {
             }
             assert!(Instant::now() < deadline, "the job did not end: {job}");
             std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

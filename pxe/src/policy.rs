@@ -134,6 +134,11 @@ impl Policy {
 /// answers, so the site's ordinary DHCP traffic never reaches the lookup. The answer then
 /// goes through the same [`plan`] as a fixed policy, chainload-loop guard included.
 ///
+/// Its one per-client method is named for what it may do: it is the embedder's event
+/// hook for a boot client's message that this server answers (called exactly once per
+/// such message), so an implementation may record it (start the device's boot, add an
+/// unknown device) before it answers; the `pxe` functions themselves write nothing.
+///
 /// The driver calls it from its socket tasks and holds none of its own locks meanwhile:
 /// a quick blocking lookup (an SQLite read) is fine, waiting on the network is not.
 ///
@@ -149,7 +154,7 @@ impl Policy {
 ///     fn server_ip(&self) -> Ipv4Addr {
 ///         self.0.server_ip
 ///     }
-///     fn policy_for(&self, client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
+///     fn handle_boot_client(&self, client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
 ///         if client.mac != Some(self.1) {
 ///             return Err(Silence::Refused("unknown device"));
 ///         }
@@ -163,8 +168,9 @@ pub trait BootPolicy: Send + Sync {
     /// Our address on the boot interface (option 54), the same for every client.
     fn server_ip(&self) -> Ipv4Addr;
 
-    /// The policy for `client`, or why it gets no answer.
-    fn policy_for(&self, client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence>;
+    /// Takes note of a boot client's message this server answers (an implementation may
+    /// record it) and returns the policy for `client`, or why it gets no answer.
+    fn handle_boot_client(&self, client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence>;
 }
 
 impl BootPolicy for Policy {
@@ -172,7 +178,7 @@ impl BootPolicy for Policy {
         self.server_ip
     }
 
-    fn policy_for(&self, _client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
+    fn handle_boot_client(&self, _client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
         Ok(Cow::Borrowed(self))
     }
 }

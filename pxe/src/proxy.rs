@@ -145,7 +145,7 @@ pub fn offer<P: BootPolicy + ?Sized>(request: &Message, policy: &P) -> Result<Re
     if !client.is_boot_client() {
         return Err(Silence::NotBootClient.into());
     }
-    let policy = policy.policy_for(&client)?;
+    let policy = policy.handle_boot_client(&client)?;
     let plan = plan(&client, &policy)?;
     let mut m = reply::skeleton(request, MessageType::Offer, policy.server_ip);
     reply::force_broadcast(&mut m);
@@ -184,7 +184,7 @@ pub fn boot_ack<P: BootPolicy + ?Sized>(
     if !client.is_boot_client() {
         return Err(Silence::NotBootClient.into());
     }
-    let policy = policy.policy_for(&client)?;
+    let policy = policy.handle_boot_client(&client)?;
     let policy: &Policy = &policy;
     let plan = plan(&client, policy)?;
     let mut m = reply::skeleton(request, MessageType::Ack, policy.server_ip);
@@ -250,7 +250,7 @@ mod tests {
             self.base.server_ip
         }
 
-        fn policy_for(&self, client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
+        fn handle_boot_client(&self, client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
             self.calls.fetch_add(1, Ordering::Relaxed);
             let script = client
                 .mac

@@ -118,7 +118,7 @@ impl BootPolicy for OneDevice {
         self.0.server_ip
     }
 
-    fn policy_for(&self, client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
+    fn handle_boot_client(&self, client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
         if client.mac != Some([2, 0, 0, 0, 0, 2]) {
             return Err(Silence::Refused("unknown device"));
         }
@@ -168,7 +168,7 @@ impl BootPolicy for Slow {
         self.0.server_ip
     }
 
-    fn policy_for(&self, _: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
+    fn handle_boot_client(&self, _: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
         std::thread::sleep(self.1);
         Ok(Cow::Borrowed(&self.0))
     }
@@ -223,7 +223,7 @@ impl BootPolicy for Buggy {
         self.0.server_ip
     }
 
-    fn policy_for(&self, client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
+    fn handle_boot_client(&self, client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
         assert_ne!(client.mac, Some(BUGGY_MAC), "a bug tripped by one client");
         Ok(Cow::Borrowed(&self.0))
     }

@@ -267,7 +267,7 @@ impl pxe::BootPolicy for KnownOnly {
         SERVER
     }
 
-    fn policy_for(
+    fn handle_boot_client(
         &self,
         client: &pxe::ClientInfo,
     ) -> Result<std::borrow::Cow<'_, Policy>, Silence> {

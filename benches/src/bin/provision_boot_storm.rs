@@ -9,13 +9,15 @@
 //! Environment: `STORM_CLIENTS` (default 100), `STORM_MIB` (working set, default 256).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nbd_proto::client::handshake::ClientConfig;
 use nbd_proto::driver::client::Client;
-use provision_benches::{congestion_controls, cpu_time, mib_per_s, report, report_cpu};
+use provision_benches::{
+    congestion_controls, cpu_time, mib_per_s, report, report_cpu, sibling_binary,
+};
 use provision_core::{DeviceType, Mac, Mode, Store, import_vdisk};
 use testkit::ChildGuard;
 
@@ -152,17 +154,6 @@ fn print(name: &str, clients: u64, o: &Outcome) {
         o.idle_rss_kib,
         o.idle_rss_kib.saturating_sub(o.base_rss_kib) / clients.max(1),
     );
-}
-
-/// A binary built beside the benchmark (`provisiond`, `provision`).
-fn sibling_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the benchmark's path");
-    let path = exe.with_file_name(name);
-    assert!(
-        path.is_file(),
-        "build it first: cargo build --release -p provision-examples --bin {name}"
-    );
-    path
 }
 
 fn wait(addr: SocketAddr) {

@@ -1,9 +1,14 @@
-//! The tftp server beside tftpd-hpa and dnsmasq's TFTP, in one run, with the same client
-//! (atftp) for every server:
-//! - one 64 MiB download at blksize 512, 1468 and 8192, windowsize 1 and 16 (tftpd-hpa
-//!   5.2 and dnsmasq ignore windowsize and fall back to lockstep: that is the point of
-//!   the windowsize 16 rows);
-//! - 20 concurrent clients downloading the same 64 MiB file at blksize 1468.
+//! The tftp server beside tftpd-hpa and dnsmasq's TFTP, in one run, with the same clients
+//! for every server (curl, what users fetch with, and atftp, which also does windowsize):
+//! - one 64 MiB download at blksize 512, 1468, 8192 and 65464, lock-step (windowsize 1)
+//!   with both clients, and windowsize 16 with atftp (tftpd-hpa 5.2 and dnsmasq ignore
+//!   windowsize and fall back to lock-step: that is the point of those rows);
+//! - 20 concurrent clients downloading the same file at blksize 1468: curl and atftp
+//!   lock-step, atftp windowsize 16.
+//!
+//! Every case runs in rounds (`TFTP_BENCH_ROUNDS`, default 3), each round timing ours and
+//! then each peer, so a burst of load hits both; a row gives the median time of each side
+//! and the median of the rounds' ratios with their range.
 //!
 //! Run: `cargo run --release -p provision-benches --bin tftp_vs_peers` (file size in MiB
 //! from `TFTP_BENCH_MIB`, default 64; our busy-poll budget from `TFTP_BENCH_BUSY_POLL_US`,
@@ -13,11 +18,11 @@
 //! (dnsmasq 2.90 has no option to move it): it listens on 127.0.0.69:69.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use provision_benches::{mib_per_s, report};
+use provision_benches::report_rounds;
 use testkit::ChildGuard;
 
 fn main() {
@@ -26,16 +31,20 @@ fn main() {
         serve(Path::new(&args[2]), args[3].parse().expect("port"));
         return;
     }
-    for peer in ["atftp", "in.tftpd", "dnsmasq"] {
+    for peer in ["atftp", "curl", "in.tftpd", "dnsmasq"] {
         if testkit::find_program(peer).is_none() {
             eprintln!("tftp_vs_peers: `{peer}` is not installed; skipping");
             return;
         }
     }
-    let mib: usize = std::env::var("TFTP_BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let mib = env("TFTP_BENCH_MIB", 64);
+    let rounds = env("TFTP_BENCH_ROUNDS", 3).max(1);
     let root = tempfile::tempdir().expect("temporary folder");
     let out = tempfile::tempdir().expect("temporary folder");
     let content: Vec<u8> = (0..mib << 20)
@@ -51,81 +60,33 @@ fn main() {
     let ours = start_ours(root.path());
     let hpa = start_tftpd_hpa(root.path());
     let dnsmasq = start_dnsmasq(root.path());
-    println!("tftp_vs_peers: {mib} MiB file, client atftp; ratio > 1 means ours is faster");
+    println!(
+        "tftp_vs_peers: {mib} MiB file, {rounds} rounds per case; ratio > 1 means ours is faster"
+    );
     let mut servers = vec![("tftpd-hpa", hpa.1)];
     if let Some(d) = &dnsmasq {
         servers.push(("dnsmasq", d.1));
     }
-    for blksize in [512u16, 1468, 8192] {
-        for windowsize in [1u16, 16] {
-            let runs = if blksize == 512 { 2 } else { 3 };
-            // Time of the download alone (the check after it is not counted).
-            let fetch = |port: Target| {
-                let target = out.path().join("one");
-                let start = Instant::now();
-                atftp(port, blksize, windowsize, &target);
-                let took = start.elapsed();
-                check(&target, &content);
-                took
-            };
-            // Alternate the servers and keep each one's best run, so a burst of load
-            // on the machine does not decide the ratio.
-            let mut t_ours = Duration::MAX;
-            let mut t_peers = vec![Duration::MAX; servers.len()];
-            for _ in 0..runs {
-                t_ours = t_ours.min(fetch(ours.1));
-                for (t, &(_, port)) in t_peers.iter_mut().zip(&servers) {
-                    *t = (*t).min(fetch(port));
-                }
-            }
-            for (&t_peer, &(name, _)) in t_peers.iter().zip(&servers) {
-                report(
-                    &format!("{mib} MiB blksize {blksize} windowsize {windowsize}"),
-                    t_ours,
-                    name,
-                    t_peer,
-                );
-            }
-            println!(
-                "    ours: {:.1} MiB/s",
-                mib_per_s(content.len() as u64, t_ours)
-            );
-        }
+    let mut cases = Vec::new();
+    for blksize in [512u16, 1468, 8192, 65464] {
+        cases.push(Case::one(Client::Curl, blksize, 1));
+        cases.push(Case::one(Client::Atftp, blksize, 1));
+        cases.push(Case::one(Client::Atftp, blksize, 16));
     }
-    for windowsize in [1u16, 16] {
-        let concurrent = |port: Target| {
-            let start = Instant::now();
-            let children: Vec<_> = (0..20)
-                .map(|i| {
-                    let target = out.path().join(format!("c{i}"));
-                    let child = atftp_command(port, 1468, windowsize, &target)
-                        .spawn()
-                        .expect("starting atftp");
-                    (child, target)
-                })
-                .collect();
-            let mut targets = Vec::new();
-            for (mut child, target) in children {
-                let status = child.wait().expect("waiting for atftp");
-                assert!(status.success(), "atftp failed: {status}");
-                targets.push(target);
+    cases.push(Case::crowd(Client::Curl, 1));
+    cases.push(Case::crowd(Client::Atftp, 1));
+    cases.push(Case::crowd(Client::Atftp, 16));
+    for case in cases {
+        let mut t_ours = Vec::new();
+        let mut t_peers = vec![Vec::new(); servers.len()];
+        for _ in 0..rounds {
+            t_ours.push(case.run(ours.1, out.path(), &content));
+            for (t, &(_, port)) in t_peers.iter_mut().zip(&servers) {
+                t.push(case.run(port, out.path(), &content));
             }
-            // Time of the downloads alone, as for one client.
-            let took = start.elapsed();
-            for target in targets {
-                check(&target, &content);
-            }
-            took
-        };
-        let t_ours = concurrent(ours.1);
-        for &(name, port) in &servers {
-            let t_peer = concurrent(port);
-            report(
-                &format!("20 clients x {mib} MiB blksize 1468 windowsize {windowsize}"),
-                t_ours,
-                name,
-                t_peer,
-            );
+        }
+        for (t_peer, &(name, _)) in t_peers.iter().zip(&servers) {
+            report_rounds(&case.name(mib), &t_ours, name, t_peer);
         }
     }
     drop((ours, hpa, dnsmasq));
@@ -134,25 +95,107 @@ fn main() {
 /// Where a server listens.
 type Target = (&'static str, u16);
 
-fn atftp_command(port: Target, blksize: u16, windowsize: u16, target: &Path) -> Command {
-    let mut c = Command::new("atftp");
-    c.args(["--option", &format!("blksize {blksize}")]);
-    if windowsize > 1 {
-        c.args(["--option", &format!("windowsize {windowsize}")]);
-    }
-    c.args(["-g", "-r", "file", "-l"])
-        .arg(target)
-        .args([port.0, &port.1.to_string()]);
-    c.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    c
+#[derive(Debug, Clone, Copy)]
+enum Client {
+    Curl,
+    Atftp,
 }
 
-fn atftp(port: Target, blksize: u16, windowsize: u16, target: &Path) {
-    let status = atftp_command(port, blksize, windowsize, target)
-        .status()
-        .expect("starting atftp");
-    assert!(status.success(), "atftp failed against {port:?}: {status}");
+/// One measured case: `clients` downloads of the whole file at once.
+struct Case {
+    client: Client,
+    blksize: u16,
+    windowsize: u16,
+    clients: usize,
+}
+
+impl Case {
+    fn one(client: Client, blksize: u16, windowsize: u16) -> Case {
+        Case {
+            client,
+            blksize,
+            windowsize,
+            clients: 1,
+        }
+    }
+
+    /// Twenty clients at blksize 1468.
+    fn crowd(client: Client, windowsize: u16) -> Case {
+        Case {
+            clients: 20,
+            ..Case::one(client, 1468, windowsize)
+        }
+    }
+
+    fn name(&self, mib: usize) -> String {
+        let client = match self.client {
+            Client::Curl => "curl",
+            Client::Atftp => "atftp",
+        };
+        let who = match self.clients {
+            1 => String::new(),
+            n => format!("{n} x "),
+        };
+        format!(
+            "{who}{client} {mib} MiB blksize {} windowsize {}",
+            self.blksize, self.windowsize
+        )
+    }
+
+    fn command(&self, port: Target, target: &Path) -> Command {
+        let mut c = match self.client {
+            Client::Curl => {
+                let mut c = Command::new("curl");
+                c.args(["-sS", "--tftp-blksize", &self.blksize.to_string(), "-o"])
+                    .arg(target)
+                    .arg(format!("tftp://{}:{}/file", port.0, port.1));
+                c
+            }
+            Client::Atftp => {
+                let mut c = Command::new("atftp");
+                c.args(["--option", &format!("blksize {}", self.blksize)]);
+                if self.windowsize > 1 {
+                    c.args(["--option", &format!("windowsize {}", self.windowsize)]);
+                }
+                c.args(["-g", "-r", "file", "-l"])
+                    .arg(target)
+                    .args([port.0, &port.1.to_string()]);
+                c
+            }
+        };
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        c
+    }
+
+    /// The time of the downloads alone; each download is checked after it.
+    fn run(&self, port: Target, dir: &Path, content: &[u8]) -> Duration {
+        let start = Instant::now();
+        let children: Vec<(std::process::Child, PathBuf)> = (0..self.clients)
+            .map(|i| {
+                let target = dir.join(format!("c{i}"));
+                let child = self
+                    .command(port, &target)
+                    .spawn()
+                    .expect("starting the client");
+                (child, target)
+            })
+            .collect();
+        let mut targets = Vec::new();
+        for (mut child, target) in children {
+            let status = child.wait().expect("waiting for the client");
+            assert!(
+                status.success(),
+                "{:?} failed against {port:?}: {status}",
+                self.client
+            );
+            targets.push(target);
+        }
+        let took = start.elapsed();
+        for target in targets {
+            check(&target, content);
+        }
+        took
+    }
 }
 
 fn check(path: &Path, content: &[u8]) {

@@ -22,9 +22,9 @@
 //! by [`resolve::admit`]); [`StorePolicy::handle_client`] makes the effects of a boot
 //! client's message, each an explicit call (`Store::device_or_auto_add`, `Sessions::start_boot`,
 //! `Sessions::record_boot_address`); the answer itself is a pure function of the
-//! settings and the MAC. The `pxe` crate asks its [`BootPolicy`] once per boot client's
-//! message it answers, so that is where the message reaches this adapter and
-//! `policy_for` calls `handle_client` first.
+//! settings and the MAC. The `pxe` crate calls its [`BootPolicy::handle_boot_client`]
+//! hook once per boot client's message it answers: that is where the message reaches
+//! this adapter, and it calls `handle_client` first.
 
 use std::borrow::Cow;
 use std::net::Ipv4Addr;
@@ -183,7 +183,7 @@ impl BootPolicy for StorePolicy {
         self.base.server_ip
     }
 
-    fn policy_for(&self, client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
+    fn handle_boot_client(&self, client: &ClientInfo) -> Result<Cow<'_, Policy>, Silence> {
         let mac = Mac(client
             .mac
             .ok_or(Silence::Refused("no Ethernet address in chaddr"))?);

@@ -44,6 +44,10 @@ pub struct BootSettings {
     pub cmdline: String,
     /// Seconds the menu waits before booting the default vDisk.
     pub menu_timeout_secs: u32,
+    /// Where scripts fetch kernel and initrd from when not over TFTP: an HTTP service's
+    /// base URL (`http://10.0.0.1:8080`), under which the boot files have their TFTP
+    /// paths. Paths that are URIs already are used as they are.
+    pub file_server: Option<String>,
     /// The iSCSI service as devices reach it, `host` or `host:port` (empty: none).
     pub iscsi_server: String,
     /// How each vDisk boots, by name; the others boot [`BootMethod::LinuxNbd`].
@@ -104,6 +108,7 @@ impl BootSettings {
             menu_timeout_secs: 10,
             iscsi_server: String::new(),
             methods: BTreeMap::new(),
+            file_server: None,
         }
     }
 }
@@ -135,6 +140,10 @@ pub const INITRD_NAME: &str = "initrd.img";
 ///     "nbdroot=10.0.0.1:10809/52:54:00:00:00:01/lab/00112233445566778899aabbccddeeff hostname=seat-1 "
 /// ));
 /// assert!(script.contains(" initrd=initrd.img\ninitrd --name initrd.img /boot/lab/initrd.img\n"));
+/// // With an HTTP service for boot files, kernel and initrd come from it.
+/// let over_http = BootSettings { file_server: Some("http://10.0.0.1:8080".into()), ..boot.clone() };
+/// let script = ipxe_script(&device, &[lab.clone()], &[], &over_http, &token);
+/// assert!(script.contains("\nkernel http://10.0.0.1:8080/boot/lab/vmlinuz "));
 /// let personality = [("hostname".to_owned(), "diskless-1".to_owned())];
 /// let script = ipxe_script(&device, &[lab], &personality, &boot, &token);
 /// assert!(script.contains(" hostname=diskless-1 "));
@@ -177,13 +186,13 @@ pub fn ipxe_script(
         s.push_str(&format!(
             ":vdisk{i}\nkernel {} {} nbdroot={}/{}/{}/{token} hostname={} initrd={INITRD_NAME}\n\
              initrd --name {INITRD_NAME} {}\nboot\n",
-            from_root(&fill(&boot.kernel)),
+            file_path(boot, &fill(&boot.kernel)),
             fill(&boot.cmdline),
             boot.nbd_server,
             device.mac,
             a.vdisk,
             hostname,
-            from_root(&fill(&boot.initrd)),
+            file_path(boot, &fill(&boot.initrd)),
         ));
     }
     s
@@ -212,14 +221,22 @@ fn sanboot(device: &Device, vdisk: &str, boot: &BootSettings, token: &Token) -> 
     )
 }
 
-/// A TFTP path as the script must write it: iPXE resolves a relative path against the
-/// script's own location (`provision/`), so paths on the TFTP server start at its root.
-/// URIs (`http://...`, `tftp://...`) stay as they are.
-fn from_root(path: &str) -> String {
-    if path.starts_with('/') || path.contains("://") {
+/// A boot file's path as the script must write it. URIs (`http://...`, `tftp://...`)
+/// stay as they are; with a [`BootSettings::file_server`], a path becomes a URL on it;
+/// else it is a TFTP path from the server's root (iPXE resolves a relative path
+/// against the script's own location, `provision/`).
+fn file_path(boot: &BootSettings, path: &str) -> String {
+    if path.contains("://") {
+        return path.to_owned();
+    }
+    let rooted = if path.starts_with('/') {
         path.to_owned()
     } else {
         format!("/{path}")
+    };
+    match &boot.file_server {
+        Some(base) => format!("{}{rooted}", base.trim_end_matches('/')),
+        None => rooted,
     }
 }
 

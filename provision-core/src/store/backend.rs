@@ -28,6 +28,10 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     /// Runs `change` in one transaction that takes the database's write lock at once;
     /// commits when it returns `Ok`, else rolls back.
     fn write(&self, change: &mut dyn FnMut(&dyn Queries) -> Result<()>) -> Result<()>;
+
+    /// Writes a consistent copy of the whole database to the new file `path`, while
+    /// others keep reading and writing it.
+    fn snapshot_into(&self, path: &std::path::Path) -> Result<()>;
 }
 
 /// One line for the audit log.

@@ -92,6 +92,12 @@ impl Store {
         }
     }
 
+    /// Writes a consistent copy of the database to the new file `path` (see
+    /// [`crate::backup_store`]).
+    pub(crate) fn snapshot_database(&self, path: &Path) -> Result<()> {
+        self.db.snapshot_into(path)
+    }
+
     /// The same store, recording `actor` as the author of changes in the audit log.
     pub fn with_actor(mut self, actor: &str) -> Self {
         actor.clone_into(&mut self.actor);

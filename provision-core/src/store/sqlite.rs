@@ -76,6 +76,18 @@ impl Backend for Sqlite {
         tx.commit()?;
         Ok(())
     }
+
+    fn snapshot_into(&self, path: &Path) -> Result<()> {
+        // One read transaction: the copy is the database as of its start.
+        let target = path.to_str().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Invalid,
+                format!("{} is not a UTF-8 path", path.display()),
+            )
+        })?;
+        self.lock().execute("VACUUM INTO ?1", [target])?;
+        Ok(())
+    }
 }
 
 /// Queries on one connection (or transaction).

@@ -110,6 +110,16 @@ pub enum StoreCommand {
         #[arg(long)]
         clean: bool,
     },
+    /// Copy the store (with --store, on the machine that holds it; provisiond may keep
+    /// serving) into a new folder that opens as a store: the database as of one moment
+    /// (SQLite's online copy), every version file and every private disk it names.
+    /// Write caches are left out. A version in maintenance or a private disk that keeps
+    /// changing while it is copied is left out and named (exit 4): back it up when its
+    /// device is off.
+    Backup {
+        /// The new (or empty) folder.
+        dest: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -78,6 +78,12 @@ pub fn run(store: &Store, command: Command, progress: Progress<'_>) -> Result<An
         Command::Store(StoreCommand::Check { clean: true }) => {
             Answer::Message(ops::clean_store(store, &|_| false)?)
         }
+        Command::Store(StoreCommand::Backup { dest }) => {
+            let what = format!("backing up to {}", dest.display());
+            Answer::Message(ops::backup_store(store, &dest, &mut |done, total| {
+                progress(&what, done, total);
+            })?)
+        }
         Command::Store(StoreCommand::Init) => Answer::message(format!(
             "store: {}",
             store

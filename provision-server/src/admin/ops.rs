@@ -261,6 +261,32 @@ pub fn check_store(store: &Store) -> Result<Message> {
     })
 }
 
+/// Copies the store into `dest` (see [`provision_core::backup_store`]); a `Conflict`
+/// naming what was left out when a live file kept changing.
+pub fn backup_store(
+    store: &Store,
+    dest: &std::path::Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Message> {
+    let report = provision_core::backup_store(store, dest, progress)?;
+    let mut message = format!(
+        "backed up {} file(s), {:.1} MiB, to {}",
+        report.copied.len(),
+        report.bytes as f64 / f64::from(1 << 20),
+        dest.display()
+    );
+    if report.skipped.is_empty() {
+        return Ok(Message { message });
+    }
+    for (file, why) in &report.skipped {
+        message.push_str(&format!("; left out {file}: {why}"));
+    }
+    Err(Error::Domain {
+        kind: ErrorKind::Conflict,
+        message,
+    })
+}
+
 /// Deletes the files no version names that nothing needs: `in_use` tells which files
 /// running sessions still read.
 pub fn clean_store(store: &Store, in_use: &dyn Fn(&str) -> bool) -> Result<Message> {

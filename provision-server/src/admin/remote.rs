@@ -423,6 +423,14 @@ fn route(command: &Command) -> Result<Call, Failure> {
                 "`store init` makes a store in a folder: use --store DIR".into(),
             ));
         }
+        C::Store(StoreCommand::Backup { .. }) => {
+            return Err((
+                2,
+                "`store backup` copies the store's files: run it on the machine that \
+                 holds the store, with --store DIR (provisiond may keep running)"
+                    .into(),
+            ));
+        }
     })
 }
 

@@ -13,7 +13,6 @@
 //! connection slots are taken the oldest connection that has not yet sent a request
 //! makes room.
 
-mod admission;
 mod auth;
 mod devices;
 mod error;
@@ -29,9 +28,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use provision_core::{Sessions, Store};
-use tokio::net::TcpListener;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -39,12 +36,15 @@ pub use auth::{Credential, Role, credentials};
 pub(crate) use error::ApiError;
 
 use crate::metrics::Metrics;
-use admission::Admission;
 use auth::BearerScheme;
 use jobs::Jobs;
 
-/// Time a client has to send a request head.
-const HEAD_TIME: Duration = Duration::from_secs(10);
+/// Connections the API holds: 512 in all, 8 per address, 10 s for a request head.
+const LIMITS: crate::http::Limits = crate::http::Limits {
+    max_connections: 512,
+    per_source: 8,
+    head_time: Duration::from_secs(10),
+};
 /// Largest JSON request body.
 const MAX_BODY: usize = 64 << 10;
 
@@ -153,55 +153,11 @@ pub async fn start(
     listen: SocketAddr,
     mut api: Api,
 ) -> Result<(tokio::task::JoinHandle<()>, SocketAddr), String> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen for the API on {listen}: {e}"))?;
+    let listener = crate::http::bind(listen, "the API").await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     api.services.insert("api".into(), Some(addr.to_string()));
     tracing::info!(%addr, tokens = api.tokens.len(), "admin API listening");
     let (router, _) = routes(Arc::new(State::new(api)));
-    Ok((tokio::spawn(serve(listener, router)), addr))
-}
-
-/// Serves connections until the task is dropped.
-async fn serve(listener: TcpListener, router: Router) {
-    let admission = Admission::default();
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "API: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Some(ticket) = admission.admit(peer.ip()) else {
-            tracing::debug!(%peer, "API: too many connections from this address; closing");
-            continue;
-        };
-        let router = router.clone();
-        tokio::spawn(async move {
-            let evicted = ticket.evicted();
-            let serving = ticket.serving();
-            let service = hyper::service::service_fn(move |request| {
-                serving.mark();
-                tower::ServiceExt::oneshot(router.clone(), request)
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEAD_TIME)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                result = connection => {
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "API connection ended");
-                    }
-                }
-                () = evicted => {
-                    tracing::debug!(%peer, "API: idle connection closed to make room");
-                }
-            }
-            drop(ticket);
-        });
-    }
+    let serve = crate::http::serve(listener, router, LIMITS, "api");
+    Ok((tokio::spawn(serve), addr))
 }

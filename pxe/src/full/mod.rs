@@ -203,7 +203,7 @@ impl FullDhcp {
         // Only boot clients reach the boot policy: an embedder's hook may have side
         // effects (a new boot of the device) that an OS's own DHCP must not cause.
         if client.is_boot_client()
-            && let Ok(policy) = self.boot_policy().policy_for(client)
+            && let Ok(policy) = self.boot_policy().handle_boot_client(client)
             && let Ok(p) = plan(client, &policy)
         {
             add_boot_plan(&mut m, client, &policy, &p)?;

@@ -587,8 +587,10 @@ impl<P: Provider + 'static> Job<P> {
             .flatten();
         let mut out = vec![0u8; DATAGRAM_BUF];
         let mut inbuf = vec![0u8; DATAGRAM_BUF];
-        // One timer, moved only when the deadline changes (cheaper than a new one per
-        // datagram).
+        // One timer, moved only when the transfer's deadline comes earlier than the one
+        // it is set to. A lock-step transfer pushes its deadline later with every ACK:
+        // the timer then fires early once per timeout period and is set again, instead
+        // of being moved in tokio's timer wheel for every block.
         let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(86_400);
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
@@ -606,7 +608,7 @@ impl<P: Provider + 'static> Job<P> {
                 break;
             }
             let deadline = session.poll_timeout();
-            if deadline != armed {
+            if deadline.is_some_and(|d| armed.is_none_or(|a| d < a)) {
                 armed = deadline;
                 sleep.as_mut().reset(deadline.map_or_else(far, Into::into));
             }
@@ -641,7 +643,14 @@ impl<P: Provider + 'static> Job<P> {
                 }
                 Event::Timeout => {
                     armed = None;
-                    session.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    // Fired for a deadline the transfer has moved on from: set again
+                    // (at the top of the loop) for the one it has now.
+                    if session.poll_timeout().is_some_and(|d| d <= now) {
+                        session.handle_timeout(now);
+                    } else {
+                        sleep.as_mut().reset(far());
+                    }
                 }
             }
         }

@@ -442,6 +442,14 @@ impl ReadTransfer {
             .saturating_sub(offset)
             .min(self.blksize as u64) as usize;
         emit_data_header(block as u16, buf)?;
+        if self.blksize > READ_AHEAD / 2 {
+            // The read-ahead would hold one block at a time: read it in place instead
+            // of copying it once more.
+            let data = &mut buf[DATA_HEADER_LEN..DATA_HEADER_LEN + expect];
+            read_exact_at(&*self.source, offset, data)
+                .map_err(|e| Error::io(format!("reading block {block}"), e))?;
+            return Ok(DATA_HEADER_LEN + expect);
+        }
         let ahead_end = self.ahead_at + self.ahead.len() as u64;
         if offset < self.ahead_at || offset + expect as u64 > ahead_end {
             self.read_ahead(offset, expect)
@@ -481,25 +489,40 @@ impl ReadTransfer {
             .max(expect);
         self.ahead.resize(want, 0);
         self.ahead_at = offset;
-        let mut got = 0;
-        while got < want {
-            match self
-                .source
-                .read_at(offset + got as u64, &mut self.ahead[got..])?
-            {
-                0 => break,
-                n => got += n,
-            }
-        }
+        let got = read_at_most(&*self.source, offset, &mut self.ahead)?;
         self.ahead.truncate(got);
         if got < expect {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "file shrank while being served",
-            ));
+            return Err(shrank());
         }
         Ok(())
     }
+}
+
+/// Fills `buf` from `source` at `offset`; fewer bytes only at the source's end.
+fn read_at_most(source: &dyn Source, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match source.read_at(offset + got as u64, &mut buf[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
+/// Fills all of `buf` from `source` at `offset`.
+fn read_exact_at(source: &dyn Source, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    if read_at_most(source, offset, buf)? < buf.len() {
+        return Err(shrank());
+    }
+    Ok(())
+}
+
+fn shrank() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "file shrank while being served",
+    )
 }
 
 fn to_netascii(source: &dyn Source, max: u64) -> Result<Arc<dyn Source>, Error> {

@@ -62,6 +62,11 @@ struct Args {
     /// Log format on stderr (overrides the config file).
     #[arg(long, value_parser = ["text", "json"])]
     log_format: Option<String>,
+    /// Check the configuration and exit without serving or writing anything: 0 and a
+    /// summary of the services when every setting is valid, 1 and what is wrong when
+    /// not (for package scripts, and after editing the file).
+    #[arg(long, conflicts_with = "demo")]
+    check: bool,
 }
 
 fn main() -> ExitCode {
@@ -87,6 +92,15 @@ fn main() -> ExitCode {
         Ok(server) => server,
         Err(e) => return fail(&e),
     };
+    if args.check {
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}: the configuration is valid\n{}",
+            config_path.display(),
+            server.config().summary()
+        );
+        return ExitCode::SUCCESS;
+    }
     // What provisiond writes (the database, vDisks, private disks, caches, leases) is
     // for the service alone: 0600 files, 0700 folders.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));

@@ -1,7 +1,7 @@
-//! Which connections the API takes: at most [`PER_SOURCE`] per address, and at most
-//! [`MAX_CONNECTIONS`] in all; when full, the oldest connection that has not sent a
-//! request yet is closed to make room, so clients that connect and stall (from one
-//! address or from many) cannot lock the operator out.
+//! Which connections an HTTP listener takes: at most `per_source` per address, and at
+//! most `max` in all; when full, the oldest connection that has not sent a request yet
+//! is closed to make room, so clients that connect and stall (from one address or from
+//! many) cannot lock others out.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -10,14 +10,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-/// Connections served at once.
-const MAX_CONNECTIONS: usize = 512;
-/// Connections one address may hold at once.
-const PER_SOURCE: usize = 8;
-
-/// The connections the API holds.
-#[derive(Clone, Default)]
-pub(super) struct Admission(Arc<Mutex<Held>>);
+/// The connections a listener holds.
+#[derive(Clone)]
+pub(super) struct Admission {
+    held: Arc<Mutex<Held>>,
+    /// Connections served at once.
+    max: usize,
+    /// Connections one address may hold at once.
+    per_source: usize,
+}
 
 #[derive(Default)]
 struct Held {
@@ -42,22 +43,26 @@ pub(super) struct Ticket {
 }
 
 impl Admission {
+    pub(super) fn new(max: usize, per_source: usize) -> Self {
+        Self {
+            held: Arc::default(),
+            max: max.max(1),
+            per_source: per_source.max(1),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Held> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A place for a connection from `ip`, unless that address holds its share
     /// already or every place is taken by connections that are being served.
     pub(super) fn admit(&self, ip: IpAddr) -> Option<Ticket> {
-        self.admit_within(ip, MAX_CONNECTIONS, PER_SOURCE)
-    }
-
-    fn admit_within(&self, ip: IpAddr, max: usize, per_source: usize) -> Option<Ticket> {
         let mut held = self.lock();
-        if held.per_source.get(&ip).copied().unwrap_or(0) >= per_source {
+        if held.per_source.get(&ip).copied().unwrap_or(0) >= self.per_source {
             return None;
         }
-        if held.connections.len() >= max {
+        if held.connections.len() >= self.max {
             let idle = held
                 .connections
                 .iter()
@@ -131,32 +136,26 @@ mod tests {
 
     #[test]
     fn one_address_gets_its_share_only() {
-        let admission = Admission::default();
+        let admission = Admission::new(10, 3);
         let ip: IpAddr = [10, 0, 0, 1].into();
-        let held: Vec<_> = (0..3)
-            .filter_map(|_| admission.admit_within(ip, 10, 3))
-            .collect();
+        let held: Vec<_> = (0..3).filter_map(|_| admission.admit(ip)).collect();
         assert_eq!(held.len(), 3);
-        assert!(admission.admit_within(ip, 10, 3).is_none());
-        assert!(
-            admission
-                .admit_within([10, 0, 0, 2].into(), 10, 3)
-                .is_some()
-        );
+        assert!(admission.admit(ip).is_none());
+        assert!(admission.admit([10, 0, 0, 2].into()).is_some());
         drop(held);
-        assert!(admission.admit_within(ip, 10, 3).is_some());
+        assert!(admission.admit(ip).is_some());
     }
 
     #[test]
     fn when_full_the_oldest_idle_connection_makes_room() {
-        let admission = Admission::default();
+        let admission = Admission::new(3, 8);
         let ip = |n: u8| IpAddr::from([10, 0, 0, n]);
-        let busy = admission.admit_within(ip(1), 3, 8).unwrap();
+        let busy = admission.admit(ip(1)).unwrap();
         busy.serving().mark();
-        let idle_old = admission.admit_within(ip(2), 3, 8).unwrap();
-        let idle_new = admission.admit_within(ip(3), 3, 8).unwrap();
+        let idle_old = admission.admit(ip(2)).unwrap();
+        let idle_new = admission.admit(ip(3)).unwrap();
         let evicted = idle_old.evicted();
-        let newcomer = admission.admit_within(ip(4), 3, 8).expect("room made");
+        let newcomer = admission.admit(ip(4)).expect("room made");
         // The oldest idle one was told to go; the busy one and the newer idle one stay.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -171,7 +170,7 @@ mod tests {
         idle_new.serving().mark();
         newcomer.serving().mark();
         // Everyone is being served: no room for more.
-        assert!(admission.admit_within(ip(5), 3, 8).is_none());
+        assert!(admission.admit(ip(5)).is_none());
         drop((busy, idle_old));
     }
 }
