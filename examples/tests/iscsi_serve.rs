@@ -223,51 +223,9 @@ fn libiscsi_suite_against_tgt() {
     let (_server, portal) = serve(&ours_raw, &[]);
     let ours_text = run_suite(&cu, &families, &format!("iscsi://{portal}/{IQN}/0"));
 
-    // tgtd on its own portal and management port, so it meets no other tgtd.
-    let port = testkit::free_tcp_port();
-    let control = (testkit::free_tcp_port() % 1000 + 100).to_string();
-    let _tgtd = ChildGuard::spawn(Command::new(&tgtd).args([
-        "-f",
-        "-C",
-        &control,
-        "--iscsi",
-        &format!("portal=127.0.0.1:{port}"),
-    ]));
-    testkit::wait_for_tcp(
-        format!("127.0.0.1:{port}").parse().unwrap(),
-        Duration::from_secs(20),
-    );
-    let tgt_iqn = "iqn.2026-01.org.provision:tgt";
-    let adm = |args: &[&str]| {
-        testkit::run(
-            Command::new(&tgtadm)
-                .args(["-C", &control, "--lld", "iscsi"])
-                .args(args),
-        )
-    };
-    adm(&[
-        "--op", "new", "--mode", "target", "--tid", "1", "-T", tgt_iqn,
-    ]);
-    adm(&[
-        "--op",
-        "new",
-        "--mode",
-        "logicalunit",
-        "--tid",
-        "1",
-        "--lun",
-        "1",
-        "-b",
-        tgt_raw.to_str().unwrap(),
-    ]);
-    adm(&[
-        "--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL",
-    ]);
-    let tgt_text = run_suite(
-        &cu,
-        &families,
-        &format!("iscsi://127.0.0.1:{port}/{tgt_iqn}/1"),
-    );
+    let tgt_server =
+        testkit::tgt::Tgt::start(&tgtd, &tgtadm, "iqn.2026-01.org.provision:tgt", &tgt_raw);
+    let tgt_text = run_suite(&cu, &families, &tgt_server.lun);
 
     let (ours, tgt) = (results(&ours_text), results(&tgt_text));
     assert!(ours.len() > 80 && tgt.len() > 80, "{ours_text}\n{tgt_text}");

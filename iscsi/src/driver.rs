@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::session::{Connection, Event, Target};
+use crate::session::{Connection, EndFuture, Event, Target};
 
 /// The driver's limits.
 #[derive(Debug, Clone)]
@@ -118,8 +118,28 @@ pub async fn connection(
     let deadline = tokio::time::Instant::now() + config.login_timeout;
     let mut input = vec![0u8; 256 * 1024];
     let mut output = Vec::new();
+    // Completes when the session the login was granted ends (its device booted again).
+    let mut ended: Option<EndFuture> = None;
     loop {
         let read = stream.read(&mut input);
+        let read = async {
+            match ended.as_mut() {
+                Some(end) => tokio::select! {
+                    r = read => Ok(Some(r)),
+                    () = end => Ok::<_, io::Error>(None),
+                },
+                None => Ok(Some(read.await)),
+            }
+        };
+        let read = async {
+            match read.await? {
+                Some(r) => r,
+                None => Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "the session ended (its device booted again)",
+                )),
+            }
+        };
         let n = if conn.is_logging_in() {
             match tokio::time::timeout_at(deadline, read).await {
                 Ok(r) => r?,
@@ -148,7 +168,12 @@ pub async fn connection(
                     initiator,
                     session_type,
                     tsih,
-                } => tracing::info!(%peer, %initiator, ?session_type, tsih, "iSCSI login"),
+                } => {
+                    let grant = conn.grant();
+                    let label = grant.map(|g| g.label.as_str()).unwrap_or_default();
+                    tracing::info!(%peer, %initiator, ?session_type, tsih, granted = label, "iSCSI login");
+                    ended = grant.and_then(|g| g.lease.as_ref()).map(|l| l.ended());
+                }
                 Event::LoginFailed { class, detail } => {
                     tracing::info!(%peer, class, detail, "iSCSI login refused")
                 }

@@ -7,7 +7,9 @@
 //!   CmdSN window, immediate/unsolicited/R2T data, Data-In with phase-collapsed status,
 //!   NOP, task management, logout. Bytes in, bytes out;
 //! * [`scsi`]: the SPC-4/SBC-3 block command set over a positional [`BlockDevice`];
-//! * [`driver`] (feature `server`): a tokio listener serving one target with one LUN.
+//! * [`driver`] (feature `server`): a tokio listener serving a [`session::Target`]:
+//!   one target with one LUN ([`session::SingleTarget`]), or whatever its
+//!   [`session::Catalog`] grants each login.
 //!
 //! What it is not: an initiator, a multi-connection or error-recovery (ERL > 0)
 //! implementation, or a SCSI target for anything but direct-access block devices.

@@ -64,7 +64,8 @@ pub use model::{
 };
 pub use resolve::resolve_version;
 pub use session::{
-    NewBoot, Session, SessionInfo, SessionMode, SessionSettings, SessionStats, Sessions, Usage,
+    NewBoot, Session, SessionInfo, SessionMode, SessionSettings, SessionStats, Sessions, Transport,
+    Usage,
 };
 pub use store::collections::CollectionSettings;
 pub use store::devices::{DeviceUpdate, PERSONALITY_LIMIT, SECRET_SHOWN};

@@ -18,6 +18,8 @@ pub struct Config {
     pub store: PathBuf,
     /// The NBD service.
     pub nbd: Nbd,
+    /// The iSCSI service.
+    pub iscsi: Iscsi,
     /// Write caches and sessions.
     pub sessions: SessionsConfig,
     /// The TFTP service: per-device boot files and a folder of boot files.
@@ -93,6 +95,57 @@ pub struct Nbd {
     /// Seconds an idle connection is kept (0: for ever); see
     /// `nbd_proto::driver::server::ServerConfig::idle_timeout`.
     pub idle_timeout_seconds: u64,
+}
+
+/// `[iscsi]`: vDisks as iSCSI targets, for `sanboot` and the OS initiators after it
+/// (see `provision_core::adapters::iscsi` for the names and CHAP secrets).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Iscsi {
+    /// Serve iSCSI at all (off by default).
+    pub enabled: bool,
+    /// Address and port (3260, iSCSI's port).
+    pub listen: SocketAddr,
+    /// Connections served at once; further ones are closed.
+    pub max_connections: usize,
+    /// Seconds a connection may take to log in.
+    pub login_timeout_seconds: u64,
+    /// Seconds a logged-in connection may stay silent (0: for ever).
+    pub idle_timeout_seconds: u64,
+}
+
+impl Default for Iscsi {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 3260)),
+            max_connections: 1024,
+            login_timeout_seconds: 30,
+            idle_timeout_seconds: 0,
+        }
+    }
+}
+
+impl Iscsi {
+    /// The driver's limits.
+    pub fn server_config(&self) -> iscsi::driver::ServerConfig {
+        iscsi::driver::ServerConfig {
+            login_timeout: Duration::from_secs(self.login_timeout_seconds.max(1)),
+            idle_timeout: (self.idle_timeout_seconds > 0)
+                .then(|| Duration::from_secs(self.idle_timeout_seconds)),
+            max_connections: self.max_connections,
+        }
+    }
+}
+
+/// A boot method as `[boot.methods]` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootMethodName {
+    /// Kernel and initrd over TFTP, root over NBD.
+    LinuxNbd,
+    /// iPXE `sanboot` over iSCSI.
+    Sanboot,
 }
 
 /// `[sessions]`: standard-mode write caches.
@@ -208,6 +261,11 @@ pub struct Boot {
     pub cmdline: String,
     /// Seconds the boot menu (several vDisks) waits before booting the first.
     pub menu_timeout: u32,
+    /// The iSCSI service as devices reach it, `host:port` (empty: the host of
+    /// `nbd_server` and the port of `[iscsi] listen`).
+    pub iscsi_server: String,
+    /// How vDisks boot, by name: `linux-nbd` (the default) or `sanboot`.
+    pub methods: BTreeMap<String, BootMethodName>,
 }
 
 /// `[api]`: the admin HTTP API and the Prometheus `/metrics` endpoint.
@@ -253,6 +311,7 @@ impl Default for Config {
         Self {
             store: PathBuf::from("store"),
             nbd: Nbd::default(),
+            iscsi: Iscsi::default(),
             sessions: SessionsConfig::default(),
             tftp: Tftp::default(),
             http: Http::default(),
@@ -347,6 +406,8 @@ impl Default for Boot {
             initrd: defaults.initrd,
             cmdline: defaults.cmdline,
             menu_timeout: defaults.menu_timeout_secs,
+            iscsi_server: String::new(),
+            methods: BTreeMap::new(),
         }
     }
 }
@@ -466,9 +527,23 @@ impl Config {
     }
 
     /// What the per-device scripts boot, and from where: kernel and initrd over HTTP
-    /// when `[http]` is on.
+    /// when `[http]` is on; `sanboot` vDisks from the iSCSI service as devices reach it
+    /// when `[iscsi]` is on (`boot.iscsi_server`, else the host of `boot.nbd_server`
+    /// with the port of `iscsi.listen`), none when it is off.
     pub fn boot_settings(&self) -> Result<provision_core::adapters::tftp::BootSettings, String> {
         let mut settings = self.boot.settings();
+        settings.iscsi_server = match (self.iscsi.enabled, self.boot.iscsi_server.is_empty()) {
+            (false, _) => String::new(),
+            (true, false) => self.boot.iscsi_server.clone(),
+            (true, true) => {
+                let host = self
+                    .boot
+                    .nbd_server
+                    .rsplit_once(':')
+                    .map_or(self.boot.nbd_server.as_str(), |(h, _)| h);
+                format!("{host}:{}", self.iscsi.listen.port())
+            }
+        };
         if self.http.enabled {
             let host_port = if self.http.advertise.is_empty() {
                 let (host, _) = self.boot.nbd_server.rsplit_once(':').ok_or_else(|| {
@@ -596,8 +671,10 @@ impl Nbd {
 }
 
 impl Boot {
-    /// The settings of the per-device TFTP files.
+    /// The settings of the per-device TFTP files (without the HTTP and iSCSI services'
+    /// addresses: see [`Config::boot_settings`]).
     pub fn settings(&self) -> provision_core::adapters::tftp::BootSettings {
+        use provision_core::adapters::tftp::BootMethod;
         provision_core::adapters::tftp::BootSettings {
             prefix: "provision".into(),
             nbd_server: self.nbd_server.clone(),
@@ -605,6 +682,18 @@ impl Boot {
             initrd: self.initrd.clone(),
             cmdline: self.cmdline.clone(),
             menu_timeout_secs: self.menu_timeout,
+            iscsi_server: self.iscsi_server.clone(),
+            methods: self
+                .methods
+                .iter()
+                .map(|(vdisk, m)| {
+                    let method = match m {
+                        BootMethodName::LinuxNbd => BootMethod::LinuxNbd,
+                        BootMethodName::Sanboot => BootMethod::Sanboot,
+                    };
+                    (vdisk.clone(), method)
+                })
+                .collect(),
             file_server: None,
         }
     }

@@ -13,7 +13,7 @@ use prometheus::process_collector::ProcessCollector;
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use provision_core::{SessionMode, Sessions, Usage};
+use provision_core::{SessionMode, Sessions, Transport, Usage};
 use pxe::driver::DriverStats;
 use tftp::{Error, Provider, Source};
 
@@ -116,6 +116,7 @@ struct Provision {
 struct Families {
     uptime: IntGauge,
     sessions: IntGaugeVec,
+    transports: IntGaugeVec,
     per_device: Vec<(IntCounterVec, UsageOf)>,
     device_gauges: Vec<(IntGaugeVec, UsageOf)>,
     counters: Vec<(IntCounter, Service)>,
@@ -164,6 +165,14 @@ impl Families {
             sessions: IntGaugeVec::new(
                 Opts::new("provision_sessions", "Open sessions by mode."),
                 &["mode"],
+            )
+            .expect("a valid metric"),
+            transports: IntGaugeVec::new(
+                Opts::new(
+                    "provision_sessions_by_transport",
+                    "Open sessions by the protocol that opened them (nbd, iscsi).",
+                ),
+                &["transport"],
             )
             .expect("a valid metric"),
             per_device: vec![
@@ -286,7 +295,8 @@ impl Families {
     }
 
     fn collectors(&self) -> Vec<&dyn Collector> {
-        let mut all: Vec<&dyn Collector> = vec![&self.uptime, &self.sessions, &self.rivals];
+        let mut all: Vec<&dyn Collector> =
+            vec![&self.uptime, &self.sessions, &self.transports, &self.rivals];
         all.extend(self.per_device.iter().map(|(c, _)| c as &dyn Collector));
         all.extend(self.device_gauges.iter().map(|(c, _)| c as &dyn Collector));
         all.extend(self.counters.iter().map(|(c, _)| c as &dyn Collector));
@@ -318,6 +328,12 @@ impl Collector for Provision {
             let n = live.iter().filter(|s| s.mode == mode).count();
             f.sessions.with_label_values(&[word]).set(n as i64);
         }
+        for transport in [Transport::Nbd, Transport::Iscsi] {
+            let n = live.iter().filter(|s| s.transport == transport).count();
+            f.transports
+                .with_label_values(&[transport.as_str()])
+                .set(n as i64);
+        }
         for u in &self.sessions.usage() {
             let mac = u.mac.to_string();
             let labels = [mac.as_str(), u.device.as_str(), u.vdisk.as_str()];
@@ -342,6 +358,7 @@ impl Collector for Provision {
         }
         families.extend(f.uptime.collect());
         families.extend(f.sessions.collect());
+        families.extend(f.transports.collect());
         for (family, _) in &f.per_device {
             families.extend(family.collect());
         }

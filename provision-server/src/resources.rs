@@ -127,6 +127,8 @@ pub struct SessionView {
     pub version: u32,
     /// `standard`, `private` or `maintenance`.
     pub mode: String,
+    /// `nbd` or `iscsi`: the protocol of the connection that opened it.
+    pub transport: String,
     /// Seconds since the Unix epoch.
     pub opened_at: i64,
     pub reads: u64,
@@ -158,6 +160,11 @@ pub struct AttachSecretView {
     pub attach_secret: String,
     /// The NBD export name to attach.
     pub export: String,
+    /// The iSCSI initiator name to log in with (the target name names the vDisk:
+    /// `iqn.2026-01.org.provision:<vdisk>`).
+    pub iscsi_initiator: String,
+    /// The iSCSI CHAP secret made from the attach secret (any CHAP name).
+    pub iscsi_chap_secret: String,
 }
 
 /// What happened, in words.
@@ -267,6 +274,7 @@ impl SessionView {
             vdisk: s.vdisk.clone(),
             version: s.version,
             mode: mode_str(s.mode).to_owned(),
+            transport: s.transport.as_str().to_owned(),
             opened_at: unix_secs(s.opened_at),
             reads: u.map_or(0, |u| u.stats.reads),
             read_bytes: u.map_or(0, |u| u.stats.read_bytes),

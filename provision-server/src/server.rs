@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nbd_proto::driver::server::{Server as NbdServer, listen};
+use provision_core::adapters::iscsi::SessionTargets;
 use provision_core::adapters::nbd::SessionExports;
 use provision_core::adapters::pxe::StorePolicy;
 use provision_core::adapters::tftp::{BootStart, DeviceFiles};
@@ -46,6 +47,8 @@ pub struct Server {
 pub struct Running {
     /// The NBD service's address, when it runs.
     pub nbd: Option<SocketAddr>,
+    /// The iSCSI service's address, when it runs.
+    pub iscsi: Option<SocketAddr>,
     /// The admin API's address, when it runs.
     pub api: Option<SocketAddr>,
     /// The boot files' HTTP address, when that service runs.
@@ -131,6 +134,13 @@ impl Server {
                         config.nbd.enabled.then(|| config.nbd.listen.to_string()),
                     ),
                     (
+                        "iscsi",
+                        config
+                            .iscsi
+                            .enabled
+                            .then(|| config.iscsi.listen.to_string()),
+                    ),
+                    (
                         "tftp",
                         config.tftp.enabled.then(|| config.tftp.listen.to_string()),
                     ),
@@ -152,6 +162,12 @@ impl Server {
             tasks.push(AbortOnDrop(task));
             api_addr = Some(addr);
         }
+        let mut iscsi_addr = None;
+        if config.iscsi.enabled {
+            let (task, addr) = serve_iscsi(&config, store.clone(), sessions.clone()).await?;
+            tasks.push(AbortOnDrop(tokio::spawn(task)));
+            iscsi_addr = Some(addr);
+        }
         let (mut nbd_addr, mut nbd_server) = (None, None);
         if config.nbd.enabled {
             let server_config = config.nbd.server_config()?;
@@ -169,6 +185,7 @@ impl Server {
         }
         Ok(Running {
             nbd: nbd_addr,
+            iscsi: iscsi_addr,
             api: api_addr,
             http: http_addr,
             store,
@@ -273,6 +290,37 @@ async fn serve_tftp(
             tracing::error!(error = %e, "TFTP service stopped");
         }
     })
+}
+
+/// Binds the iSCSI service: device sessions as targets (see
+/// `provision_core::adapters::iscsi`). Its connections end with the process.
+async fn serve_iscsi(
+    config: &Config,
+    store: Arc<Store>,
+    sessions: Sessions,
+) -> Result<(impl Future<Output = ()> + Send + 'static, SocketAddr), String> {
+    let listen = config.iscsi.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen for iSCSI on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let catalog = Arc::new(SessionTargets::new(sessions, store));
+    // The target name and CHAP of the configuration are unused: the catalog decides.
+    let target = Arc::new(iscsi::session::Target::with_catalog(
+        iscsi::session::TargetConfig::new(provision_core::adapters::iscsi::TARGET_PREFIX),
+        catalog,
+    ));
+    let server_config = config.iscsi.server_config();
+    tracing::info!(%addr, "iSCSI service listening");
+    Ok((
+        async move {
+            let forever = std::future::pending::<()>();
+            if let Err(e) = iscsi::driver::serve(listener, target, server_config, forever).await {
+                tracing::error!(error = %e, "iSCSI service stopped");
+            }
+        },
+        addr,
+    ))
 }
 
 /// Binds the DHCP service (ProxyDHCP, or full DHCP): the devices of the store answered

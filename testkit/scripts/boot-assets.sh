@@ -2,16 +2,20 @@
 # Builds the end-to-end boot assets in OUTDIR, without root, mounts or loop devices:
 #
 #   vmlinuz     Debian's 6.1 kernel (newest linux-image-6.1.0-NN-amd64 apt offers)
-#   initrd.img  busybox initramfs: virtio/e1000/ext4/nbd modules, Debian's nbd-client,
-#               and an /init that mounts `root=` (a local disk, or an NBD export given
-#               as `nbdroot=HOST:PORT/EXPORT`) and switch_roots into it
+#   initrd.img  busybox initramfs: virtio/e1000/ext4/nbd/iSCSI modules, Debian's
+#               nbd-client and open-iscsi's iscsistart, and an /init that mounts `root=`
+#               (a local disk, an NBD export given as `nbdroot=HOST:PORT/EXPORT`, or,
+#               when firmware left an iBFT (iPXE's sanboot), the iBFT's iSCSI LUN: its
+#               second partition) and switch_roots into it
 #   disk.raw    64 MiB MBR disk: syslinux mbr.bin; p1 FAT16 + syslinux (vmlinuz,
-#               initrd.img, root=/dev/vda2); p2 ext4 holding a busybox root whose
+#               initrd.img, root=/dev/vda2) and, for UEFI, systemd-boot as
+#               \EFI\BOOT\BOOTX64.EFI with the same entry; p2 ext4 holding a busybox root whose
 #               /sbin/init reports, writes, and powers off (see ROOT_INIT below)
 #   STAMP       written last: its presence means the build is complete
 #
 # Serial-console markers (one line each):
-#   initramfs:  E2E-INITRAMFS root=<dev>  |  E2E-INITRAMFS-FAILED <why> (then poweroff)
+#   initramfs:  [E2E-INITRAMFS ibft <target>], E2E-INITRAMFS root=<dev>
+#               |  E2E-INITRAMFS-FAILED <why> (then poweroff)
 #   root init:  E2E-PREVIOUS-BOOTS count=N, E2E-VERSION V,
 #               BOOTED-FROM-VDISK hostname=H root=DEV uptime=S, [E2E-SET-VERSION V],
 #               E2E-DONE  |  E2E-FAILED <why>
@@ -35,7 +39,10 @@ export PATH="$PATH:/usr/sbin:/sbin"
 export MTOOLS_SKIP_CHECK=1 LC_ALL=C
 
 MODULES=(crc32c_generic jbd2 mbcache crc16 ext4 virtio_ring virtio_pci_modern_dev
-  virtio_pci_legacy_dev virtio virtio_pci virtio_blk failover net_failover virtio_net e1000 nbd)
+  virtio_pci_legacy_dev virtio virtio_pci virtio_blk failover net_failover virtio_net e1000 nbd
+  sd_mod iscsi_tcp iscsi_ibft)
+# iscsistart (a root on the iBFT's LUN) and the libraries it needs beyond the host's.
+ISCSI_PKGS=(open-iscsi libopeniscsiusr libisns0)
 DISK_MIB=64
 P1_START=2048  # sectors; p1 = FAT16 boot partition
 P1_MIB=24
@@ -135,6 +142,8 @@ for m in "${ORDER[@]}"; do
   cp "${KO[$m]}" "$IR/lib/modules/$m.ko"
   case "$m" in
     nbd) echo "$m nbds_max=2 max_part=8" ;;
+    # Without an iBFT (every boot but sanboot's) it may refuse to load: optional.
+    iscsi_ibft) echo "?$m" ;;
     *) echo "$m" ;;
   esac >>"$IR/etc/e2e-modules"
 done
@@ -145,6 +154,27 @@ while IFS= read -r lib; do
   mkdir -p "$IR$(dirname "$lib")"
   cp -L "$lib" "$IR$lib"
 done < <(ldd "$NBD_CLIENT" | grep -oE '/[^ ]+' | sort -u)
+
+# open-iscsi's iscsistart (logs in to the iBFT's target), with the libraries ldd
+# finds in the downloaded packages or on the host, at their own paths.
+mkdir "$WORK/iscsi-deb" "$WORK/iscsi"
+(cd "$WORK/iscsi-deb" && apt-get download -q -o APT::Sandbox::User=root "${ISCSI_PKGS[@]}" >&2) ||
+  die "apt-get download ${ISCSI_PKGS[*]} failed"
+for deb in "$WORK"/iscsi-deb/*.deb; do dpkg -x "$deb" "$WORK/iscsi"; done
+ISCSISTART=$(find "$WORK/iscsi" -name iscsistart -type f | head -1)
+[ -n "$ISCSISTART" ] || die "no iscsistart in ${ISCSI_PKGS[*]}"
+cp "$ISCSISTART" "$IR/sbin/iscsistart"
+ISCSI_LIBS=$WORK/iscsi/lib/x86_64-linux-gnu:$WORK/iscsi/usr/lib/x86_64-linux-gnu
+# Each library under the name the loader asks for (`soname => path`).
+while read -r soname arrow path _; do
+  if [ "$arrow" != "=>" ]; then path=$soname; soname=$(basename "$soname"); fi
+  case "$path" in /*) ;; *) continue ;; esac
+  dest=$(dirname "${path#"$WORK/iscsi"}")/$soname
+  mkdir -p "$IR$(dirname "$dest")"
+  cp -L "$path" "$IR$dest"
+done < <(LD_LIBRARY_PATH=$ISCSI_LIBS ldd "$ISCSISTART")
+LD_LIBRARY_PATH=$ISCSI_LIBS ldd "$ISCSISTART" | grep -q 'not found' &&
+  die "iscsistart lacks libraries: $(LD_LIBRARY_PATH=$ISCSI_LIBS ldd "$ISCSISTART")"
 
 cat >"$IR/etc/udhcpc/script" <<'EOF'
 #!/bin/busybox sh
@@ -207,9 +237,25 @@ hostname "$e2e_host" 2>/dev/null
 
 while read -r mod args; do
   [ -n "$mod" ] || continue
-  # shellcheck disable=SC2086 # module parameters are separate words
-  insmod "/lib/modules/$mod.ko" $args || fail "insmod $mod"
+  case "$mod" in
+    \?*) insmod "/lib/modules/${mod#?}.ko" 2>/dev/null || true ;;
+    # shellcheck disable=SC2086 # module parameters are separate words
+    *) insmod "/lib/modules/$mod.ko" $args || fail "insmod $mod" ;;
+  esac
 done </etc/e2e-modules
+
+# iPXE's sanboot left an iBFT: the root is the second partition of its LUN, attached
+# by open-iscsi's iscsistart with the iBFT's initiator name, target and CHAP secret.
+if [ -d /sys/firmware/ibft/target0 ]; then
+  echo "E2E-INITRAMFS ibft $(cat /sys/firmware/ibft/target0/target-name 2>/dev/null)"
+  wait_for -e /sys/class/net/eth0 10 || fail "no eth0"
+  ip link set lo up
+  ip link set eth0 up
+  udhcpc -i eth0 -n -q -t 10 -V e2e-initramfs -s /etc/udhcpc/script || fail "no DHCP lease on eth0"
+  mkdir -p /etc/iscsi /run/lock/iscsi /var/lib/iscsi
+  iscsistart -b || fail "iscsistart -b"
+  e2e_root=/dev/sda2
+fi
 
 if [ -n "$e2e_nbdroot" ]; then
   hostport=${e2e_nbdroot%%/*}
@@ -315,12 +361,27 @@ LABEL linux
   INITRD initrd.img
   APPEND console=ttyS0,115200 root=/dev/vda2 panic=1
 EOF
+# systemd-boot, the UEFI boot loader of the same disk (iPXE's EFI sanboot starts the
+# disk's \EFI\BOOT\BOOTX64.EFI), with the syslinux entry's kernel, initrd and options.
+mkdir "$WORK/sdboot-deb" "$WORK/sdboot"
+(cd "$WORK/sdboot-deb" && apt-get download -q -o APT::Sandbox::User=root systemd-boot-efi >&2) ||
+  die "apt-get download systemd-boot-efi failed"
+dpkg -x "$WORK"/sdboot-deb/*.deb "$WORK/sdboot"
+SDBOOT=$(find "$WORK/sdboot" -name systemd-bootx64.efi | head -1)
+[ -n "$SDBOOT" ] || die "no systemd-bootx64.efi in systemd-boot-efi"
+printf 'default e2e.conf\ntimeout 0\nconsole-mode keep\n' >"$WORK/loader.conf"
+printf 'title e2e\nlinux /vmlinuz\ninitrd /initrd.img\noptions console=ttyS0,115200 root=/dev/vda2 panic=1\n' \
+  >"$WORK/e2e.conf"
 P1_SECTORS=$((P1_MIB * 2048))
 P2_START=$((P1_START + P1_SECTORS))
 P2_SECTORS=$((DISK_MIB * 2048 - P2_START))
 mkfs.fat -F 16 -h "$P1_START" -n E2EBOOT -C "$WORK/p1.img" $((P1_SECTORS / 2)) >/dev/null
 syslinux --install "$WORK/p1.img"
 mcopy -i "$WORK/p1.img" "$STAGE/vmlinuz" "$STAGE/initrd.img" "$WORK/syslinux.cfg" ::/
+mmd -i "$WORK/p1.img" ::/EFI ::/EFI/BOOT ::/loader ::/loader/entries
+mcopy -i "$WORK/p1.img" "$SDBOOT" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$WORK/p1.img" "$WORK/loader.conf" ::/loader/loader.conf
+mcopy -i "$WORK/p1.img" "$WORK/e2e.conf" ::/loader/entries/e2e.conf
 truncate -s $((P2_SECTORS * 512)) "$WORK/p2.img"
 mkfs.ext4 -q -F -L e2e-root -d "$RT" "$WORK/p2.img" >/dev/null
 

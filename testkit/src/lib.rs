@@ -30,6 +30,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod boot_assets;
+pub mod tgt;
 
 /// Directories searched after `PATH`: daemons such as dnsmasq live in `sbin`.
 const EXTRA_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/local/sbin"];

@@ -144,7 +144,11 @@ impl Connection {
                 self.reject(reject_reason::PROTOCOL_ERROR, raw);
                 return;
             }
-            let outcome = self.target.lu.execute(cmd.lun, &cmd.cdb, &[]);
+            let Some(lu) = self.lu() else {
+                self.reject(reject_reason::PROTOCOL_ERROR, raw);
+                return;
+            };
+            let outcome = lu.execute(cmd.lun, &cmd.cdb, &[]);
             self.respond(&cmd, outcome, 0);
             return;
         }
@@ -299,7 +303,10 @@ impl Connection {
     }
 
     fn run_write(&mut self, itt: u32, task: WriteTask) {
-        let outcome = self.target.lu.execute(task.lun, &task.cdb, &task.data);
+        let Some(lu) = self.lu() else {
+            return;
+        };
+        let outcome = lu.execute(task.lun, &task.cdb, &task.data);
         let cmd = ScsiCommand {
             immediate: false,
             final_: true,
@@ -313,7 +320,7 @@ impl Connection {
             exp_stat_sn: 0,
             cdb: task.cdb,
         };
-        let used = crate::scsi::data_out_len(&task.cdb, self.target.lu.device().block_size());
+        let used = crate::scsi::data_out_len(&task.cdb, lu.device().block_size());
         self.respond(&cmd, outcome, used.unwrap_or(u64::from(task.expected_len)));
     }
 
@@ -490,6 +497,11 @@ impl Connection {
         }
     }
 
+    /// The logical unit the login was given (normal sessions).
+    fn lu(&self) -> Option<std::sync::Arc<crate::scsi::Lu>> {
+        self.grant.as_ref().and_then(|g| g.lu.clone())
+    }
+
     /// Text requests: SendTargets (§13.3, appendix C).
     fn text(&mut self, req: TextRequest, data: &[u8], raw: &[u8; BHS_LEN]) {
         if req.cont || (req.ttt != RESERVED_TAG) {
@@ -501,14 +513,24 @@ impl Connection {
             self.reject(reject_reason::INVALID_PDU_FIELD, raw);
             return;
         };
-        let cfg = self.target.config();
+        let target = self.target.clone();
+        let cfg = target.config();
+        let names = self
+            .grant
+            .as_ref()
+            .map(|g| g.targets.clone())
+            .unwrap_or_default();
         let mut answers = Vec::new();
         for (key, value) in pairs {
-            if key == "SendTargets" {
+            if key != "SendTargets" {
+                answers.push((key, "NotUnderstood".to_owned()));
+                continue;
+            }
+            for name in &names {
                 let all = value == "All" && self.session_type == SessionType::Discovery;
-                let this = value.is_empty() || value == cfg.target_name;
+                let this = value.is_empty() || value.eq_ignore_ascii_case(name);
                 if all || this {
-                    answers.push(("TargetName".to_owned(), cfg.target_name.clone()));
+                    answers.push(("TargetName".to_owned(), name.clone()));
                     let portal = if cfg.portal.is_empty() {
                         &self.portal
                     } else {
@@ -518,8 +540,6 @@ impl Connection {
                         answers.push(("TargetAddress".to_owned(), portal.clone()));
                     }
                 }
-            } else {
-                answers.push((key, "NotUnderstood".to_owned()));
             }
         }
         let bhs = TextResponse {

@@ -2,6 +2,7 @@
 //! CHAP_A=5, one-way or mutual, §12.1.3), operational negotiation ([`super::params`]),
 //! and the stage transitions carried by the T bit, CSG and NSG.
 
+use super::catalog::{ChapProof, Grant, LoginAttempt, Security};
 use super::params::Answer;
 use super::{Connection, Event, Phase, SessionType};
 use crate::digest::md5;
@@ -20,7 +21,6 @@ const MAX_LOGIN_TEXT: usize = 64 * 1024;
 /// Login status class and detail (RFC 7143 §11.13.5).
 mod status {
     pub const AUTH_FAILED: (u8, u8) = (2, 0x01);
-    pub const NOT_FOUND: (u8, u8) = (2, 0x03);
     pub const UNSUPPORTED_VERSION: (u8, u8) = (2, 0x05);
     pub const MISSING_PARAMETER: (u8, u8) = (2, 0x07);
     pub const SESSION_DOES_NOT_EXIST: (u8, u8) = (2, 0x0a);
@@ -46,7 +46,11 @@ pub(super) struct LoginState {
     first: Option<LoginRequest>,
     pending_text: Vec<u8>,
     initiator_name: Option<String>,
-    target_named: bool,
+    target_name: Option<String>,
+    /// What the catalog asked of this login, once the first request named it.
+    security: Option<Security>,
+    /// What the catalog gave the login once it authenticated.
+    grant: Option<Grant>,
     auth: Auth,
     challenge_seed: [u8; 16],
     sent_mrdsl: bool,
@@ -59,7 +63,9 @@ impl LoginState {
             first: None,
             pending_text: Vec::new(),
             initiator_name: None,
-            target_named: false,
+            target_name: None,
+            security: None,
+            grant: None,
             auth: Auth::Start,
             challenge_seed,
             sent_mrdsl: false,
@@ -116,7 +122,7 @@ fn decode_binary(v: &str) -> Option<Vec<u8>> {
     None
 }
 
-/// A constant-time comparison for CHAP responses.
+/// A constant-time comparison (reflected challenges).
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -204,26 +210,57 @@ impl Connection {
         let mut chap_r = None;
         let mut chap_i = None;
         let mut chap_c = None;
+        // The names first, whatever their order: the catalog decides on them. Once
+        // given, a name cannot change (a login is for one initiator and one target).
+        for (key, value) in pairs {
+            let name = match key.as_str() {
+                "InitiatorName" => &mut state.initiator_name,
+                "TargetName" => &mut state.target_name,
+                _ => continue,
+            };
+            if name.as_ref().is_some_and(|n| n != value) {
+                return Err(status::INITIATOR_ERROR);
+            }
+            *name = Some(value.clone());
+        }
+        for (_, value) in pairs.iter().filter(|(key, _)| key == "SessionType") {
+            self.session_type = match value.as_str() {
+                "Discovery" => SessionType::Discovery,
+                "Normal" => SessionType::Normal,
+                _ => return Err(status::INITIATOR_ERROR),
+            }
+        }
+        // The first request names the initiator (and for a normal session the target).
+        let Some(initiator) = state.initiator_name.clone() else {
+            return Err(status::MISSING_PARAMETER);
+        };
+        let target_name = match self.session_type {
+            SessionType::Normal => match &state.target_name {
+                Some(t) => Some(t.clone()),
+                None => return Err(status::MISSING_PARAMETER),
+            },
+            SessionType::Discovery => None,
+        };
+        let security = match state.security {
+            Some(s) => s,
+            None => {
+                let s = target
+                    .catalog
+                    .security(&initiator, target_name.as_deref())
+                    .map_err(|refusal| {
+                        tracing::info!(%initiator, target = ?target_name, %refusal, "iSCSI login refused");
+                        refusal.status()
+                    })?;
+                state.security = Some(s);
+                s
+            }
+        };
         for (key, value) in pairs {
             match key.as_str() {
-                "InitiatorName" => state.initiator_name = Some(value.clone()),
-                "InitiatorAlias" => {}
-                "SessionType" => {
-                    self.session_type = match value.as_str() {
-                        "Discovery" => SessionType::Discovery,
-                        "Normal" => SessionType::Normal,
-                        _ => return Err(status::INITIATOR_ERROR),
-                    }
-                }
-                "TargetName" => {
-                    if *value != cfg.target_name {
-                        return Err(status::NOT_FOUND);
-                    }
-                    state.target_named = true;
-                }
+                "InitiatorName" | "InitiatorAlias" | "SessionType" | "TargetName" => {}
                 "AuthMethod" if req.csg == SECURITY => {
                     let offered: Vec<&str> = value.split(',').collect();
-                    let pick = if cfg.chap.is_some() {
+                    let pick = if security == Security::Chap {
                         offered.iter().find(|m| **m == "CHAP")
                     } else {
                         offered.iter().find(|m| **m == "None")
@@ -276,23 +313,24 @@ impl Connection {
         let Phase::Login(state) = &mut self.phase else {
             return Err(status::INVALID_DURING_LOGIN);
         };
-        // The first request names the initiator (and for a normal session the target).
-        if state.initiator_name.is_none() {
-            return Err(status::MISSING_PARAMETER);
-        }
-        if self.session_type == SessionType::Normal && !state.target_named {
-            return Err(status::MISSING_PARAMETER);
-        }
+        let refused = |refusal: super::LoginRefusal| {
+            tracing::info!(%initiator, target = ?target_name, %refusal, "iSCSI login refused");
+            refusal.status()
+        };
         if let Auth::ChapChallenged { id, challenge } = state.auth {
             if let (Some(n), Some(r)) = (&chap_n, &chap_r) {
-                let Some(creds) = &cfg.chap else {
-                    return Err(status::AUTH_FAILED);
-                };
-                let expected = md5(&[&[id], &creds.secret, &challenge]);
                 let got = decode_binary(r).ok_or(status::AUTH_FAILED)?;
-                if *n != creds.user || !same(&got, &expected) {
-                    return Err(status::AUTH_FAILED);
-                }
+                let attempt = LoginAttempt {
+                    initiator: &initiator,
+                    target: target_name.as_deref(),
+                    chap: Some(ChapProof {
+                        user: n,
+                        id,
+                        challenge: &challenge,
+                        response: &got,
+                    }),
+                };
+                state.grant = Some(target.catalog.login(&attempt).map_err(refused)?);
                 // Mutual CHAP: the initiator challenges us in the same request.
                 if let (Some(i), Some(c)) = (&chap_i, &chap_c) {
                     let Some(ours) = &cfg.mutual_chap else {
@@ -317,11 +355,20 @@ impl Connection {
         if req.csg == OPERATIONAL || req.transit {
             match state.auth {
                 Auth::Done => {}
-                Auth::Start if cfg.chap.is_none() => state.auth = Auth::Done,
+                Auth::Start if security == Security::None => state.auth = Auth::Done,
                 Auth::Start => return Err(status::AUTH_FAILED),
                 _ if req.csg == OPERATIONAL => return Err(status::AUTH_FAILED),
                 _ => {}
             }
+        }
+        if state.auth == Auth::Done && state.grant.is_none() {
+            // No authentication: the catalog decides on the names alone.
+            let attempt = LoginAttempt {
+                initiator: &initiator,
+                target: target_name.as_deref(),
+                chap: None,
+            };
+            state.grant = Some(target.catalog.login(&attempt).map_err(refused)?);
         }
         if !state.sent_tpgt && self.session_type == SessionType::Normal {
             state.sent_tpgt = true;
@@ -377,10 +424,11 @@ impl Connection {
         let start = self.output.len() - len;
         self.output.truncate(start);
         self.send(&final_resp);
-        let initiator = match &self.phase {
-            Phase::Login(s) => s.initiator_name.clone().unwrap_or_default(),
-            _ => String::new(),
+        let (initiator, grant) = match &mut self.phase {
+            Phase::Login(s) => (s.initiator_name.clone().unwrap_or_default(), s.grant.take()),
+            _ => (String::new(), None),
         };
+        self.grant = grant;
         self.params.finish();
         self.digests = Digests {
             header: self.params.header_digest,

@@ -15,6 +15,7 @@
 //! SCSI commands run synchronously on the [`crate::scsi::Lu`] (as `nbd-proto`'s
 //! transmission calls its `Export`): the driver decides on which thread.
 
+mod catalog;
 mod full;
 mod login;
 mod params;
@@ -23,6 +24,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
+pub use catalog::{
+    Catalog, ChapProof, EndFuture, Grant, Lease, LoginAttempt, LoginRefusal, Security, SingleTarget,
+};
 pub use params::Params;
 
 use crate::error::Error;
@@ -46,7 +50,8 @@ pub struct TargetConfig {
     /// The TargetAddress answered to SendTargets (`host:port,tpgt`); the driver fills in
     /// the address a connection came in on when this is empty.
     pub portal: String,
-    /// Initiators must authenticate with these (CHAP, one-way) when set.
+    /// Initiators must authenticate with these (CHAP, one-way) when set; used by
+    /// [`Target::new`] only (a [`Catalog`] decides otherwise).
     pub chap: Option<ChapCredentials>,
     /// The target's own credentials, sent when the initiator asks for mutual CHAP.
     pub mutual_chap: Option<ChapCredentials>,
@@ -76,19 +81,28 @@ impl TargetConfig {
     }
 }
 
-/// A target: its configuration and its one logical unit, shared by its connections.
+/// A portal's targets: the configuration shared by its connections and the
+/// [`Catalog`] that decides their logins.
 pub struct Target {
     config: TargetConfig,
-    lu: Arc<Lu>,
+    catalog: Arc<dyn Catalog>,
     next_tsih: AtomicU16,
 }
 
 impl Target {
-    /// A target serving `lu` as LUN 0.
+    /// One target, `config.target_name`, serving `lu` as LUN 0 (CHAP when
+    /// `config.chap` is set): a [`SingleTarget`].
     pub fn new(config: TargetConfig, lu: Arc<Lu>) -> Target {
+        let single = SingleTarget::new(config.target_name.clone(), config.chap.clone(), lu);
+        Target::with_catalog(config, Arc::new(single))
+    }
+
+    /// Targets decided by `catalog` (`config.target_name` and `config.chap` are not
+    /// used).
+    pub fn with_catalog(config: TargetConfig, catalog: Arc<dyn Catalog>) -> Target {
         Target {
             config,
-            lu,
+            catalog,
             next_tsih: AtomicU16::new(1),
         }
     }
@@ -161,6 +175,8 @@ pub struct Connection {
     exp_cmd_sn: u32,
     full: full::Tasks,
     portal: String,
+    /// What the login was given (the LU, SendTargets' names, the lease).
+    grant: Option<Grant>,
 }
 
 impl Connection {
@@ -179,6 +195,7 @@ impl Connection {
             exp_cmd_sn: 0,
             full: full::Tasks::default(),
             portal: String::new(),
+            grant: None,
         }
     }
 
@@ -261,6 +278,11 @@ impl Connection {
     /// True while the connection is still logging in (the driver bounds how long).
     pub fn is_logging_in(&self) -> bool {
         matches!(self.phase, Phase::Login(_))
+    }
+
+    /// What the login was given, once it finished.
+    pub fn grant(&self) -> Option<&Grant> {
+        self.grant.as_ref()
     }
 
     /// The operational parameters in force.

@@ -618,3 +618,171 @@ fn burst_overrun_and_data_digest_error() {
     assert!(matches!(reject.bhs, Bhs::Reject(Reject { reason: 2, .. })));
     assert!(i.conn.is_closed());
 }
+
+/// A catalog of two initiators, each with its own LUN and one of two secrets.
+struct TwoDevices {
+    lus: [Arc<Lu>; 2],
+}
+
+impl Catalog for TwoDevices {
+    fn security(&self, initiator: &str, target: Option<&str>) -> Result<Security, LoginRefusal> {
+        match (initiator, target) {
+            ("iqn.test:stranger", _) => Err(LoginRefusal::Forbidden("a stranger".into())),
+            (_, Some(t)) if !t.starts_with("iqn.test:disk") => {
+                Err(LoginRefusal::NotFound(format!("no {t}")))
+            }
+            _ => Ok(Security::Chap),
+        }
+    }
+
+    fn login(&self, attempt: &LoginAttempt<'_>) -> Result<Grant, LoginRefusal> {
+        let device = match attempt.initiator {
+            "iqn.test:dev0" => 0,
+            "iqn.test:dev1" => 1,
+            _ => return Err(LoginRefusal::AuthenticationFailed("unknown".into())),
+        };
+        // Either secret of the device: its boot's or its attach secret.
+        let secrets: [&[u8]; 2] = [b"boot-secret-0", b"attach-secret"];
+        let proof = attempt.chap.as_ref().expect("CHAP was asked for");
+        if !secrets.iter().any(|s| proof.verifies(s)) {
+            return Err(LoginRefusal::AuthenticationFailed("wrong secret".into()));
+        }
+        if attempt.target == Some("iqn.test:disk-broken") {
+            return Err(LoginRefusal::Unavailable("cannot open".into()));
+        }
+        Ok(Grant {
+            lu: attempt.target.map(|_| self.lus[device].clone()),
+            targets: vec![format!("iqn.test:disk{device}")],
+            lease: None,
+            label: format!("dev{device}"),
+        })
+    }
+}
+
+/// Logs in to `target` as `initiator` with CHAP (`secret`), the names in the order a
+/// peer may choose; returns the final status.
+fn chap_login(i: &mut Initiator, initiator: &str, target: &str, secret: &[u8]) -> (u8, u8) {
+    // TargetName before InitiatorName: the catalog still sees both.
+    let r = i.login(
+        0,
+        1,
+        false,
+        &[
+            ("AuthMethod", "CHAP"),
+            ("TargetName", target),
+            ("InitiatorName", initiator),
+        ],
+    );
+    if r.status_class != 0 {
+        return (r.status_class, r.status_detail);
+    }
+    i.login(0, 1, false, &[("CHAP_A", "5")]);
+    let id: u8 = i.key("CHAP_I").unwrap().parse().unwrap();
+    let c = i.key("CHAP_C").unwrap();
+    let c: Vec<u8> = (2..c.len())
+        .step_by(2)
+        .map(|k| u8::from_str_radix(&c[k..k + 2], 16).unwrap())
+        .collect();
+    let resp = crate::digest::md5(&[&[id], secret, &c]);
+    let hex: String = std::iter::once("0x".to_owned())
+        .chain(resp.iter().map(|b| format!("{b:02x}")))
+        .collect();
+    let r = i.login(0, 1, true, &[("CHAP_N", "anyone"), ("CHAP_R", &hex)]);
+    (r.status_class, r.status_detail)
+}
+
+#[test]
+fn a_catalog_decides_each_login() {
+    let lu = |byte: u8| {
+        let disk = Arc::new(MemDisk::new(vec![byte; 1 << 16], false));
+        Arc::new(Lu::new(disk, Identity::for_target("iqn.test:disk")))
+    };
+    let catalog = Arc::new(TwoDevices {
+        lus: [lu(0xa0), lu(0xb1)],
+    });
+    let t = Arc::new(Target::with_catalog(TargetConfig::new("unused"), catalog));
+    // Initiator, target, CHAP secret, and the login's status.
+    type Case<'a> = (&'a str, &'a str, &'a [u8], (u8, u8));
+    let cases: [Case<'_>; 6] = [
+        ("iqn.test:dev0", "iqn.test:disk0", b"boot-secret-0", (0, 0)),
+        ("iqn.test:dev1", "iqn.test:disk1", b"attach-secret", (0, 0)),
+        ("iqn.test:dev0", "iqn.test:disk0", b"guessed-wrong", (2, 1)),
+        (
+            "iqn.test:stranger",
+            "iqn.test:disk0",
+            b"boot-secret-0",
+            (2, 2),
+        ),
+        ("iqn.test:dev0", "iqn.test:other", b"boot-secret-0", (2, 3)),
+        (
+            "iqn.test:dev0",
+            "iqn.test:disk-broken",
+            b"boot-secret-0",
+            (3, 1),
+        ),
+    ];
+    for (initiator, target, secret, status) in cases {
+        let mut i = Initiator::new(&t);
+        assert_eq!(
+            chap_login(&mut i, initiator, target, secret),
+            status,
+            "{initiator} to {target}"
+        );
+        if status != (0, 0) {
+            assert!(i.conn.is_closed());
+            continue;
+        }
+        let r = i.login(1, 3, true, &[("MaxRecvDataSegmentLength", "8192")]);
+        assert_eq!((r.status_class, r.transit), (0, true));
+        assert_eq!(
+            i.conn.grant().map(|g| g.label.as_str()),
+            Some(&initiator[9..])
+        );
+        // Each login reads its own LUN.
+        let r = i.command(
+            &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0],
+            true,
+            false,
+            512,
+            vec![],
+            true,
+        );
+        let Bhs::DataIn(_) = &r[0].bhs else {
+            panic!("{r:?}")
+        };
+        let want = if initiator.ends_with('0') { 0xa0 } else { 0xb1 };
+        assert!(r[0].data.iter().all(|&b| b == want));
+        // SendTargets answers the grant's names.
+        let text = TextRequest {
+            immediate: true,
+            final_: true,
+            cont: false,
+            lun: 0,
+            itt: 99,
+            ttt: RESERVED_TAG,
+            cmd_sn: i.cmd_sn,
+            exp_stat_sn: 0,
+        };
+        let r = i.exchange(Pdu::with_data(
+            Bhs::TextRequest(text),
+            b"SendTargets=\0".to_vec(),
+        ));
+        let answer = String::from_utf8_lossy(&r[0].data).into_owned();
+        assert!(answer.contains(&format!("TargetName={target}")), "{answer}");
+    }
+    // A login names one target: another name later in it is an initiator error.
+    let mut i = Initiator::new(&t);
+    let keys = [
+        ("InitiatorName", "iqn.test:dev0"),
+        ("TargetName", "iqn.test:disk0"),
+        ("AuthMethod", "CHAP"),
+    ];
+    assert_eq!(i.login(0, 1, false, &keys).status_class, 0);
+    let r = i.login(
+        0,
+        1,
+        false,
+        &[("TargetName", "iqn.test:disk1"), ("CHAP_A", "5")],
+    );
+    assert_eq!((r.status_class, r.status_detail), (2, 0));
+}

@@ -13,7 +13,9 @@
 //! Other paths answer "file not found", so a [`tftp::Fallback`] can layer these files
 //! over a directory of boot files (iPXE binaries, kernels, initrds).
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
 use std::sync::Arc;
 
 use tftp::{ErrorCode, MemorySource, Provider, Source};
@@ -46,6 +48,52 @@ pub struct BootSettings {
     /// base URL (`http://10.0.0.1:8080`), under which the boot files have their TFTP
     /// paths. Paths that are URIs already are used as they are.
     pub file_server: Option<String>,
+    /// The iSCSI service as devices reach it, `host` or `host:port` (empty: none).
+    pub iscsi_server: String,
+    /// How each vDisk boots, by name; the others boot [`BootMethod::LinuxNbd`].
+    pub methods: BTreeMap<String, BootMethod>,
+}
+
+/// How a device's script boots a vDisk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BootMethod {
+    /// The vDisk's kernel and initrd over TFTP, the root over NBD (`nbdroot=`).
+    #[default]
+    LinuxNbd,
+    /// iPXE `sanboot`s the vDisk over iSCSI: the disk's own boot loader starts, and
+    /// the OS finds the same LUN in iPXE's iBFT.
+    Sanboot,
+}
+
+impl BootMethod {
+    /// `linux-nbd` or `sanboot`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootMethod::LinuxNbd => "linux-nbd",
+            BootMethod::Sanboot => "sanboot",
+        }
+    }
+}
+
+impl FromStr for BootMethod {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "linux-nbd" => Ok(BootMethod::LinuxNbd),
+            "sanboot" => Ok(BootMethod::Sanboot),
+            _ => Err(format!(
+                "`{text}` is not a boot method (`linux-nbd` or `sanboot`)"
+            )),
+        }
+    }
+}
+
+impl BootSettings {
+    /// How `vdisk` boots: the one place that decides it.
+    pub fn method(&self, vdisk: &str) -> BootMethod {
+        self.methods.get(vdisk).copied().unwrap_or_default()
+    }
 }
 
 impl BootSettings {
@@ -58,6 +106,8 @@ impl BootSettings {
             initrd: "boot/{vdisk}/initrd.img".into(),
             cmdline: "root=/dev/nbd0p1 console=ttyS0,115200 panic=10".into(),
             menu_timeout_secs: 10,
+            iscsi_server: String::new(),
+            methods: BTreeMap::new(),
             file_server: None,
         }
     }
@@ -125,6 +175,13 @@ pub fn ipxe_script(
     }
     let hostname = kernel_hostname(device, personality);
     for (i, a) in assignments.iter().enumerate() {
+        if boot.method(&a.vdisk) == BootMethod::Sanboot {
+            s.push_str(&format!(
+                ":vdisk{i}\n{}",
+                sanboot(device, &a.vdisk, boot, token)
+            ));
+            continue;
+        }
         let fill = |template: &str| template.replace("{vdisk}", &a.vdisk);
         s.push_str(&format!(
             ":vdisk{i}\nkernel {} {} nbdroot={}/{}/{}/{token} hostname={} initrd={INITRD_NAME}\n\
@@ -139,6 +196,29 @@ pub fn ipxe_script(
         ));
     }
     s
+}
+
+/// The script lines that `sanboot` `vdisk` over iSCSI: the initiator name carries the
+/// MAC, the CHAP secret is the boot's (see [`super::iscsi`]); iPXE puts all three in
+/// the iBFT for the OS. `iscsi:<server>::<port>::<target>` (RFC 4173, LUN 0).
+fn sanboot(device: &Device, vdisk: &str, boot: &BootSettings, token: &Token) -> String {
+    if boot.iscsi_server.is_empty() {
+        return format!(
+            "echo provision: `{vdisk}` boots with sanboot, but the server has no iSCSI service\n             sleep 10\nexit 1\n"
+        );
+    }
+    let (host, port) = match boot.iscsi_server.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && p.parse::<u16>().is_ok() => (h, p),
+        _ => (boot.iscsi_server.as_str(), ""),
+    };
+    format!(
+        "set initiator-iqn {}\nset username {}\nset password {}\n\
+         sanboot iscsi:{host}::{port}::{}\n",
+        super::iscsi::initiator_name(device.mac),
+        device.mac.to_string().replace(':', "-"),
+        super::iscsi::chap_secret(token),
+        super::iscsi::target_name(vdisk),
+    )
 }
 
 /// A boot file's path as the script must write it. URIs (`http://...`, `tftp://...`)
@@ -398,5 +478,51 @@ mod tests {
             let text = script(Some(bad));
             assert!(text.contains(" hostname=seat-1 "), "{bad:?}: {text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod sanboot_tests {
+    use super::*;
+    use crate::{DeviceType, Mode};
+
+    #[test]
+    fn a_sanboot_vdisk_is_attached_over_iscsi_with_the_boot_secret() {
+        let device = Device {
+            id: 1,
+            mac: Mac([0x52, 0x54, 0, 0, 0, 1]),
+            name: "seat-1".into(),
+            collection: None,
+            device_type: DeviceType::Production,
+            enabled: true,
+        };
+        let assign = |vdisk: &str| Assignment {
+            vdisk: vdisk.into(),
+            mode: Mode::Standard,
+            pinned_version: None,
+        };
+        let mut boot = BootSettings::new("10.0.0.1:10809");
+        boot.methods.insert("win".into(), BootMethod::Sanboot);
+        let token = Token::random();
+        let assignments = [assign("win"), assign("lab")];
+        // Without an iSCSI service the script says so instead of trying.
+        let text = ipxe_script(&device, &assignments, &[], &boot, &token);
+        assert!(text.contains("has no iSCSI service"), "{text}");
+        boot.iscsi_server = "10.0.0.1".into();
+        let text = ipxe_script(&device, &assignments, &[], &boot, &token);
+        let secret = super::super::iscsi::chap_secret(&token);
+        assert!(
+            text.contains(&format!(
+                ":vdisk0\nset initiator-iqn iqn.2026-01.org.provision.device:52-54-00-00-00-01\n\
+                 set username 52-54-00-00-00-01\nset password {secret}\n\
+                 sanboot iscsi:10.0.0.1::::iqn.2026-01.org.provision:win\n:vdisk1\nkernel "
+            )),
+            "{text}"
+        );
+        boot.iscsi_server = "10.0.0.1:3261".into();
+        let text = ipxe_script(&device, &assignments, &[], &boot, &token);
+        assert!(text.contains("sanboot iscsi:10.0.0.1::3261::iqn.2026-01.org.provision:win\n"));
+        assert_eq!("sanboot".parse(), Ok(BootMethod::Sanboot));
+        assert!("iscsi".parse::<BootMethod>().is_err());
     }
 }

@@ -91,6 +91,26 @@ pub enum SessionMode {
     Maintenance,
 }
 
+/// The block protocol that opened a session (later connections of the boot may use
+/// another: the session is the boot's, not the connection's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// NBD (a Linux initramfs, a hypervisor's `nbd://` drive).
+    Nbd,
+    /// iSCSI (iPXE `sanboot`, an OS initiator from the iBFT, a hypervisor).
+    Iscsi,
+}
+
+impl Transport {
+    /// `nbd` or `iscsi`: the word listings, metrics and the API use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Nbd => "nbd",
+            Transport::Iscsi => "iscsi",
+        }
+    }
+}
+
 /// What a session is, for listings and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
@@ -108,6 +128,8 @@ pub struct SessionInfo {
     pub version: u32,
     /// How it writes.
     pub mode: SessionMode,
+    /// The protocol of the connection that opened it.
+    pub transport: Transport,
     /// When it opened.
     pub opened_at: SystemTime,
 }
@@ -271,12 +293,24 @@ impl Sessions {
     /// vDisk is not assigned, or the boot's write cache is gone (expired, or lost to a
     /// restart of this process).
     pub fn open(&self, mac: Mac, vdisk: &str, credential: &Token) -> Result<Arc<Session>> {
+        self.open_over(mac, vdisk, credential, Transport::Nbd)
+    }
+
+    /// [`Sessions::open`] for a connection of `transport` (recorded when it opens the
+    /// session).
+    pub fn open_over(
+        &self,
+        mac: Mac,
+        vdisk: &str,
+        credential: &Token,
+        transport: Transport,
+    ) -> Result<Arc<Session>> {
         let inner = &self.inner;
         let opening = inner.opening();
         let device = inner.store.device_with_mac(mac)?;
         let device = resolve::admit(mac, device.as_ref())?;
         let boot = inner.boot_for(&opening, device, credential)?;
-        inner.open_in_boot(device, &boot, vdisk)
+        inner.open_in_boot(device, &boot, vdisk, transport)
     }
 
     /// Drops the write caches whose device has been away longer than the grace period

@@ -11,7 +11,7 @@ use vhd::{Disk, Overlay, OverlayLimits};
 
 use super::quota::Quota;
 use super::stats::Counters;
-use super::{BootDisk, Inner, Open, Session, SessionInfo, SessionMode, refused};
+use super::{BootDisk, Inner, Open, Session, SessionInfo, SessionMode, Transport, refused};
 use crate::boot::Boot;
 use crate::error::{Error, ErrorKind, Result};
 use crate::file_lock::FileLock;
@@ -48,6 +48,7 @@ impl Inner {
         device: &Device,
         boot: &Boot,
         vdisk: &str,
+        transport: Transport,
     ) -> Result<Arc<Session>> {
         let mac = device.mac;
         let (existing, resolved, cache, restored) = {
@@ -110,6 +111,7 @@ impl Inner {
             vdisk: vdisk.to_owned(),
             version: resolved.version,
             mode: resolved.mode,
+            transport,
             opened_at: SystemTime::now(),
         };
         let counters = Arc::new(Counters::default());
@@ -142,7 +144,7 @@ impl Inner {
         }
         drop(state);
         tracing::info!(id = info.id, mac = %mac, device = %info.device, boot = boot.number,
-            vdisk, version = info.version, mode = ?info.mode, "session opened");
+            vdisk, version = info.version, mode = ?info.mode, transport = transport.as_str(), "session opened");
         Ok(session)
     }
 

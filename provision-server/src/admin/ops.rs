@@ -149,6 +149,8 @@ pub fn attach_secret(store: &Store, key: &str, rotate: bool) -> Result<AttachSec
         device: device.name,
         attach_secret: secret.to_string(),
         export: format!("{}/<vdisk>/{secret}", device.mac),
+        iscsi_initiator: provision_core::adapters::iscsi::initiator_name(device.mac),
+        iscsi_chap_secret: provision_core::adapters::iscsi::chap_secret(&secret),
     })
 }
 

@@ -177,6 +177,7 @@ fn sessions(list: &[SessionView]) -> String {
                 s.vdisk.clone(),
                 s.version.to_string(),
                 s.mode.clone(),
+                s.transport.clone(),
                 utc_time(s.opened_at),
                 human_bytes(s.read_bytes),
                 human_bytes(s.write_bytes),
@@ -186,7 +187,17 @@ fn sessions(list: &[SessionView]) -> String {
         .collect();
     table(
         &[
-            "ID", "DEVICE", "MAC", "VDISK", "VERSION", "MODE", "OPENED", "READ", "WRITTEN", "CACHE",
+            "ID",
+            "DEVICE",
+            "MAC",
+            "VDISK",
+            "VERSION",
+            "MODE",
+            "TRANSPORT",
+            "OPENED",
+            "READ",
+            "WRITTEN",
+            "CACHE",
         ],
         &rows,
     )
