@@ -12,7 +12,9 @@
 //! provisiond runs twice: write caches in RAM, and on disk (the default, durable).
 //! Environment: `STORM_CLIENTS` (default 100), `STORM_MIB` (working set, default 256;
 //! each client writes 64 KiB per 4 MiB read), `STORM_ONLY` (comma-separated: ram, disk,
-//! nbd-serve, nbd-server, qemu-nbd; default all).
+//! nbd-serve, nbd-server, qemu-nbd; default all), `STORM_SNAPSHOT_RAM_TOTAL` (nbd-serve's
+//! RAM for all overlays, default 32M; `1T` is the unbounded sum of 1 MiB per overlay of
+//! before).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -207,7 +209,9 @@ fn nbd_serve(
         Command::new(sibling_binary("nbd-serve"))
             .arg(raw)
             .args(["--listen", &addr.to_string(), "--name", "storm"])
-            .args(["--snapshot", "--snapshot-ram", "1M", "--snapshot-dir"])
+            .args(["--snapshot", "--snapshot-ram", "1M", "--snapshot-ram-total"])
+            .arg(std::env::var("STORM_SNAPSHOT_RAM_TOTAL").unwrap_or_else(|_| "32M".into()))
+            .arg("--snapshot-dir")
             .arg(&spill)
             .env("RUST_LOG", "warn"),
     );
