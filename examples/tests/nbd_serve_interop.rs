@@ -46,10 +46,17 @@ fn image_and_spill_folder(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf
     (raw, spill)
 }
 
-fn nbdsh(script: &str) -> String {
+/// nbdsh, with the system's Python (which has the nbd module) first in PATH.
+fn nbdsh_command() -> Command {
     let nbdsh = testkit::find_program("nbdsh").expect("nbdsh");
     let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
-    testkit::run(Command::new(nbdsh).env("PATH", path).args(["-c", script]))
+    let mut command = Command::new(nbdsh);
+    command.env("PATH", path);
+    command
+}
+
+fn nbdsh(script: &str) -> String {
+    testkit::run(nbdsh_command().args(["-c", script]))
 }
 
 #[test]
@@ -338,7 +345,7 @@ fn snapshot_overlays_close_when_their_clients_leave() {
         ("closing the socket without DISC", "os._exit(0)"),
         (
             "exiting with requests in flight",
-            "[h.aio_pread(1 << 20, i << 20) for i in range(8)]\nos._exit(0)",
+            "[h.aio_pread(nbd.Buffer(1 << 20), i << 20) for i in range(8)]\nos._exit(0)",
         ),
     ];
     for (how, leave) in leaves {
@@ -362,8 +369,7 @@ while not os.path.exists({go:?}) and time.time() < deadline:
             ready = ready.to_str().unwrap(),
             go = go.to_str().unwrap(),
         );
-        let nbdsh = testkit::find_program("nbdsh").unwrap();
-        let mut client = ChildGuard::spawn(Command::new(nbdsh).args(["-c", &script]));
+        let mut client = ChildGuard::spawn(nbdsh_command().args(["-c", &script]));
         let until = std::time::Instant::now() + Duration::from_secs(30);
         while !ready.exists() && std::time::Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
