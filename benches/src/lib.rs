@@ -7,6 +7,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub mod devices;
+pub mod storm;
+
 /// Runs `work` `runs` times and returns the best wall-clock time (the least disturbed
 /// by other load on the machine).
 pub fn best_of(runs: usize, mut work: impl FnMut()) -> Duration {

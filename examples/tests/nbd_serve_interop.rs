@@ -37,10 +37,26 @@ fn image_bytes() -> Vec<u8> {
         .collect()
 }
 
-fn nbdsh(script: &str) -> String {
+/// The test image in `dir`, and an empty folder for snapshot spill files.
+fn image_and_spill_folder(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let raw = dir.join("disk.raw");
+    std::fs::write(&raw, image_bytes()).unwrap();
+    let spill = dir.join("spill");
+    std::fs::create_dir(&spill).unwrap();
+    (raw, spill)
+}
+
+/// nbdsh, with the system's Python (which has the nbd module) first in PATH.
+fn nbdsh_command() -> Command {
     let nbdsh = testkit::find_program("nbdsh").expect("nbdsh");
     let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
-    testkit::run(Command::new(nbdsh).env("PATH", path).args(["-c", script]))
+    let mut command = Command::new(nbdsh);
+    command.env("PATH", path);
+    command
+}
+
+fn nbdsh(script: &str) -> String {
+    testkit::run(nbdsh_command().args(["-c", script]))
 }
 
 #[test]
@@ -219,10 +235,7 @@ fn usage_errors_exit_with_2_and_help_explains() {
 fn snapshot_quota_gives_enospc_and_spills_to_disk() {
     testkit::require_peer!("nbdsh");
     let dir = tempfile::tempdir().unwrap();
-    let raw = dir.path().join("disk.raw");
-    std::fs::write(&raw, image_bytes()).unwrap();
-    let spill = dir.path().join("spill");
-    std::fs::create_dir(&spill).unwrap();
+    let (raw, spill) = image_and_spill_folder(dir.path());
     let (_server, uri) = serve(
         &raw,
         &[
@@ -295,4 +308,91 @@ fn differencing_vhd_chain_is_served_whole() {
     assert_eq!(a.len(), 104_448);
     assert!(a == b, "the differencing child must read like its parent");
     assert!(a.iter().any(|&x| x != 0), "the parent holds data");
+}
+
+/// Spill files (deleted, still open) nbd-serve process `pid` holds under `dir`.
+fn open_spill_files(pid: u32, dir: &Path) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| target.starts_with(&*dir.to_string_lossy()))
+        .collect()
+}
+
+/// Every snapshot overlay goes with its connection, however the client leaves: with
+/// NBD_CMD_DISC, by closing its socket without a word, or by exiting with requests
+/// in flight and replies unread (the kernel resets the connection). Each client first
+/// writes past the RAM limit, so its overlay holds a spill file.
+#[test]
+fn snapshot_overlays_close_when_their_clients_leave() {
+    testkit::require_peer!("nbdsh");
+    let dir = tempfile::tempdir().unwrap();
+    let (raw, spill) = image_and_spill_folder(dir.path());
+    let (server, uri) = serve(
+        &raw,
+        &[
+            "--snapshot",
+            "--snapshot-ram",
+            "64K",
+            "--snapshot-dir",
+            spill.to_str().unwrap(),
+        ],
+    );
+    let pid = server.id();
+    let leaves = [
+        ("NBD_CMD_DISC", "h.shutdown()"),
+        ("closing the socket without DISC", "os._exit(0)"),
+        (
+            "exiting with requests in flight",
+            "[h.aio_pread(nbd.Buffer(1 << 20), i << 20) for i in range(8)]\nos._exit(0)",
+        ),
+    ];
+    for (how, leave) in leaves {
+        // The client holds its connection until told to leave, so the overlay is seen
+        // open first.
+        let ready = dir.path().join("ready");
+        let go = dir.path().join("go");
+        let _ = std::fs::remove_file(&ready);
+        let _ = std::fs::remove_file(&go);
+        let script = format!(
+            r#"
+import os, time
+h = nbd.NBD(); h.connect_uri({uri:?})
+h.pwrite(b"S" * (512 << 10), 0)
+open({ready:?}, "w").close()
+deadline = time.time() + 60
+while not os.path.exists({go:?}) and time.time() < deadline:
+    time.sleep(0.01)
+{leave}
+"#,
+            ready = ready.to_str().unwrap(),
+            go = go.to_str().unwrap(),
+        );
+        let mut client = ChildGuard::spawn(nbdsh_command().args(["-c", &script]));
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while !ready.exists() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(ready.exists(), "{how}: the client never wrote");
+        assert_eq!(
+            open_spill_files(pid, &spill).len(),
+            1,
+            "{how}: the client's overlay spilled to one file"
+        );
+        std::fs::write(&go, b"").unwrap();
+        let exited = client.child().wait().unwrap();
+        assert!(exited.success(), "{how}: the client failed: {exited:?}");
+        // Gone within 3 s of the client (the connection's end is noticed at once).
+        let until = std::time::Instant::now() + Duration::from_secs(3);
+        let mut open = open_spill_files(pid, &spill);
+        while !open.is_empty() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+            open = open_spill_files(pid, &spill);
+        }
+        assert!(
+            open.is_empty(),
+            "{how}: overlay files still open 3 s after the client left: {open:?}"
+        );
+    }
 }

@@ -55,7 +55,7 @@ pub use engine::chain::{
 };
 pub use engine::disk::{Disk, Extent, ExtentState, Located, RawDisk, check_range, push_located};
 pub use engine::image::{ChecksumPolicy, FooterSource, Image, SizePolicy};
-pub use engine::overlay::{CHUNK as OVERLAY_CHUNK, Overlay, OverlayLimits};
+pub use engine::overlay::{CHUNK as OVERLAY_CHUNK, Overlay, OverlayLimits, RamBudget};
 pub use engine::storage::{FileStorage, MemStorage, MmapStorage, Storage};
 pub use error::{Error, ErrorKind, Result};
 pub use format::bat::{UNUSED as BAT_UNUSED, emit_bat, parse_bat};

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use common::{pattern, read_all};
 use vhd::{
-    CreateOptions, Disk, ErrorKind, ExtentState, MemStorage, Overlay, OverlayLimits, RawDisk,
+    CreateOptions, Disk, ErrorKind, ExtentState, MemStorage, Overlay, OverlayLimits, RamBudget,
+    RawDisk,
 };
 
 fn base(size: usize) -> Arc<dyn Disk> {
@@ -184,4 +185,41 @@ fn overlay_saved_as_a_differencing_child_reads_like_the_overlay() {
     assert_eq!(child.chain().len(), 2);
     assert_eq!(read_all(&child), expected);
     assert!(vhd::check(&child).unwrap().is_consistent());
+}
+
+#[test]
+fn overlays_sharing_a_ram_budget_spill_past_it_and_give_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = base(1 << 20);
+    let limits = OverlayLimits {
+        ram_bytes: 16 << 10,
+        spill_dir: Some(dir.path().to_path_buf()),
+        quota_bytes: None,
+    };
+    let budget = RamBudget::new(24 << 10);
+    let open = || {
+        Overlay::new(b.clone(), limits.clone())
+            .unwrap()
+            .sharing_ram(budget.clone())
+    };
+    let (first, second) = (open(), open());
+    first.write_at(&pattern(1, 16 << 10), 0).unwrap();
+    assert_eq!((first.ram_bytes(), budget.used()), (16 << 10, 16 << 10));
+    // Its own limit would allow 16 KiB; the budget has 8 KiB left.
+    let d = pattern(2, 16 << 10);
+    second.write_at(&d, 8192).unwrap();
+    assert_eq!((second.ram_bytes(), budget.used()), (8 << 10, 24 << 10));
+    assert_eq!(second.used_bytes(), 16 << 10, "the rest spilled");
+    let mut back = vec![0; 16 << 10];
+    second.read_at(&mut back, 8192).unwrap();
+    assert_eq!(back, d);
+    // Trimmed chunks, a discarded overlay and a dropped one give their RAM back.
+    second.trim(8192, 4096).unwrap();
+    assert_eq!(budget.used(), 20 << 10);
+    second.discard();
+    assert_eq!(budget.used(), 16 << 10);
+    drop(first);
+    assert_eq!(budget.used(), 0);
+    second.write_at(&d, 0).unwrap();
+    assert_eq!(second.ram_bytes(), 16 << 10);
 }

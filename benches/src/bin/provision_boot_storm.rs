@@ -1,30 +1,41 @@
 //! Boot storm: many devices read the same working set at once, writing a little, each
-//! through its own copy-on-write view. provisiond (standard-mode sessions) beside
-//! nbd-server (`copyonwrite = true`, per-connection diff files) and qemu-nbd
-//! (`--snapshot`, which shares one overlay among all clients) serving the same data.
+//! through its own copy-on-write view, every byte they read checked. provisiond
+//! (standard-mode sessions) and nbd-serve (`--snapshot`, a throwaway overlay per
+//! connection spilling to disk past 1 MiB) beside nbd-server (`copyonwrite = true`,
+//! per-connection diff files) and qemu-nbd (`--snapshot`, which shares one overlay among
+//! all clients) serving the same data. Each prints its time, CPU, peak resident memory
+//! (the process's high-water mark, or sampled every 20 ms with its children), integrity
+//! errors, and for nbd-serve the overlay files still open 3 s after every client left.
 //!
-//! Run: `cargo build --release -p provision-examples --bin provisiond --bin provision &&
-//!       cargo run --release -p provision-benches --bin provision_boot_storm`
+//! Run: `cargo build --release -p provision-examples --bin provisiond --bin provision \
+//!       --bin nbd-serve && cargo run --release -p provision-benches --bin provision_boot_storm`
 //! provisiond runs twice: write caches in RAM, and on disk (the default, durable).
-//! Environment: `STORM_CLIENTS` (default 100), `STORM_MIB` (working set, default 256).
+//! Environment: `STORM_CLIENTS` (default 100), `STORM_MIB` (working set, default 256;
+//! each client writes 64 KiB per 4 MiB read), `STORM_ONLY` (comma-separated: ram, disk,
+//! nbd-serve, nbd-server, qemu-nbd; default all), `STORM_SNAPSHOT_RAM_TOTAL` (nbd-serve's
+//! RAM for all overlays, default 32M; `1T` is the unbounded sum of 1 MiB per overlay of
+//! before).
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nbd_proto::client::handshake::ClientConfig;
-use nbd_proto::driver::client::Client;
-use provision_benches::{
-    congestion_controls, cpu_time, mib_per_s, report, report_cpu, sibling_binary,
+use provision_benches::devices::{start_provisiond, store_with_devices};
+use provision_benches::storm::{
+    Load, NbdServer, Outcome, files_left_open, runtime, storm, working_set,
 };
-use provision_core::{DeviceType, Mac, Mode, Store, import_vdisk};
+use provision_benches::{congestion_controls, mib_per_s, report, report_cpu, sibling_binary};
 use testkit::ChildGuard;
 
-const REQUEST: u64 = 128 << 10;
-const QUEUE_DEPTH: u64 = 4;
-/// One small write after every this many bytes read.
-const WRITE_EVERY: u64 = 16 << 20;
+const LOAD: Load = Load {
+    size: 0,
+    request: 128 << 10,
+    queue_depth: 4,
+    // One 64 KiB write after every 4 MiB read: 4 MiB written per 256 MiB read.
+    write_every: 4 << 20,
+    write_len: 64 << 10,
+};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -33,126 +44,19 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn mac(n: u64) -> Mac {
-    Mac([0x52, 0x54, 0, 0xee, (n >> 8) as u8, n as u8])
-}
-
-/// Resident memory of a process in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// The process ids of `pid`'s children.
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|child| {
-            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
-                // Fields after the command's closing parenthesis: state, ppid, ...
-                stat.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
-                    == Some(pid)
-            })
-        })
-        .collect()
-}
-
-/// Resident memory of a server: the process and its children (nbd-server forks one per
-/// connection).
-fn server_rss_kib(pid: u32) -> u64 {
-    rss_kib(pid) + children(pid).into_iter().map(rss_kib).sum::<u64>()
-}
-
-/// CPU time a server has used so far: the process and its living children.
-fn server_cpu(pid: u32) -> Duration {
-    cpu_time(pid) + children(pid).into_iter().map(cpu_time).sum::<Duration>()
-}
-
-struct Outcome {
-    elapsed: Duration,
-    bytes: u64,
-    idle_rss_kib: u64,
-    base_rss_kib: u64,
-    cpu: Duration,
-}
-
-/// Connects every client, measures the server's memory, then runs the storm.
-async fn storm(addr: SocketAddr, exports: Vec<String>, size: u64, pid: u32) -> Outcome {
-    let base_rss_kib = server_rss_kib(pid);
-    let mut clients = Vec::new();
-    for export in exports {
-        let config = ClientConfig {
-            export,
-            structured: true,
-            base_allocation: false,
-        };
-        clients.push(
-            Client::connect(addr, config)
-                .await
-                .expect("connecting a storm client"),
-        );
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let idle_rss_kib = server_rss_kib(pid);
-    let cpu_before = server_cpu(pid);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    // Connections stay open until the server's CPU time is read (nbd-server's
-    // per-connection processes take theirs with them when they exit).
-    for (n, client) in clients.iter().cloned().enumerate() {
-        for lane in 0..QUEUE_DEPTH {
-            let client = client.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut read = 0;
-                let mut offset = lane * REQUEST;
-                while offset < size {
-                    let len = REQUEST.min(size - offset) as u32;
-                    let data = client.read(offset, len).await.expect("storm read");
-                    read += data.len() as u64;
-                    if lane == 0 && offset.is_multiple_of(WRITE_EVERY) {
-                        let note = vec![n as u8; 64 << 10];
-                        client.write(offset, &note, 0).await.expect("storm write");
-                    }
-                    offset += REQUEST * QUEUE_DEPTH;
-                }
-                read
-            }));
-        }
-    }
-    let mut bytes = 0;
-    for task in tasks {
-        bytes += task.await.expect("a storm task panicked");
-    }
-    let elapsed = start.elapsed();
-    let cpu = server_cpu(pid).saturating_sub(cpu_before);
-    drop(clients);
-    Outcome {
-        elapsed,
-        bytes,
-        idle_rss_kib,
-        base_rss_kib,
-        cpu,
-    }
-}
-
 fn print(name: &str, clients: u64, o: &Outcome) {
     println!(
-        "{name:<34} {:>8.0} MiB/s aggregate, last client done after {:>6.2} s, server CPU {:>6.2} s, server RSS {:>7} KiB idle with {clients} clients ({:>5} KiB per idle session)",
+        "{name:<34} {:>8.0} MiB/s aggregate, last client done after {:>6.2} s, server CPU {:>6.2} s, \
+         peak RSS {:>7} KiB, RSS {:>7} KiB idle with {clients} clients ({:>5} KiB per idle session), \
+         {} integrity errors, {} failed clients",
         mib_per_s(o.bytes, o.elapsed),
         o.elapsed.as_secs_f64(),
         o.cpu.as_secs_f64(),
+        o.peak_rss_kib,
         o.idle_rss_kib,
         o.idle_rss_kib.saturating_sub(o.base_rss_kib) / clients.max(1),
+        o.integrity_errors,
+        o.failed_clients,
     );
 }
 
@@ -165,78 +69,54 @@ fn main() {
     let size = env_u64("STORM_MIB", 256) << 20;
     let dir = tempfile::tempdir().expect("a temporary folder");
     let raw = dir.path().join("working-set.raw");
-    let data: Vec<u8> = (0..size)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 1)
-        .collect();
-    std::fs::write(&raw, &data).expect("writing the working set");
-    drop(data);
+    std::fs::write(&raw, working_set(size)).expect("writing the working set");
+    let load = Load { size, ..LOAD };
+    let only = std::env::var("STORM_ONLY").unwrap_or_default();
+    let runs = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
 
-    let store_dir = dir.path().join("store");
-    let store = Store::open(&store_dir).expect("a store");
-    import_vdisk(&store, "os", &raw, "", &mut |_, _| {}).expect("importing the working set");
-    for n in 0..clients {
-        store
-            .add_device(mac(n), &format!("seat-{n}"), None, DeviceType::Production)
-            .unwrap();
-        store
-            .assign(&format!("seat-{n}"), "os", Mode::Standard, None)
-            .unwrap();
-    }
-    drop(store);
+    let store_dir = store_with_devices(dir.path(), &raw, clients);
     let vhd = store_dir.join("os/v0.vhd");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     println!(
-        "boot storm: {clients} clients, {} MiB working set each, QD {QUEUE_DEPTH}, 128 KiB reads",
-        size >> 20
+        "boot storm: {clients} clients, {} MiB working set each, QD {}, {} KiB reads, \
+         {} KiB written per client",
+        size >> 20,
+        load.queue_depth,
+        load.request >> 10,
+        (size / load.write_every * load.write_len as u64) >> 10,
     );
     println!("{}", congestion_controls());
 
     // provisiond: standard-mode sessions, one write cache per device, in RAM and on
     // disk (the default: durable, synced on FLUSH).
-    let ours: Vec<(&str, Outcome)> = ["ram", "disk"]
+    let mut ours: Vec<(&str, Outcome)> = ["ram", "disk"]
         .into_iter()
-        .map(|cache| (cache, ours(&runtime, dir.path(), cache, clients, size)))
+        .filter(|cache| runs(cache))
+        .map(|cache| {
+            let outcome = ours(&runtime, dir.path(), cache, clients, load);
+            (
+                if cache == "ram" {
+                    "provisiond, RAM caches"
+                } else {
+                    "provisiond, disk caches"
+                },
+                outcome,
+            )
+        })
         .collect();
+    if runs("nbd-serve") {
+        ours.push((
+            "nbd-serve --snapshot",
+            nbd_serve(&runtime, dir.path(), &raw, clients, load),
+        ));
+    }
 
     // nbd-server with copyonwrite: a diff file per connection.
-    if let Some(nbd_server) = testkit::find_program("nbd-server") {
-        let port = testkit::free_tcp_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let conf = dir.path().join("nbd-server.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "[generic]\nlistenaddr = 127.0.0.1\nport = {port}\nallowlist = false\n[storm]\nexportname = {}\ncopyonwrite = true\nmaxconnections = {}\n",
-                raw.display(),
-                clients + 10
-            ),
-        )
-        .unwrap();
-        // nbd-server daemonizes (its -d mode serves one client only): find it by its
-        // PID file, and stop it and its per-connection children by PID afterwards.
-        let pid_file = dir.path().join("nbd-server.pid");
-        testkit::run(
-            Command::new(nbd_server)
-                .arg("-C")
-                .arg(&conf)
-                .arg("-p")
-                .arg(&pid_file),
-        );
-        wait(addr);
-        let pid: u32 = std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+    if !runs("nbd-server") {
+    } else if let Some(peer) = NbdServer::start(dir.path(), &raw, clients) {
         let exports = (0..clients).map(|_| "storm".to_owned()).collect();
-        let theirs = runtime.block_on(storm(addr, exports, size, pid));
-        for p in children(pid).into_iter().chain([pid]) {
-            let _ = Command::new("kill").arg(p.to_string()).status();
-        }
+        let theirs = runtime.block_on(storm(peer.addr, exports, load, peer.pid));
+        drop(peer);
         print("nbd-server (copyonwrite)", clients, &theirs);
         compare(&ours, "nbd-server", &theirs);
     } else {
@@ -244,7 +124,8 @@ fn main() {
     }
 
     // qemu-nbd --snapshot on the same VHD (one overlay shared by all clients).
-    if let Some(qemu_nbd) = testkit::find_program("qemu-nbd") {
+    if !runs("qemu-nbd") {
+    } else if let Some(qemu_nbd) = testkit::find_program("qemu-nbd") {
         let port = testkit::free_tcp_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let peer = ChildGuard::spawn(
@@ -271,7 +152,7 @@ fn main() {
         );
         wait(addr);
         let exports = (0..clients).map(|_| "storm".to_owned()).collect();
-        let theirs = runtime.block_on(storm(addr, exports, size, peer.id()));
+        let theirs = runtime.block_on(storm(addr, exports, load, peer.id()));
         drop(peer);
         print("qemu-nbd --snapshot (shared overlay)", clients, &theirs);
         compare(&ours, "qemu-nbd", &theirs);
@@ -286,47 +167,10 @@ fn ours(
     dir: &Path,
     cache: &str,
     clients: u64,
-    size: u64,
+    load: Load,
 ) -> Outcome {
-    let port = testkit::free_tcp_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let api = format!("127.0.0.1:{}", testkit::free_tcp_port());
-    let config = dir.join("provisiond.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "store = \"store\"\n[nbd]\nlisten = \"{addr}\"\n[api]\nlisten = \"{api}\"\n\
-             [sessions]\nwrite_cache = \"{cache}\"\n"
-        ),
-    )
-    .unwrap();
-    let server = ChildGuard::spawn(
-        Command::new(sibling_binary("provisiond"))
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "warn"),
-    );
-    wait(addr);
-    // Each device boots (what its DHCP exchange does): its export carries the token.
-    let exports = (0..clients)
-        .map(|n| {
-            let reset = testkit::run(Command::new(sibling_binary("provision")).args([
-                "--api",
-                &format!("http://{api}"),
-                "--json",
-                "sessions",
-                "reset",
-                &format!("seat-{n}"),
-            ]));
-            let reset: serde_json::Value = serde_json::from_str(&reset).expect("a reset");
-            format!(
-                "{}/os/{}",
-                mac(n),
-                reset["token"].as_str().expect("a token")
-            )
-        })
-        .collect();
-    let outcome = runtime.block_on(storm(addr, exports, size, server.id()));
+    let server = start_provisiond(&sibling_binary("provisiond"), dir, cache);
+    let outcome = server.storm(runtime, clients, load);
     drop(server);
     print(
         &format!("provisiond (standard mode, {cache} write caches)"),
@@ -336,16 +180,59 @@ fn ours(
     outcome
 }
 
-/// Time and CPU of each of our storms against a peer's.
+/// One storm through `nbd-serve --snapshot`: an overlay per connection, 1 MiB of it
+/// in RAM, the rest spilled to a folder whose files are watched after the clients left.
+fn nbd_serve(
+    runtime: &tokio::runtime::Runtime,
+    dir: &Path,
+    raw: &Path,
+    clients: u64,
+    load: Load,
+) -> Outcome {
+    let addr: SocketAddr = format!("127.0.0.1:{}", testkit::free_tcp_port())
+        .parse()
+        .unwrap();
+    let spill = dir.join("spill");
+    std::fs::create_dir_all(&spill).unwrap();
+    let server = ChildGuard::spawn(
+        Command::new(sibling_binary("nbd-serve"))
+            .arg(raw)
+            .args(["--listen", &addr.to_string(), "--name", "storm"])
+            .args(["--snapshot", "--snapshot-ram", "1M", "--snapshot-ram-total"])
+            .arg(std::env::var("STORM_SNAPSHOT_RAM_TOTAL").unwrap_or_else(|_| "32M".into()))
+            .arg("--snapshot-dir")
+            .arg(&spill)
+            .env("RUST_LOG", "warn"),
+    );
+    wait(addr);
+    let exports = (0..clients).map(|_| "storm".to_owned()).collect();
+    let outcome = runtime.block_on(storm(addr, exports, load, server.id()));
+    let left = files_left_open(server.id(), &spill, Duration::from_secs(3));
+    drop(server);
+    print("nbd-serve --snapshot (1M RAM each)", clients, &outcome);
+    println!(
+        "  overlay files nbd-serve still held open 3 s after every client left: {}",
+        left.len()
+    );
+    outcome
+}
+
+/// Time, CPU and peak memory of each of our storms against a peer's.
 fn compare(ours: &[(&str, Outcome)], peer: &str, theirs: &Outcome) {
-    for (cache, ours) in ours {
+    for (name, ours) in ours {
         report(
-            &format!("aggregate storm time vs {peer}, {cache} write caches"),
+            &format!("aggregate storm time vs {peer}, {name}"),
             ours.elapsed,
             peer,
             theirs.elapsed,
         );
         report_cpu("  server CPU for the storm", ours.cpu, peer, theirs.cpu);
+        println!(
+            "  peak server RSS: ours {} KiB, {peer} {} KiB ({:.2}x less)",
+            ours.peak_rss_kib,
+            theirs.peak_rss_kib,
+            theirs.peak_rss_kib as f64 / ours.peak_rss_kib.max(1) as f64
+        );
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use nbd_proto::driver::server::{Server, ServerConfig, listen};
 use nbd_proto::{Export, ExportProvider, SingleExport};
 use provision_core::adapters::nbd::DiskExport;
-use vhd::{Overlay, OverlayLimits};
+use vhd::{Overlay, OverlayLimits, RamBudget};
 
 use crate::config::Nbd;
 use crate::parse_size;
@@ -42,6 +42,10 @@ pub struct Args {
     /// RAM a snapshot overlay may use before it spills to --snapshot-dir.
     #[arg(long, default_value = "64M", value_parser = parse_size, value_name = "SIZE")]
     pub snapshot_ram: u64,
+    /// RAM all snapshot overlays together may use; past it every overlay spills to
+    /// --snapshot-dir, so memory does not grow with the number of clients.
+    #[arg(long, default_value = "32M", value_parser = parse_size, value_name = "SIZE")]
+    pub snapshot_ram_total: u64,
     /// Largest amount of data one snapshot overlay may hold; writes beyond it fail
     /// with ENOSPC.
     #[arg(long, default_value = "4G", value_parser = parse_size, value_name = "SIZE")]
@@ -133,9 +137,11 @@ fn provider(args: &Args, name: String) -> Result<Arc<dyn ExportProvider>, String
         spill_dir: Some(args.snapshot_dir.clone().unwrap_or_else(std::env::temp_dir)),
         quota_bytes: Some(args.snapshot_quota),
     };
+    let budget = RamBudget::new(args.snapshot_ram_total);
     Ok(Arc::new(SingleExport::per_connection(name, move |peer| {
         let overlay = Overlay::new(disk.clone(), limits.clone())
-            .map_err(|e| nbd_proto::Refusal::Platform(format!("cannot create an overlay: {e}")))?;
+            .map_err(|e| nbd_proto::Refusal::Platform(format!("cannot create an overlay: {e}")))?
+            .sharing_ram(budget.clone());
         tracing::debug!(%peer, "new snapshot overlay");
         let export = DiskExport::new(Arc::new(overlay), false).with_fast_zero(true);
         Ok(Arc::new(export) as Arc<dyn Export>)

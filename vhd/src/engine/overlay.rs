@@ -2,6 +2,11 @@
 //! standard mode): chunks of [`CHUNK`] bytes live in RAM up to a limit, then in an
 //! unlinked spill file, and a quota caps the total. A write that would pass the quota
 //! fails with [`ErrorKind::NoSpace`](crate::ErrorKind::NoSpace) before changing anything.
+//!
+//! Overlays of one server may also share a [`RamBudget`]: a chunk stays in RAM only while
+//! both its overlay's own limit and the shared budget have room, so a hundred overlays
+//! with 1 MiB each cost the server the budget, not a hundred MiB. Everything an overlay
+//! holds (its RAM, its share of the budget, its spill file) goes when it is dropped.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -28,6 +33,46 @@ pub struct OverlayLimits {
     pub spill_dir: Option<PathBuf>,
     /// Total bytes of written chunks (RAM + spill) allowed; `None` means no limit.
     pub quota_bytes: Option<u64>,
+}
+
+/// RAM shared by several overlays (a server's budget for all its write overlays).
+/// Cloning shares it.
+#[derive(Debug, Clone)]
+pub struct RamBudget(Arc<Budget>);
+
+#[derive(Debug)]
+struct Budget {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl RamBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> Self {
+        Self(Arc::new(Budget {
+            limit,
+            used: AtomicU64::new(0),
+        }))
+    }
+
+    /// Bytes the overlays sharing it hold in RAM now.
+    pub fn used(&self) -> u64 {
+        self.0.used.load(Ordering::Relaxed)
+    }
+
+    /// Takes `n` bytes if they fit.
+    fn take(&self, n: u64) -> bool {
+        self.0
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= self.0.limit)
+            })
+            .is_ok()
+    }
+
+    fn give(&self, n: u64) {
+        self.0.used.fetch_sub(n, Ordering::AcqRel);
+    }
 }
 
 #[derive(Debug)]
@@ -78,6 +123,7 @@ pub struct Overlay {
     limits: OverlayLimits,
     size: u64,
     state: RwLock<State>,
+    shared_ram: Option<RamBudget>,
 }
 
 impl std::fmt::Debug for dyn Disk {
@@ -104,7 +150,22 @@ impl Overlay {
             base,
             limits,
             state: RwLock::new(State::default()),
+            shared_ram: None,
         })
+    }
+
+    /// The overlay, keeping chunks in RAM only while `budget` (shared with other
+    /// overlays) has room as well as its own limit; past either it spills.
+    pub fn sharing_ram(mut self, budget: RamBudget) -> Self {
+        self.shared_ram = Some(budget);
+        self
+    }
+
+    /// Gives `n` bytes of RAM back to the shared budget.
+    fn give_ram(&self, n: u64) {
+        if let Some(budget) = &self.shared_ram {
+            budget.give(n);
+        }
     }
 
     /// The disk under the overlay.
@@ -124,7 +185,8 @@ impl Overlay {
 
     /// Drops every written chunk: the overlay reads as its base again.
     pub fn discard(&self) {
-        *self.write_state() = State::default();
+        let old = std::mem::take(&mut *self.write_state());
+        self.give_ram(old.ram_used);
     }
 
     /// The written ranges, chunk aligned, in order: what differs from the base.
@@ -192,7 +254,9 @@ impl Overlay {
             }
             _ => {}
         }
-        if st.ram_used + CHUNK <= self.limits.ram_bytes {
+        if st.ram_used + CHUNK <= self.limits.ram_bytes
+            && self.shared_ram.as_ref().is_none_or(|b| b.take(CHUNK))
+        {
             st.ram_used += CHUNK;
             st.chunks.insert(idx, Chunk::Ram(data.into_boxed_slice()));
             return Ok(());
@@ -245,7 +309,10 @@ impl Overlay {
 
     fn release(&self, st: &mut State, idx: u64) {
         match st.chunks.remove(&idx) {
-            Some(Chunk::Ram(_)) => st.ram_used -= CHUNK,
+            Some(Chunk::Ram(_)) => {
+                st.ram_used -= CHUNK;
+                self.give_ram(CHUNK);
+            }
             Some(Chunk::Spill(slot)) => st.free_slots.push(slot),
             _ => {}
         }
@@ -269,6 +336,13 @@ impl Overlay {
             )));
         }
         Ok(())
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        let ram = self.read_state().ram_used;
+        self.give_ram(ram);
     }
 }
 
