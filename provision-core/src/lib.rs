@@ -35,6 +35,7 @@
 
 pub mod adapters;
 mod boot;
+pub mod boot_files;
 mod error;
 mod file_lock;
 #[doc(hidden)]
