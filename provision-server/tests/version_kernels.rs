@@ -65,7 +65,6 @@ fn boot(http: SocketAddr, mac: &str) -> (String, Vec<u8>, Vec<u8>) {
 /// Writes the raw image `raw` over the whole of the VHD `vhd` (as a maintenance
 /// device installing a new kernel would write its version).
 fn write_image(vhd: &Path, raw: &Path) {
-    use vhd::Disk;
     let disk = vhd::open_disk(vhd, false).unwrap();
     disk.write_at(&std::fs::read(raw).unwrap(), 0).unwrap();
     disk.flush().unwrap();
@@ -129,7 +128,9 @@ fn the_kernel_follows_promote_and_rollback() {
         "{path}"
     );
     assert_eq!(boot(http, TEST).1, b"KERNEL-OF-V0");
-    // Another boot's path is refused: the token is the boot's.
+    // The next boot of the device: the previous boot's path is refused (the token is
+    // the boot's).
+    assert_eq!(boot(http, PRODUCTION).1, b"KERNEL-OF-V0");
     let (code, _) = curl(&format!("http://{http}/{path}"));
     assert_ne!(code, 200, "the old boot's kernel path still served");
 
@@ -165,9 +166,7 @@ fn the_kernel_follows_promote_and_rollback() {
     assert_eq!(boot(http, TEST).1, b"KERNEL-OF-V1");
 
     // A pin follows too: the production device pinned to version 1.
-    store
-        .assign("seat-prod", "lab", Mode::Standard, Some(1))
-        .unwrap();
+    store.pin("seat-prod", "lab", Some(1)).unwrap();
     assert_eq!(boot(http, PRODUCTION).1, b"KERNEL-OF-V1");
 }
 
