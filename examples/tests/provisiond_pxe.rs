@@ -390,19 +390,28 @@ fn check_boot(site: &Site, mac: &str, device: &str, hostname: &str, text: &str, 
         "{text}"
     );
     // Nobody chose: the default entry was booted after the timeout, its kernel and
-    // initrd loaded by iPXE from the TFTP root.
+    // initrd those of the version it boots (the vDisk image's FAT partition 1 carries
+    // them), loaded under the boot's own path `provision/<mac>/<token>/os/<file>`.
     let menu = text.find("provision: choose a vDisk").unwrap();
     // iPXE prints `<path>... ok`, with percentages between when the transfer is slow.
-    let loaded = |path: &str| {
-        let at = text.find(&format!("{path}..."))?;
-        let line = text[at..].lines().next()?;
-        line.trim_end().ends_with("ok").then_some(at)
+    let loaded = |name: &str| {
+        let mut at = 0;
+        for _ in 0..64 {
+            let found = at + text[at..].find(&format!("/os/{name}..."))?;
+            let start = text[..found].rfind('\n').map_or(0, |n| n + 1);
+            let line = text[start..].lines().next()?;
+            if line.contains(&format!("provision/{mac}/")) && line.trim_end().ends_with("ok") {
+                return Some(found);
+            }
+            at = found + 1;
+        }
+        None
     };
-    let kernel = loaded("/boot/os/vmlinuz");
-    let initrd = loaded("/boot/os/initrd.img");
+    let kernel = loaded("vmlinuz");
+    let initrd = loaded("initrd.img");
     assert!(
         kernel.is_some_and(|k| k > menu) && initrd.is_some_and(|i| i > menu),
-        "iPXE loaded /boot/os/vmlinuz and /boot/os/initrd.img after the menu:\n{text}"
+        "iPXE loaded provision/{mac}/<token>/os/vmlinuz and initrd.img after the menu:\n{text}"
     );
     assert!(
         text.contains(&format!(
@@ -414,16 +423,17 @@ fn check_boot(site: &Site, mac: &str, device: &str, hostname: &str, text: &str, 
         log.contains(&format!("file=provision/{mac}.ipxe")),
         "provisiond offered the device's script:\n{log}"
     );
-    for file in ["boot/os/vmlinuz", "boot/os/initrd.img"] {
+    for file in ["vmlinuz", "initrd.img"] {
         let (served, how) = if site.http {
             ("HTTP boot file", "HTTP")
         } else {
             ("transfer complete", "TFTP")
         };
         assert!(
-            log.lines()
-                .any(|l| l.contains(served) && l.contains(&format!("file={file}"))),
-            "provisiond's {how} served {file}:\n{log}"
+            log.lines().any(|l| l.contains(served)
+                && l.contains(&format!("file=provision/{mac}/"))
+                && l.contains(&format!("/os/{file}"))),
+            "provisiond's {how} served the version's {file}:\n{log}"
         );
     }
     assert!(
