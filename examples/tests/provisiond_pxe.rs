@@ -401,8 +401,7 @@ fn check_boot(site: &Site, mac: &str, device: &str, hostname: &str, text: &str, 
         line.trim_end().ends_with("ok").then_some(at)
     };
     assert!(
-        text.contains(&format!("provision/{mac}/"))
-            || text.contains(&format!("provision/{}/", mac.replace(':', "%3A"))),
+        text.contains(&format!("provision/{}/", mac.replace(':', "-"))),
         "the kernel and initrd came from the boot's provision/{mac}/<token>/ folder:\n{text}"
     );
     let kernel = loaded("vmlinuz");
@@ -429,7 +428,7 @@ fn check_boot(site: &Site, mac: &str, device: &str, hostname: &str, text: &str, 
         };
         assert!(
             log.lines().any(|l| l.contains(served)
-                && l.contains(&format!("file=provision/{mac}/"))
+                && l.contains(&format!("file=provision/{}/", mac.replace(':', "-")))
                 && l.contains(&format!("/os/{file}"))),
             "provisiond's {how} served the version's {file}:\n{log}"
         );
@@ -571,7 +570,7 @@ fn qemu_bios_kernel_and_initrd_over_http() {
         // iPXE writes the MAC's colons percent-encoded in URLs.
         text.contains(&format!(
             "http://{SERVER}:8080/provision/{}/",
-            SEAT_1.replace(':', "%3A")
+            SEAT_1.replace(':', "-")
         )),
         "iPXE fetched the version's kernel over HTTP:\n{text}"
     );

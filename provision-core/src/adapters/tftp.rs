@@ -207,8 +207,10 @@ fn file_path(boot: &BootSettings, path: &str) -> String {
 
 /// The path under which the boot with `token` of the device with `mac` fetches the
 /// file `name` ([`layout::BOOT_KERNEL`] or [`layout::BOOT_INITRD`]) of the version it
-/// boots of `vdisk`: `<prefix>/<mac>/<token>/<vdisk>/<name>`.
+/// boots of `vdisk`: `<prefix>/<mac>/<token>/<vdisk>/<name>`, the MAC written with
+/// dashes (`52-54-00-00-00-01`): iPXE takes a path with a colon for a URI scheme.
 pub fn version_file_path(prefix: &str, mac: Mac, token: &Token, vdisk: &str, name: &str) -> String {
+    let mac = mac.to_string().replace(':', "-");
     format!("{prefix}/{mac}/{token}/{vdisk}/{name}")
 }
 
