@@ -397,8 +397,15 @@ fn check_boot(site: &Site, mac: &str, device: &str, hostname: &str, text: &str, 
     // The console wraps a long path: the per-boot folder is checked on its own.
     let loaded = |name: &str| {
         let at = text.find(&format!("/os/{name}..."))?;
-        let line = text[at..].lines().next()?;
-        line.trim_end().ends_with("ok").then_some(at)
+        // The 80-column console may wrap `ok` itself: join the lines after the path.
+        let after: String = text[at..]
+            .chars()
+            .skip(name.len() + 7)
+            .take(200)
+            .filter(|c| !matches!(c, '\n' | '\r'))
+            .collect();
+        let status = after.split('/').next()?;
+        status.contains("ok").then_some(at)
     };
     assert!(
         text.contains(&format!("provision/{}/", mac.replace(':', "-"))),
