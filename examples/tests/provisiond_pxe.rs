@@ -390,19 +390,32 @@ fn check_boot(site: &Site, mac: &str, device: &str, hostname: &str, text: &str, 
         "{text}"
     );
     // Nobody chose: the default entry was booted after the timeout, its kernel and
-    // initrd loaded by iPXE from the TFTP root.
+    // initrd those of the version it boots (the vDisk image's FAT partition 1 carries
+    // them), loaded under the boot's own path `provision/<mac>/<token>/os/<file>`.
     let menu = text.find("provision: choose a vDisk").unwrap();
     // iPXE prints `<path>... ok`, with percentages between when the transfer is slow.
-    let loaded = |path: &str| {
-        let at = text.find(&format!("{path}..."))?;
-        let line = text[at..].lines().next()?;
-        line.trim_end().ends_with("ok").then_some(at)
+    // The console wraps a long path: the per-boot folder is checked on its own.
+    let loaded = |name: &str| {
+        let at = text.find(&format!("/os/{name}..."))?;
+        // The 80-column console may wrap `ok` itself: join the lines after the path.
+        let after: String = text[at..]
+            .chars()
+            .skip(name.len() + 7)
+            .take(200)
+            .filter(|c| !matches!(c, '\n' | '\r'))
+            .collect();
+        let status = after.split('/').next()?;
+        status.contains("ok").then_some(at)
     };
-    let kernel = loaded("/boot/os/vmlinuz");
-    let initrd = loaded("/boot/os/initrd.img");
+    assert!(
+        text.contains(&format!("provision/{}/", mac.replace(':', "-"))),
+        "the kernel and initrd came from the boot's provision/{mac}/<token>/ folder:\n{text}"
+    );
+    let kernel = loaded("vmlinuz");
+    let initrd = loaded("initrd.img");
     assert!(
         kernel.is_some_and(|k| k > menu) && initrd.is_some_and(|i| i > menu),
-        "iPXE loaded /boot/os/vmlinuz and /boot/os/initrd.img after the menu:\n{text}"
+        "iPXE loaded provision/{mac}/<token>/os/vmlinuz and initrd.img after the menu:\n{text}"
     );
     assert!(
         text.contains(&format!(
@@ -414,16 +427,17 @@ fn check_boot(site: &Site, mac: &str, device: &str, hostname: &str, text: &str, 
         log.contains(&format!("file=provision/{mac}.ipxe")),
         "provisiond offered the device's script:\n{log}"
     );
-    for file in ["boot/os/vmlinuz", "boot/os/initrd.img"] {
+    for file in ["vmlinuz", "initrd.img"] {
         let (served, how) = if site.http {
             ("HTTP boot file", "HTTP")
         } else {
             ("transfer complete", "TFTP")
         };
         assert!(
-            log.lines()
-                .any(|l| l.contains(served) && l.contains(&format!("file={file}"))),
-            "provisiond's {how} served {file}:\n{log}"
+            log.lines().any(|l| l.contains(served)
+                && l.contains(&format!("file=provision/{}/", mac.replace(':', "-")))
+                && l.contains(&format!("/os/{file}"))),
+            "provisiond's {how} served the version's {file}:\n{log}"
         );
     }
     assert!(
@@ -560,8 +574,12 @@ fn qemu_bios_kernel_and_initrd_over_http() {
         Site::summary(&text)
     );
     assert!(
-        text.contains(&format!("http://{SERVER}:8080/boot/os/vmlinuz...")),
-        "iPXE fetched the kernel over HTTP:\n{text}"
+        // iPXE writes the MAC's colons percent-encoded in URLs.
+        text.contains(&format!(
+            "http://{SERVER}:8080/provision/{}/",
+            SEAT_1.replace(':', "-")
+        )),
+        "iPXE fetched the version's kernel over HTTP:\n{text}"
     );
     check_boot(&site, SEAT_1, "seat-1", "diskless-1", &text, false);
 }

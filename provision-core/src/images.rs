@@ -159,7 +159,10 @@ pub fn leftover_files(store: &Store) -> Result<Vec<String>> {
     let dir = store_dir(store)?;
     let mut known = std::collections::HashSet::new();
     for vdisk in store.vdisks()? {
-        known.extend(store.versions(&vdisk.name)?.into_iter().map(|v| v.file));
+        for v in store.versions(&vdisk.name)? {
+            known.insert(layout::boot_files_dir(&vdisk.name, v.number));
+            known.insert(v.file);
+        }
     }
     let mut leftovers = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
@@ -218,7 +221,12 @@ pub fn clean_leftover_files(store: &Store, in_use: &dyn Fn(&str) -> bool) -> Res
             cleanup.kept.push(file);
             continue;
         }
-        std::fs::remove_file(&path).map_err(io_error(&path))?;
+        if path.is_dir() {
+            // The boot files copied out of a version that was removed since.
+            std::fs::remove_dir_all(&path).map_err(io_error(&path))?;
+        } else {
+            std::fs::remove_file(&path).map_err(io_error(&path))?;
+        }
         tracing::info!(file, "leftover file deleted");
         cleanup.removed.push(file);
     }

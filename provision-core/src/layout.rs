@@ -5,6 +5,8 @@
 //!     provision.db (+ -wal, -shm)         DATABASE_FILE: the SQLite database
 //!     <vdisk>/v<N>.vhd                    version N of a vDisk (v0: its base)
 //!     <vdisk>/v<N>.vhd.merge              a merge in progress (renamed over v<N>.vhd)
+//!     <vdisk>/v<N>.boot/                  kernel and initrd found in version N's image:
+//!       vmlinuz, initrd.img, found          the files and what they were made from
 //!     <any>.partial                       a file being written (renamed when complete)
 //!     cache/                              CACHE_DIR: RAM write caches' spill files
 //!     cache/<mac>/<vdisk>.boot<B>.vhd     the durable write cache of boot B on a vDisk
@@ -57,6 +59,26 @@ pub fn is_database(relative: &str) -> bool {
 pub fn version_file(vdisk: &str, number: u32) -> String {
     format!("{vdisk}/v{number}.vhd")
 }
+
+/// The folder of the kernel and initrd copied out of version `number` of `vdisk`,
+/// relative to the store folder: `<vdisk>/v<N>.boot`.
+///
+/// ```
+/// use provision_core::layout;
+/// assert_eq!(layout::boot_files_dir("lab", 1), "lab/v1.boot");
+/// assert_eq!(layout::BOOT_KERNEL, "vmlinuz");
+/// ```
+pub fn boot_files_dir(vdisk: &str, number: u32) -> String {
+    format!("{vdisk}/v{number}.boot")
+}
+
+/// The kernel's file name in a [`boot_files_dir`] (and in per-boot paths).
+pub const BOOT_KERNEL: &str = "vmlinuz";
+/// The initrd's file name in a [`boot_files_dir`] (and in per-boot paths).
+pub const BOOT_INITRD: &str = "initrd.img";
+/// The file in a [`boot_files_dir`] that says which version file the copies were made
+/// from and where in its image they were found; written last.
+pub const BOOT_FOUND: &str = "found";
 
 /// Where a merge of the version in `file` (relative) is written before it replaces it.
 pub fn merge_output(file: &str) -> String {

@@ -36,6 +36,7 @@
 pub mod adapters;
 mod backup;
 mod boot;
+pub mod boot_files;
 mod error;
 mod file_lock;
 #[doc(hidden)]

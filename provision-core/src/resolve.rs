@@ -149,6 +149,19 @@ impl BootFacts {
     pub fn plan(&self) -> Result<BootPlan, Refusal> {
         boot_plan(self.mac, self.device.as_ref(), &self.assigned)
     }
+
+    /// What `device` (admitted from these facts) boots of `vdisk`: [`resolve_disk`]
+    /// with its assignment of it and that vDisk's versions. Sessions and the boot files
+    /// of versions both ask this, so a device gets the kernel of the version it mounts.
+    pub fn disk(&self, device: &Device, vdisk: &str) -> Result<DiskPlan, Refusal> {
+        let assigned = self.assigned.iter().find(|(a, _)| a.vdisk == vdisk);
+        resolve_disk(
+            device,
+            vdisk,
+            assigned.map(|(a, _)| a),
+            assigned.map_or(&[][..], |(_, v)| v),
+        )
+    }
 }
 
 /// The device that may boot with `mac`: known and enabled.

@@ -1,5 +1,5 @@
-//! Replays the seed corpora of the fuzz targets `export_name` and `tftp_path` (in
-//! `fuzz/corpus/`) through the functions the targets call, so stable CI runs them.
+//! Replays the seed corpora of the fuzz targets `export_name`, `tftp_path` and
+//! `boot_partitions` (in `fuzz/corpus/`) through the functions the targets call, so stable CI runs them.
 
 use testkit::replay_corpus as replay;
 
@@ -17,4 +17,11 @@ fn tftp_path_corpus() {
     let dir = tempfile::tempdir().unwrap();
     let paths = provision_core::fuzzing::TftpPaths::new(dir.path()).unwrap();
     replay("tftp_path", |data| paths.open(data));
+}
+
+#[test]
+fn boot_partitions_corpus() {
+    replay("boot_partitions", |data| {
+        provision_core::boot_files::partitions::check_partition_table(data);
+    });
 }

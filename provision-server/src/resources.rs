@@ -43,6 +43,11 @@ pub struct VersionView {
     pub note: String,
     /// Seconds since the Unix epoch.
     pub created_at: i64,
+    /// The kernel and initrd the version boots: where in its image they were found
+    /// (`p1:/vmlinuz p1:/initrd.img`), or `configured paths` when it carries none.
+    /// Absent when not looked up (answers of promote and rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boots: Option<String>,
 }
 
 /// A device.
@@ -212,6 +217,7 @@ impl From<&Version> for VersionView {
             file: v.file.clone(),
             note: v.note.clone(),
             created_at: v.created_at,
+            boots: None,
         }
     }
 }

@@ -30,6 +30,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod boot_assets;
+pub mod kernel_disks;
 pub mod tgt;
 
 /// Directories searched after `PATH`: daemons such as dnsmasq live in `sbin`.
@@ -61,7 +62,7 @@ fn package_of(program: &str) -> &str {
         "sfdisk" => "fdisk",
         "mkfs.fat" => "dosfstools",
         "mkfs.ext4" => "e2fsprogs",
-        "mcopy" => "mtools",
+        "mcopy" | "mmd" | "mformat" => "mtools",
         "modinfo" => "kmod",
         "apt-get" => "apt",
         other => other,

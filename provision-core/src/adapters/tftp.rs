@@ -1,7 +1,9 @@
 //! Per-device boot files over TFTP: `<prefix>/<mac>.ipxe`, the device's iPXE script
 //! (a menu when several vDisks are assigned) carrying its current boot token, and
 //! `<prefix>/<mac>/<token>.personality`, its personality as `key=value` lines, for the
-//! holder of that boot's token only.
+//! holder of that boot's token only; and `<prefix>/<mac>/<token>/<vdisk>/vmlinuz` and
+//! `.../initrd.img`, the kernel and initrd of the version that boot opens of the vDisk,
+//! when its image carries them ([`crate::boot_files`]).
 //!
 //! The script is served only to the device's own address: the one its DHCP exchange
 //! recorded for the boot, and never an address the server's neighbour table says
@@ -21,10 +23,13 @@ use std::sync::Arc;
 use tftp::{ErrorCode, MemorySource, Provider, Source};
 
 use crate::boot::{Boot, BootCause, Token};
+use crate::boot_files;
 use crate::error::ErrorKind;
+use crate::layout;
 use crate::mac::Mac;
 use crate::model::{Assignment, Device};
 use crate::resolve::Refusal;
+use crate::resolve::{self, DiskPlan};
 use crate::session::Sessions;
 use crate::store::Store;
 
@@ -155,6 +160,42 @@ pub fn ipxe_script(
     boot: &BootSettings,
     token: &Token,
 ) -> String {
+    ipxe_script_with(device, assignments, &[], personality, boot, token)
+}
+
+/// The kernel and initrd paths a script names for one assigned vDisk, instead of the
+/// configured ones: those of the version it boots ([`version_file_path`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionFiles {
+    /// The kernel's path.
+    pub kernel: String,
+    /// The initrd's path.
+    pub initrd: String,
+}
+
+/// [`ipxe_script`], where `files[i]`, when present, names the kernel and initrd of
+/// `assignments[i]` (the configured paths otherwise).
+///
+/// ```
+/// use provision_core::adapters::tftp::{BootSettings, VersionFiles, ipxe_script_with};
+/// use provision_core::{Assignment, Device, DeviceType, Mac, Mode, Token};
+/// let device = Device { id: 1, mac: Mac([0x52, 0x54, 0, 0, 0, 1]), name: "seat-1".into(),
+///                       collection: None, device_type: DeviceType::Test, enabled: true };
+/// let lab = Assignment { vdisk: "lab".into(), mode: Mode::Standard, pinned_version: None };
+/// let files = VersionFiles { kernel: "provision/x/vmlinuz".into(), initrd: "provision/x/initrd.img".into() };
+/// let boot = BootSettings::new("10.0.0.1:10809");
+/// let script = ipxe_script_with(&device, &[lab], &[Some(files)], &[], &boot, &Token::random());
+/// assert!(script.contains("\nkernel /provision/x/vmlinuz "));
+/// assert!(script.contains("\ninitrd --name initrd.img /provision/x/initrd.img\n"));
+/// ```
+pub fn ipxe_script_with(
+    device: &Device,
+    assignments: &[Assignment],
+    files: &[Option<VersionFiles>],
+    personality: &[(String, String)],
+    boot: &BootSettings,
+    token: &Token,
+) -> String {
     let mut s = format!("#!ipxe\n# provision: {} ({})\n", device.name, device.mac);
     if assignments.is_empty() {
         s.push_str("echo provision: no vDisk is assigned to this device\nsleep 10\nexit 1\n");
@@ -183,16 +224,20 @@ pub fn ipxe_script(
             continue;
         }
         let fill = |template: &str| template.replace("{vdisk}", &a.vdisk);
+        let (kernel, initrd) = match files.get(i).and_then(Option::as_ref) {
+            Some(f) => (f.kernel.clone(), f.initrd.clone()),
+            None => (fill(&boot.kernel), fill(&boot.initrd)),
+        };
         s.push_str(&format!(
             ":vdisk{i}\nkernel {} {} nbdroot={}/{}/{}/{token} hostname={} initrd={INITRD_NAME}\n\
              initrd --name {INITRD_NAME} {}\nboot\n",
-            file_path(boot, &fill(&boot.kernel)),
+            file_path(boot, &kernel),
             fill(&boot.cmdline),
             boot.nbd_server,
             device.mac,
             a.vdisk,
             hostname,
-            file_path(boot, &fill(&boot.initrd)),
+            file_path(boot, &initrd),
         ));
     }
     s
@@ -237,6 +282,36 @@ fn file_path(boot: &BootSettings, path: &str) -> String {
     match &boot.file_server {
         Some(base) => format!("{}{rooted}", base.trim_end_matches('/')),
         None => rooted,
+    }
+}
+
+/// The path under which the boot with `token` of the device with `mac` fetches the
+/// file `name` ([`layout::BOOT_KERNEL`] or [`layout::BOOT_INITRD`]) of the version it
+/// boots of `vdisk`: `<prefix>/<mac>/<token>/<vdisk>/<name>`, the MAC written with
+/// dashes (`52-54-00-00-00-01`): iPXE takes a path with a colon for a URI scheme.
+pub fn version_file_path(prefix: &str, mac: Mac, token: &Token, vdisk: &str, name: &str) -> String {
+    let mac = mac.to_string().replace(':', "-");
+    format!("{prefix}/{mac}/{token}/{vdisk}/{name}")
+}
+
+/// A file of the store served as it is (positional reads of one open file).
+#[derive(Debug)]
+struct StoreFile {
+    file: std::fs::File,
+    len: u64,
+}
+
+impl Source for StoreFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let room = self.len.saturating_sub(offset).min(buf.len() as u64) as usize;
+        if room == 0 {
+            return Ok(0);
+        }
+        std::os::unix::fs::FileExt::read_at(&self.file, &mut buf[..room], offset)
     }
 }
 
@@ -382,26 +457,119 @@ impl DeviceFiles {
     fn script(&self, mac: Mac, peer: IpAddr) -> crate::Result<Vec<u8>> {
         let device = self.store.device_or_auto_add(mac)?;
         let boot = self.boot_for_script(mac, peer)?;
-        let assignments = match self.store.boot_facts(mac)?.plan() {
-            Ok(plan) => plan.assignments(),
+        let (assignments, files) = match self.store.boot_facts(mac)?.plan() {
+            Ok(plan) => {
+                let files = plan
+                    .entries
+                    .iter()
+                    .map(|e| self.version_files(mac, &boot.token, e.disk.as_ref().ok()))
+                    .collect();
+                (plan.assignments(), files)
+            }
             // The script tells the device so.
-            Err(Refusal::Unassigned { .. }) => Vec::new(),
+            Err(Refusal::Unassigned { .. }) => (Vec::new(), Vec::new()),
             Err(refusal) => return Err(refusal.into()),
         };
         let personality = self.store.personality(&mac.to_string())?;
-        Ok(ipxe_script(&device, &assignments, &personality, &self.boot, &boot.token).into_bytes())
+        let script = ipxe_script_with(
+            &device,
+            &assignments,
+            &files,
+            &personality,
+            &self.boot,
+            &boot.token,
+        );
+        Ok(script.into_bytes())
     }
 
-    fn personality(&self, mac: Mac, token: &str) -> crate::Result<Vec<u8>> {
-        let device = self.store.device(&mac.to_string())?;
+    /// The store's copy of the kernel and initrd of the version `disk` opens, made if
+    /// needed; `None` when that version carries none (or the copy failed: logged).
+    fn copied_boot_files(&self, disk: &DiskPlan) -> Option<boot_files::BootFiles> {
+        let dir = self.store.dir()?;
+        match boot_files::extract_boot_files(dir, &disk.vdisk, disk.version, &disk.file) {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!(vdisk = %disk.vdisk, version = disk.version, error = %e,
+                    "kernel and initrd of the version could not be copied: configured paths boot");
+                None
+            }
+        }
+    }
+
+    /// The script's paths of the kernel and initrd of the version `disk` opens, when it
+    /// carries them.
+    fn version_files(
+        &self,
+        mac: Mac,
+        token: &Token,
+        disk: Option<&DiskPlan>,
+    ) -> Option<VersionFiles> {
+        let disk = disk?;
+        self.copied_boot_files(disk)?;
+        let path = |name| version_file_path(&self.boot.prefix, mac, token, &disk.vdisk, name);
+        Some(VersionFiles {
+            kernel: path(layout::BOOT_KERNEL),
+            initrd: path(layout::BOOT_INITRD),
+        })
+    }
+
+    /// Refused unless `token` is the current boot's of the device with `mac`.
+    fn check_token(&self, mac: Mac, token: &str, what: &str) -> crate::Result<()> {
         let current = self.sessions.current_boot(mac)?;
         let valid = token.parse::<Token>().ok();
         if current.is_none_or(|boot| Some(boot.token) != valid) {
             return Err(crate::Error::new(
                 ErrorKind::Refused,
-                format!("personality of {mac}: not its current boot's token"),
+                format!("{what} of {mac}: not its current boot's token"),
             ));
         }
+        Ok(())
+    }
+
+    /// The kernel or initrd (`name`) of the version the boot with `token` of `mac`
+    /// opens of `vdisk`: resolved as its session resolves it.
+    fn version_file(
+        &self,
+        mac: Mac,
+        token: &str,
+        vdisk: &str,
+        name: &str,
+    ) -> crate::Result<Arc<dyn Source>> {
+        self.check_token(mac, token, name)?;
+        let facts = self.store.boot_facts(mac)?;
+        let device = resolve::admit(mac, facts.device.as_ref())?;
+        let disk = facts.disk(device, vdisk)?;
+        let files = self.copied_boot_files(&disk).ok_or_else(|| {
+            crate::Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "version {} of {vdisk} carries no kernel and initrd",
+                    disk.version
+                ),
+            )
+        })?;
+        let path = if name == layout::BOOT_KERNEL {
+            files.kernel
+        } else {
+            files.initrd
+        };
+        let file = std::fs::File::open(&path).map_err(|source| crate::Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let len = file
+            .metadata()
+            .map_err(|source| crate::Error::Io {
+                path: path.display().to_string(),
+                source,
+            })?
+            .len();
+        Ok(Arc::new(StoreFile { file, len }))
+    }
+
+    fn personality(&self, mac: Mac, token: &str) -> crate::Result<Vec<u8>> {
+        let device = self.store.device(&mac.to_string())?;
+        self.check_token(mac, token, "personality")?;
         let personality = self.store.personality(&mac.to_string())?;
         Ok(personality_file(&device, &personality).into_bytes())
     }
@@ -426,6 +594,18 @@ impl Provider for DeviceFiles {
         {
             let mac: Mac = mac.parse().map_err(|_| tftp::Error::not_found())?;
             self.personality(mac, token).map_err(|e| refuse(mac, &e))?
+        } else if let Some([mac, token, vdisk, file]) = name
+            .split('/')
+            .collect::<Vec<_>>()
+            .as_slice()
+            .try_into()
+            .ok()
+            .filter(|[.., f]: &[&str; 4]| [layout::BOOT_KERNEL, layout::BOOT_INITRD].contains(f))
+        {
+            let mac: Mac = mac.parse().map_err(|_| tftp::Error::not_found())?;
+            return self
+                .version_file(mac, token, vdisk, file)
+                .map_err(|e| refuse(mac, &e));
         } else {
             return Err(tftp::Error::not_found());
         };

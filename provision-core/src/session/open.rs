@@ -18,7 +18,6 @@ use crate::file_lock::FileLock;
 use crate::layout;
 use crate::mac::Mac;
 use crate::model::Device;
-use crate::resolve;
 
 /// How long a reconnect waits for the boot's closing session of the same vDisk to
 /// flush and give its file back.
@@ -234,17 +233,10 @@ impl Inner {
     }
 
     /// What `device` opens of `vdisk` in a boot: version, mode and file, as
-    /// [`resolve::resolve_disk`] decides from its assignment as it is now. The one
+    /// [`crate::resolve::resolve_disk`] decides from its assignment as it is now. The one
     /// effect is explicit: a private disk is created on its first use.
     pub(super) fn resolve(&self, device: &Device, vdisk: &str) -> Result<Resolved> {
-        let facts = self.store.boot_facts(device.mac)?;
-        let assigned = facts.assigned.iter().find(|(a, _)| a.vdisk == vdisk);
-        let plan = resolve::resolve_disk(
-            device,
-            vdisk,
-            assigned.map(|(a, _)| a),
-            assigned.map_or(&[][..], |(_, v)| v),
-        )?;
+        let plan = self.store.boot_facts(device.mac)?.disk(device, vdisk)?;
         let file = self.dir.join(&plan.file);
         let file = match plan.mode {
             SessionMode::Private => self.private_disk(device.mac, vdisk, &file)?,

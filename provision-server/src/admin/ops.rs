@@ -59,8 +59,22 @@ pub fn remove_vdisk(store: &Store, name: &str) -> Result<Message> {
     })
 }
 
+/// The versions of `vdisk`, each with the kernel and initrd it boots: their copies are
+/// made now for versions that have none yet (as the first boot of the version would).
 pub fn versions(store: &Store, vdisk: &str) -> Result<Vec<VersionView>> {
-    Ok(views(&store.versions(vdisk)?))
+    let versions = store.versions(vdisk)?;
+    let mut list: Vec<VersionView> = views(&versions);
+    if let Some(dir) = store.dir() {
+        for (view, v) in list.iter_mut().zip(&versions) {
+            let found =
+                provision_core::boot_files::extract_boot_files(dir, vdisk, v.number, &v.file)?;
+            view.boots = Some(match found {
+                Some(f) => format!("{} {}", f.kernel_source, f.initrd_source),
+                None => "configured paths".to_owned(),
+            });
+        }
+    }
+    Ok(list)
 }
 
 pub fn add_version(store: &Store, vdisk: &str, new: &NewVersion) -> Result<VersionView> {

@@ -90,11 +90,12 @@ fn versions(list: &[VersionView]) -> String {
                 v.number.to_string(),
                 v.state.clone(),
                 v.file.clone(),
+                v.boots.clone().unwrap_or_default(),
                 v.note.clone(),
             ]
         })
         .collect();
-    table(&["VERSION", "STATE", "FILE", "NOTE"], &rows)
+    table(&["VERSION", "STATE", "FILE", "BOOTS", "NOTE"], &rows)
 }
 
 fn devices(list: &[DeviceView]) -> String {
