@@ -154,8 +154,29 @@ fn start_provisiond(dir: &Path, root: &Path) -> (SocketAddr, SocketAddr, ChildGu
     (http, tftp, guard)
 }
 
+/// A running nginx: stopped with `nginx -s stop` (its master then ends its workers;
+/// killing the master alone would leave them behind), then killed if still there.
+struct Nginx {
+    prefix: std::path::PathBuf,
+    _master: ChildGuard,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("nginx")
+            .arg("-p")
+            .arg(&self.prefix)
+            .arg("-c")
+            .arg(self.prefix.join("nginx.conf"))
+            .args(["-s", "stop"])
+            .stderr(Stdio::null())
+            .status();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// nginx serving `root` with sendfile, as a packager ships it for static files.
-fn start_nginx(dir: &Path, root: &Path) -> (SocketAddr, ChildGuard) {
+fn start_nginx(dir: &Path, root: &Path) -> (SocketAddr, Nginx) {
     let addr = SocketAddr::from(([127, 0, 0, 1], testkit::free_tcp_port()));
     let prefix = dir.join("nginx");
     std::fs::create_dir_all(prefix.join("logs")).expect("nginx's folder");
@@ -183,5 +204,11 @@ fn start_nginx(dir: &Path, root: &Path) -> (SocketAddr, ChildGuard) {
             .arg(prefix.join("logs/error.log")),
     );
     testkit::wait_for_tcp(addr, Duration::from_secs(30));
-    (addr, guard)
+    (
+        addr,
+        Nginx {
+            prefix,
+            _master: guard,
+        },
+    )
 }
