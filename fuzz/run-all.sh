@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for SECONDS (default 600) with cargo-fuzz on the nightly
-# toolchain (`cargo install cargo-fuzz`), one after the other, and prints how many
+# Runs every fuzz target (or the TARGETs named) for SECONDS (default 600) with cargo-fuzz
+# on the nightly toolchain (`cargo install cargo-fuzz`), one after the other, and prints how many
 # executions each reached. New inputs go to target/corpus/<target> (not committed): the
 # seeds in corpus/<target> are only read. A crash stops the script with libFuzzer's
 # report and the input in artifacts/<target>/; add it to corpus/<target> once fixed.
 set -euo pipefail
 cd "$(dirname "$0")"
+# Usage: fuzz/run-all.sh [SECONDS [TARGET...]]
 seconds="${1:-600}"
-targets=$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^provision-fuzz$')
+shift || true
+if [ "$#" -gt 0 ]; then
+  targets="$*"
+else
+  targets=$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^provision-fuzz$')
+fi
 summary=()
 for t in $targets; do
   mkdir -p "target/corpus/$t" "corpus/$t"
